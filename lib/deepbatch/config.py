@@ -1,0 +1,240 @@
+"""Typed configuration: base.yaml + overlay(s) + ``key=value`` overrides.
+
+A conf file may name the file it extends with ``extends: base.yaml`` (resolved
+relative to itself). The merged mapping is checked against the dataclasses
+below: an unknown key or a value of the wrong type raises :class:`ConfigError`
+naming the dotted key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepbatch.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SparkConf:
+    app_name: str = "deepbatch"
+    # None: leave the master to spark-submit / the environment.
+    master: str | None = None
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoConf:
+    """Size of the demo landing zone built from packaged real data."""
+
+    size: str = "small"  # "small" uses the counts below; "full" uses every record
+    images: int = 3000
+    texts: int = 3000
+    synthetic_clips: int = 36
+    real_clips: bool = True
+    clip_frames: int = 16
+    clip_size: int = 64
+    seed: int = 7
+    bad_records: bool = True
+
+
+@dataclass(frozen=True)
+class TaskConf:
+    classes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TasksConf:
+    image_cls: TaskConf = field(default_factory=TaskConf)
+    text_cls: TaskConf = field(default_factory=TaskConf)
+    video_cls: TaskConf = field(default_factory=TaskConf)
+
+
+@dataclass(frozen=True)
+class SplitConf:
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+    seed: int = 17
+
+
+@dataclass(frozen=True)
+class QualityConf:
+    # A table whose quarantined share exceeds this fails its stage before publishing.
+    max_quarantine_fraction: float = 0.05
+    min_text_chars: int = 1
+    max_video_probe_frames: int = 10000
+
+
+@dataclass(frozen=True)
+class Conf:
+    data_root: str = "data"
+    spark: SparkConf = field(default_factory=SparkConf)
+    demo: DemoConf = field(default_factory=DemoConf)
+    tasks: TasksConf = field(default_factory=TasksConf)
+    split: SplitConf = field(default_factory=SplitConf)
+    quality: QualityConf = field(default_factory=QualityConf)
+
+    def path(self, *parts: str) -> str:
+        """A path under the data root, which may be a local path or a URI."""
+        return "/".join([self.data_root.rstrip("/"), *parts])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Stable short hash of the effective config, recorded in every manifest."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"conf files extend each other in a cycle: {' -> '.join(map(str, seen + (path,)))}")
+    if not path.is_file():
+        raise ConfigError(f"conf file not found: {path}. Pass --conf with a path to a YAML file such as conf/local.yaml.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"conf file {path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"conf file {path} must hold a mapping at the top level")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    return deep_merge(_read_yaml(path.parent / str(parent), seen + (path,)), data)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a","b","c"], parsed YAML value)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.path=value, e.g. demo.images=500")
+    key, raw = item.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from e
+    # Spark conf keys contain dots themselves: spark.conf.<rest> keeps <rest> whole.
+    parts = key.strip().split(".")
+    if parts[:2] == ["spark", "conf"] and len(parts) > 2:
+        parts = ["spark", "conf", ".".join(parts[2:])]
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = data
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"conf key {key!r} must be a section (mapping), got {value!r}")
+        return _build(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"conf key {key!r} must be a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"conf key {key!r} must be a mapping, got {value!r}")
+        return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"conf key {key!r} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"conf key {key!r} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"conf key {key!r} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"conf key {key!r} must be a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"conf key {key!r}: unsupported type {tp}")  # pragma: no cover
+
+
+def _build(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown conf key {where}{unknown[0]!r}; valid keys here: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def validate(conf: Conf) -> Conf:
+    if conf.demo.size not in ("small", "full"):
+        raise ConfigError(f"conf key 'demo.size' must be 'small' or 'full', got {conf.demo.size!r}")
+    for name in ("images", "texts", "synthetic_clips", "clip_frames", "clip_size"):
+        if getattr(conf.demo, name) < 1:
+            raise ConfigError(f"conf key 'demo.{name}' must be >= 1")
+    fractions = (conf.split.train, conf.split.val, conf.split.test)
+    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(
+            f"conf keys split.train/val/test must be >= 0 and sum to 1, got {fractions}"
+        )
+    if not 0.0 <= conf.quality.max_quarantine_fraction <= 1.0:
+        raise ConfigError("conf key 'quality.max_quarantine_fraction' must lie in [0, 1]")
+    for task in ("image_cls", "text_cls", "video_cls"):
+        classes = getattr(conf.tasks, task).classes
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise ConfigError(f"conf key 'tasks.{task}.classes' must list at least 2 distinct class names")
+    if not conf.data_root:
+        raise ConfigError("conf key 'data_root' must not be empty")
+    return conf
+
+
+def load_conf(path: str | Path, overrides: list[str] | None = None) -> Conf:
+    """Load, merge and validate a conf file plus CLI overrides."""
+    data = apply_overrides(_read_yaml(Path(path)), list(overrides or []))
+    return validate(_build(Conf, data))
+
+
+def conf_from_dict(data: dict[str, Any]) -> Conf:
+    return validate(_build(Conf, data))

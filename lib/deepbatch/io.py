@@ -1,0 +1,300 @@
+"""Storage, staging + atomic publish, and run manifests.
+
+Everything goes through Hadoop's FileSystem API on the driver's JVM, so the
+same code publishes to a local path, ``file://``, ``hdfs://`` or ``s3a://``.
+
+Publishing protocol for one table partition ``<table>/run_date=D``:
+
+1. the stage writes it to ``_staging/<run_id>/<table>/run_date=D``;
+2. the row count is read back from the staged Parquet and reconciled;
+3. the manifest is written into the staged folder;
+4. an existing published partition is moved to ``_trash/<run_id>/…``, the
+   staged folder is renamed into place, and the trash is deleted.
+
+A reader therefore sees the old partition or the new one, never a half
+written one; a rerun for the same run date replaces the partition exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from deepbatch._version import __version__
+from deepbatch.errors import MissingInputError, ReconciliationError, SchemaMismatchError
+
+MANIFEST_NAME = "_manifest.json"
+
+
+class Storage:
+    """Thin wrapper over Hadoop FileSystem for the few operations stages need."""
+
+    def __init__(self, spark: SparkSession):
+        self._spark = spark
+        self._jvm = spark._jvm  # type: ignore[attr-defined]
+        self._hconf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+
+    def _path(self, path: str) -> Any:
+        return self._jvm.org.apache.hadoop.fs.Path(path)
+
+    def _fs(self, path: str) -> Any:
+        return self._path(path).getFileSystem(self._hconf)
+
+    def qualify(self, path: str) -> str:
+        p = self._path(path)
+        return str(self._fs(path).makeQualified(p).toString())
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs(path).exists(self._path(path)))
+
+    def delete(self, path: str) -> None:
+        if self.exists(path):
+            self._fs(path).delete(self._path(path), True)
+
+    def mkdirs(self, path: str) -> None:
+        self._fs(path).mkdirs(self._path(path))
+
+    def rename(self, src: str, dst: str) -> None:
+        parent = self._path(dst).getParent()
+        self._fs(dst).mkdirs(parent)
+        if not self._fs(src).rename(self._path(src), self._path(dst)):
+            raise OSError(f"could not rename {src} to {dst}; check permissions on {parent}")
+
+    def list_dirs(self, path: str) -> list[str]:
+        if not self.exists(path):
+            return []
+        statuses = self._fs(path).listStatus(self._path(path))
+        return sorted(str(s.getPath().getName()) for s in statuses if s.isDirectory())
+
+    def zero_length_files(self, root: str, glob: str) -> list[tuple[str, int]]:
+        """(path, mtime ms) of every empty file under root whose name matches glob.
+
+        Spark's file sources skip zero-length files when planning a scan, so
+        acquire lists them itself to land them as records instead of losing them.
+        """
+        if not self.exists(root):
+            return []
+        accept = self._jvm.org.apache.hadoop.fs.GlobFilter(glob)
+        it = self._fs(root).listFiles(self._path(root), True)
+        out = []
+        while it.hasNext():
+            st = it.next()
+            if st.getLen() == 0 and accept.accept(st.getPath()):
+                out.append((str(st.getPath().toString()), int(st.getModificationTime())))
+        return sorted(out)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        out = self._fs(path).create(self._path(path), True)
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+
+    def write_text(self, path: str, text: str) -> None:
+        out = self._fs(path).create(self._path(path), True)
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+
+    def read_text(self, path: str) -> str:
+        fs = self._fs(path)
+        p = self._path(path)
+        length = int(fs.getFileStatus(p).getLen())
+        stream = fs.open(p)
+        try:
+            buf = self._jvm.java.io.ByteArrayOutputStream()
+            self._jvm.org.apache.hadoop.io.IOUtils.copyBytes(stream, buf, max(length, 1), False)
+            return bytes(buf.toByteArray()).decode("utf-8")
+        finally:
+            stream.close()
+
+
+def partition_path(table_root: str, run_date: str) -> str:
+    return f"{table_root.rstrip('/')}/run_date={run_date}"
+
+
+def read_partition(
+    spark: SparkSession, table_root: str, run_date: str, schema: StructType
+) -> DataFrame:
+    """Read one published run-date partition with its declared schema."""
+    path = partition_path(table_root, run_date)
+    if not Storage(spark).exists(path):
+        raise MissingInputError(
+            f"input {path} does not exist: run the upstream stage for run date {run_date} first "
+            f"(e.g. `deepbatch pipeline --run-date {run_date}`)."
+        )
+    df = spark.read.schema(schema).parquet(path)
+    check_columns(df, schema, path)
+    return df
+
+
+def check_columns(df: DataFrame, schema: StructType, where: str) -> None:
+    expected = [(f.name, f.dataType.simpleString()) for f in schema.fields]
+    actual = [(f.name, f.dataType.simpleString()) for f in df.schema.fields]
+    if expected != actual:
+        missing = sorted(set(expected) - set(actual))
+        extra = sorted(set(actual) - set(expected))
+        raise SchemaMismatchError(
+            f"{where}: columns differ from the declared schema; missing {missing}, unexpected {extra}. "
+            "Fix the producing transformation or update schemas/tables.py."
+        )
+
+
+def conform(df: DataFrame, schema: StructType, where: str) -> DataFrame:
+    """Select and cast columns to the declared schema, failing on a missing column."""
+    from pyspark.sql import functions as F
+
+    missing = [f.name for f in schema.fields if f.name not in df.columns]
+    if missing:
+        raise SchemaMismatchError(
+            f"{where}: missing columns {missing} for its declared schema; available: {df.columns}"
+        )
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+@dataclass
+class TableCounts:
+    """Record accounting for one output table."""
+
+    table: str
+    records_in: int
+    records_out: int
+    quarantined: dict[str, int] = field(default_factory=dict)
+    deduplicated: dict[str, int] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def reconcile(self) -> None:
+        q = sum(self.quarantined.values())
+        d = sum(self.deduplicated.values())
+        if self.records_in != self.records_out + q + d:
+            raise ReconciliationError(
+                f"{self.table}: records_in={self.records_in} but records_out={self.records_out} "
+                f"+ quarantined={q} + deduplicated={d} = {self.records_out + q + d}; "
+                "a transformation lost or invented rows. Nothing was published."
+            )
+
+    @property
+    def quarantined_fraction(self) -> float:
+        return sum(self.quarantined.values()) / self.records_in if self.records_in else 0.0
+
+
+def build_manifest(
+    stage: str, run_date: str, conf_hash: str, counts: TableCounts, duration_s: float, output: str
+) -> dict[str, Any]:
+    return {
+        "stage": stage,
+        "table": counts.table,
+        "run_date": run_date,
+        "conf_hash": conf_hash,
+        "inputs": counts.inputs,
+        "output": output,
+        "records_in": counts.records_in,
+        "records_out": counts.records_out,
+        "quarantined": dict(sorted(counts.quarantined.items())),
+        "deduplicated": dict(sorted(counts.deduplicated.items())),
+        **({"extra": counts.extra} if counts.extra else {}),
+        "duration_s": round(duration_s, 3),
+        "deepbatch_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@dataclass
+class _Staged:
+    target: str
+    staging: str
+    expected_rows: int
+    manifest_table: str | None
+
+
+class Publisher:
+    """Stages a stage's outputs and publishes them together once all checks pass."""
+
+    def __init__(self, spark: SparkSession, data_root: str, stage: str, run_date: str, conf_hash: str):
+        self.spark = spark
+        self.storage = Storage(spark)
+        self.root = data_root.rstrip("/")
+        self.stage = stage
+        self.run_date = run_date
+        self.conf_hash = conf_hash
+        self.run_id = f"{stage}-{run_date}-{uuid.uuid4().hex[:8]}"
+        self.started = time.monotonic()
+        self._staged: list[_Staged] = []
+        self.manifests: list[dict[str, Any]] = []
+
+    def stage_table(self, table: str, df: DataFrame, schema: StructType) -> int:
+        """Write df (conformed to schema) to staging; return the rows written."""
+        target = partition_path(f"{self.root}/{table}", self.run_date)
+        staging = partition_path(f"{self.root}/_staging/{self.run_id}/{table}", self.run_date)
+        conform(df, schema, table).write.mode("overwrite").parquet(staging)
+        rows = self.spark.read.parquet(staging).count()
+        self._staged.append(_Staged(target, staging, rows, table))
+        return rows
+
+    def _find(self, table: str) -> _Staged:
+        for s in self._staged:
+            if s.manifest_table == table:
+                return s
+        raise KeyError(f"table {table!r} was not staged in this run")
+
+    def staged_path(self, table: str) -> str:
+        return self._find(table).staging
+
+    def add_file(self, table: str, name: str, text: str) -> None:
+        """Write a side file (e.g. a class map) into a staged partition; published with it."""
+        self.storage.write_text(f"{self._find(table).staging}/{name}", text)
+
+    def add_manifest(self, counts: TableCounts) -> dict[str, Any]:
+        counts.reconcile()
+        staged = self._find(counts.table)
+        manifest = build_manifest(
+            self.stage,
+            self.run_date,
+            self.conf_hash,
+            counts,
+            time.monotonic() - self.started,
+            staged.target,
+        )
+        self.storage.write_text(f"{staged.staging}/{MANIFEST_NAME}", json.dumps(manifest, indent=2))
+        self.manifests.append(manifest)
+        return manifest
+
+    def publish(self) -> dict[str, Any]:
+        """Swap every staged partition into place and write the stage manifest."""
+        trash = f"{self.root}/_trash/{self.run_id}"
+        for i, s in enumerate(self._staged):
+            if self.storage.exists(s.target):
+                self.storage.rename(s.target, f"{trash}/{i}")
+            self.storage.rename(s.staging, s.target)
+        self.storage.delete(trash)
+        self.storage.delete(f"{self.root}/_staging/{self.run_id}")
+        summary = {
+            "stage": self.stage,
+            "run_date": self.run_date,
+            "conf_hash": self.conf_hash,
+            "run_id": self.run_id,
+            "duration_s": round(time.monotonic() - self.started, 3),
+            "deepbatch_version": __version__,
+            "tables": self.manifests,
+        }
+        self.storage.write_text(
+            f"{self.root}/manifests/run_date={self.run_date}/{self.stage}.json",
+            json.dumps(summary, indent=2),
+        )
+        return summary
+
+    def abort(self) -> None:
+        self.storage.delete(f"{self.root}/_staging/{self.run_id}")
+
+
+def read_manifest(spark: SparkSession, path: str) -> dict[str, Any]:
+    return json.loads(Storage(spark).read_text(path))

@@ -1,0 +1,62 @@
+"""Image decode checks. Pure functions: bytes in, plain values out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Leading bytes of the formats deepbatch accepts.
+_MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"BM": "bmp", b"RIFF": "webp"}
+
+
+@dataclass(frozen=True)
+class ImageProbe:
+    width: int | None
+    height: int | None
+    channels: int | None
+    image_format: str | None
+    reason: str | None  # None when the image is usable
+    detail: str | None
+
+
+def sniff_format(data: bytes) -> str | None:
+    for magic, name in _MAGIC.items():
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode to an HxWxC uint8 array (C is 1 for greyscale); raise ValueError if unreadable."""
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise ValueError("OpenCV could not decode the bytes")
+    if img.ndim == 2:
+        img = img[:, :, None]
+    return img
+
+
+def _png_is_complete(data: bytes) -> bool:
+    # libpng decodes a file cut after its image data without complaint; a complete PNG ends with IEND.
+    return data.rstrip(b"\x00")[-12:].find(b"IEND") != -1
+
+
+def probe_image(data: bytes | None) -> ImageProbe:
+    """Check that bytes are a complete, decodable image and report its geometry."""
+    if data is None or len(data) == 0:
+        return ImageProbe(None, None, None, None, "EMPTY_FILE", "zero-byte file")
+    fmt = sniff_format(data)
+    if fmt is None:
+        return ImageProbe(None, None, None, None, "UNSUPPORTED_FORMAT", f"unknown magic bytes {data[:8].hex()}")
+    if fmt == "png" and not _png_is_complete(data):
+        return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", "PNG is truncated (no IEND chunk)")
+    if fmt == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", "JPEG is truncated (no EOI marker)")
+    try:
+        img = decode_image(data)
+    except ValueError as e:
+        return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", str(e))
+    h, w, c = img.shape
+    return ImageProbe(int(w), int(h), int(c), fmt, None, None)

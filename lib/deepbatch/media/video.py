@@ -1,0 +1,56 @@
+"""Video decode checks with OpenCV. Pure functions: bytes in, plain values out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import cv2
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    width: int | None
+    height: int | None
+    channels: int | None
+    fps: float | None
+    frame_count: int | None
+    reason: str | None
+    detail: str | None
+
+
+def probe_video_file(path: str, max_frames: int = 10000) -> VideoProbe:
+    """Open a clip, read its first frame, and count decodable frames (up to max_frames)."""
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            return VideoProbe(None, None, None, None, None, "UNDECODABLE_VIDEO", "OpenCV could not open the container")
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            return VideoProbe(None, None, None, None, 0, "UNDECODABLE_VIDEO", "first frame is not readable")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        count = 1
+        # grab() demuxes and decodes without converting to BGR: the cheap way to count.
+        while count < max_frames and cap.grab():
+            count += 1
+        h, w = frame.shape[:2]
+        c = 1 if frame.ndim == 2 else int(frame.shape[2])
+        if fps <= 0:
+            return VideoProbe(w, h, c, None, count, "BAD_VIDEO_METADATA", "container reports no frame rate")
+        return VideoProbe(int(w), int(h), c, fps, count, None, None)
+    finally:
+        cap.release()
+
+
+def probe_video(data: bytes | None, max_frames: int = 10000, suffix: str = ".mp4") -> VideoProbe:
+    """Probe clip bytes. OpenCV reads from files, so the bytes go to a temporary file."""
+    if data is None or len(data) == 0:
+        return VideoProbe(None, None, None, None, None, "EMPTY_FILE", "zero-byte file")
+    fd, path = tempfile.mkstemp(suffix=suffix, prefix="deepbatch-probe-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return probe_video_file(path, max_frames)
+    finally:
+        os.unlink(path)

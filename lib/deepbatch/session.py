@@ -1,0 +1,39 @@
+"""The one SparkSession factory. It never hard-codes the master."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from deepbatch.config import Conf
+
+
+def configure_session(builder: SparkSession.Builder, conf: Conf) -> SparkSession.Builder:
+    """Apply deepbatch's settings to a builder and return it (delta's pattern).
+
+    The master comes from conf only when set (conf/local.yaml); otherwise
+    spark-submit or the environment decides.
+    """
+    builder = builder.appName(conf.spark.app_name)
+    if conf.spark.master:
+        builder = builder.master(conf.spark.master)
+    for key, value in sorted(conf.spark.conf.items()):
+        builder = builder.config(key, value)
+    return builder
+
+
+def python_worker_env() -> None:
+    """Make local Python workers use this interpreter (the venv), not the system python3.
+
+    Only fills the variables when nobody set them, so spark-submit's
+    ``spark.pyspark.python`` and a user's own ``PYSPARK_PYTHON`` still win.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def get_session(conf: Conf) -> SparkSession:
+    python_worker_env()
+    return configure_session(SparkSession.builder, conf).getOrCreate()

@@ -1,0 +1,160 @@
+"""clean: validate, deduplicate and normalise bronze tables into silver.
+
+Each ``check_*`` function returns the bronze rows with ``_reason``/``_detail``
+set on every rejected row; :func:`deepbatch.stages.quality.valid_rows` and
+:func:`quarantine_rows` split them. Decoding happens in pandas UDFs that call
+the pure functions in :mod:`deepbatch.media`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
+
+from deepbatch.media.image import probe_image
+from deepbatch.media.text import normalise_text
+from deepbatch.media.video import probe_video
+from deepbatch.stages.quality import (
+    Transform,
+    canonical_label,
+    flag_duplicates,
+    flag_missing_id,
+    flag_unknown_label,
+    flag_when,
+    start_checks,
+)
+
+IMAGE_PROBE = StructType(
+    [
+        StructField("width", IntegerType()),
+        StructField("height", IntegerType()),
+        StructField("channels", IntegerType()),
+        StructField("image_format", StringType()),
+        StructField("reason", StringType()),
+        StructField("detail", StringType()),
+    ]
+)
+
+VIDEO_PROBE = StructType(
+    [
+        StructField("width", IntegerType()),
+        StructField("height", IntegerType()),
+        StructField("channels", IntegerType()),
+        StructField("fps", DoubleType()),
+        StructField("frame_count", IntegerType()),
+        StructField("reason", StringType()),
+        StructField("detail", StringType()),
+    ]
+)
+
+
+@pandas_udf(IMAGE_PROBE)  # type: ignore[call-overload]
+def probe_images_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    for content in batches:
+        yield pd.DataFrame([probe_image(b).__dict__ for b in content], columns=IMAGE_PROBE.names)
+
+
+def probe_videos_udf(max_frames: int) -> object:
+    @pandas_udf(VIDEO_PROBE)  # type: ignore[call-overload]
+    def _probe(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        for content in batches:
+            yield pd.DataFrame([probe_video(b, max_frames).__dict__ for b in content], columns=VIDEO_PROBE.names)
+
+    return _probe
+
+
+@pandas_udf(StringType())  # type: ignore[call-overload]
+def nfc_udf(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+    for texts in batches:
+        yield texts.map(normalise_text, na_action="ignore")
+
+
+def _apply_probe(probe_col: str) -> Transform:
+    """Turn a probe struct's reason into the row's reason code (first failure wins)."""
+
+    def _(df: DataFrame) -> DataFrame:
+        p = F.col(probe_col)
+        hit = F.col("_reason").isNull() & p["reason"].isNotNull()
+        return df.withColumn("_detail", F.when(hit, p["detail"]).otherwise(F.col("_detail"))).withColumn(
+            "_reason", F.when(hit, p["reason"]).otherwise(F.col("_reason"))
+        )
+
+    return _
+
+
+def check_images(bronze: DataFrame) -> DataFrame:
+    """Decode-validate images, record geometry, and deduplicate by id and by content."""
+    return (
+        bronze.transform(start_checks())
+        .withColumn("_probe", probe_images_udf(F.col("content")))
+        .transform(flag_missing_id())
+        .transform(_apply_probe("_probe"))
+        .select("*", *[F.col("_probe")[c].alias(c) for c in ("width", "height", "channels", "image_format")])
+        .drop("_probe")
+        .transform(flag_duplicates("record_id", "DUPLICATE_ID"))
+        .transform(flag_duplicates("content_hash", "DUPLICATE_CONTENT"))
+    )
+
+
+def check_videos(bronze: DataFrame, max_frames: int) -> DataFrame:
+    """Open each clip, read its first frame, count frames, and deduplicate."""
+    probe = probe_videos_udf(max_frames)
+    return (
+        bronze.transform(start_checks())
+        .withColumn("_probe", probe(F.col("content")))  # type: ignore[operator]
+        .transform(flag_missing_id())
+        .transform(_apply_probe("_probe"))
+        .select("*", *[F.col("_probe")[c].alias(c) for c in ("width", "height", "channels", "fps", "frame_count")])
+        .drop("_probe")
+        .transform(flag_when(F.col("frame_count") <= 0, "UNDECODABLE_VIDEO", "no decodable frames"))
+        .transform(flag_duplicates("record_id", "DUPLICATE_ID"))
+        .transform(flag_duplicates("content_hash", "DUPLICATE_CONTENT"))
+    )
+
+
+def normalise_whitespace(col: str) -> Transform:
+    """NFC, collapse whitespace runs, trim (Spark side of media.text.normalise_text)."""
+
+    def _(df: DataFrame) -> DataFrame:
+        return df.withColumn(col, nfc_udf(F.col(col)))
+
+    return _
+
+
+def check_text(bronze: DataFrame, classes: list[str], min_chars: int) -> DataFrame:
+    """Parse errors, ids, empty text and unknown labels; normalise text and labels; dedup."""
+    return (
+        bronze.transform(start_checks())
+        .transform(flag_when(F.col("parse_error").isNotNull(), "MALFORMED_RECORD", F.col("parse_error")))
+        .transform(flag_missing_id())
+        .transform(normalise_whitespace("text"))
+        .withColumn("text_chars", F.coalesce(F.length("text"), F.lit(0)).cast("int"))
+        .transform(
+            flag_when(F.col("text_chars") < min_chars, "EMPTY_TEXT", f"text is empty or shorter than {min_chars} chars after normalisation")
+        )
+        .transform(flag_unknown_label("label", classes))
+        .withColumn("label", F.coalesce(canonical_label("label", classes), F.col("label")))
+        .withColumn("movie", F.trim(F.col("movie")))
+        # Duplicates are judged on the normalised text, so whitespace variants collapse.
+        .withColumn("content_hash", F.sha2(F.coalesce(F.col("text"), F.lit("")), 256))
+        .transform(flag_duplicates("record_id", "DUPLICATE_ID"))
+        .transform(flag_duplicates("content_hash", "DUPLICATE_CONTENT"))
+    )
+
+
+def check_labels(bronze: DataFrame, classes: list[str]) -> DataFrame:
+    """Label table rows: parse errors, ids, unknown labels (canonicalised), one row per id."""
+    return (
+        bronze.transform(start_checks())
+        .transform(flag_when(F.col("parse_error").isNotNull(), "MALFORMED_RECORD", F.col("parse_error")))
+        .withColumn("record_id", F.trim(F.col("record_id")))
+        .transform(flag_missing_id())
+        .transform(flag_unknown_label("label", classes))
+        .withColumn("label", F.coalesce(canonical_label("label", classes), F.col("label")))
+        .transform(flag_duplicates("record_id", "DUPLICATE_ID"))
+    )

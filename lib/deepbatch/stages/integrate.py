@@ -1,0 +1,78 @@
+"""integrate: join content with labels and metadata, index classes, split.
+
+The split hashes the record id with a seed (xxhash64, part of Spark SQL), so
+it depends on the id alone: the same rows get the same split on any machine,
+any Spark version that has xxhash64, and any partition count. Content with no
+label is kept with ``split = 'unlabelled'`` (inference-only input); a label
+with no content is quarantined as ``ORPHAN_LABEL``.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from deepbatch.stages.quality import Transform, flag_when, quarantine_rows, start_checks
+
+UNLABELLED = "unlabelled"
+SPLITS = ("train", "val", "test")
+_BUCKETS = 10_000
+
+
+def split_bucket(id_col: str, seed: int) -> F.Column:
+    """A value in [0, 1) that is a pure function of (seed, id)."""
+    return F.pmod(F.xxhash64(F.lit(str(seed)), F.col(id_col)), F.lit(_BUCKETS)) / F.lit(float(_BUCKETS))
+
+
+def assign_split(train: float, val: float, seed: int, id_col: str = "record_id") -> Transform:
+    """Add ``split``: train/val/test by hash bucket, 'unlabelled' where label is null."""
+
+    def _(df: DataFrame) -> DataFrame:
+        b = split_bucket(id_col, seed)
+        split = (
+            F.when(F.col("label").isNull(), F.lit(UNLABELLED))
+            .when(b < train, F.lit("train"))
+            .when(b < train + val, F.lit("val"))
+            .otherwise(F.lit("test"))
+        )
+        return df.withColumn("split", split)
+
+    return _
+
+
+def class_map(classes: list[str]) -> dict[str, int]:
+    """Class name -> index, in the configured order (stable across runs)."""
+    return {c: i for i, c in enumerate(classes)}
+
+
+def with_label_index(classes: list[str]) -> Transform:
+    def _(df: DataFrame) -> DataFrame:
+        mapping = F.create_map(*[x for c, i in class_map(classes).items() for x in (F.lit(c), F.lit(i))])
+        return df.withColumn("label_index", F.try_element_at(mapping, F.col("label")).cast("int"))
+
+    return _
+
+
+def join_labels(labels: DataFrame) -> Transform:
+    """Left-join content with its label table on record_id (silver has one row per id)."""
+
+    def _(content: DataFrame) -> DataFrame:
+        return content.join(labels.select("record_id", "label"), on="record_id", how="left")
+
+    return _
+
+
+def orphan_labels(labels: DataFrame, content: DataFrame, source: str) -> DataFrame:
+    """Label rows whose record_id has no content, in quarantine shape."""
+    orphans = labels.join(content.select("record_id"), on="record_id", how="left_anti")
+    return (
+        orphans.transform(start_checks())
+        .transform(flag_when(F.lit(True), "ORPHAN_LABEL", F.concat(F.lit("no content with id "), F.col("record_id"))))
+        .transform(quarantine_rows("integrate", source, binary_col=None))
+    )
+
+
+def build_task_table(content: DataFrame, labels: DataFrame | None, classes: list[str], train: float, val: float, seed: int) -> DataFrame:
+    """content (+ labels) -> gold rows with label, label_index and split."""
+    df = content.transform(join_labels(labels)) if labels is not None else content
+    return df.transform(with_label_index(classes)).transform(assign_split(train, val, seed))

@@ -1,0 +1,127 @@
+"""Record-level checks shared by the stages: flag, deduplicate, split off quarantine.
+
+A row under check carries two helper columns, ``_reason`` and ``_detail``.
+The first check that fails sets them; later checks leave a flagged row alone,
+so every rejected row has exactly one reason code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+REASON = "_reason"
+DETAIL = "_detail"
+
+# Reasons that count as deduplication in manifests (the rest count as quarantined).
+DEDUP_REASONS = frozenset({"DUPLICATE_ID", "DUPLICATE_CONTENT"})
+
+Transform = Callable[[DataFrame], DataFrame]
+
+
+def start_checks() -> Transform:
+    def _(df: DataFrame) -> DataFrame:
+        return df.withColumn(REASON, F.lit(None).cast("string")).withColumn(DETAIL, F.lit(None).cast("string"))
+
+    return _
+
+
+def flag_when(condition: Column, reason: str, detail: Column | str) -> Transform:
+    """Flag still-unflagged rows where condition holds."""
+
+    def _(df: DataFrame) -> DataFrame:
+        hit = F.col(REASON).isNull() & F.coalesce(condition, F.lit(False))
+        detail_col = F.lit(detail) if isinstance(detail, str) else detail
+        return df.withColumn(DETAIL, F.when(hit, detail_col).otherwise(F.col(DETAIL))).withColumn(
+            REASON, F.when(hit, F.lit(reason)).otherwise(F.col(REASON))
+        )
+
+    return _
+
+
+def flag_missing_id(id_col: str = "record_id") -> Transform:
+    c = F.col(id_col)
+    return flag_when(c.isNull() | (F.trim(c) == ""), "MISSING_ID", f"{id_col} is null or empty")
+
+
+def flag_duplicates(
+    key: str, reason: str, order_by: tuple[str, ...] = ("modification_time", "source_path", "content_hash")
+) -> Transform:
+    """Among unflagged rows sharing ``key``, keep the earliest by ``order_by`` and flag the rest.
+
+    The first arrival wins (oldest file, then path, then content). The ordering
+    is on data values only, so the survivor is the same on any machine and for
+    any partitioning.
+    """
+
+    def _(df: DataFrame) -> DataFrame:
+        w = Window.partitionBy(F.col(key), F.col(REASON).isNull()).orderBy(*[F.col(c).asc_nulls_last() for c in order_by])
+        ranked = df.withColumn("_rank", F.row_number().over(w)).withColumn(
+            "_first", F.first(F.col("source_path")).over(w.rowsBetween(Window.unboundedPreceding, Window.currentRow))
+        )
+        dup = F.col(key).isNotNull() & (F.col("_rank") > 1)
+        detail = F.concat(F.lit(f"same {key} as "), F.coalesce(F.col("_first"), F.lit("?")))
+        return ranked.transform(flag_when(dup, reason, detail)).drop("_rank", "_first")
+
+    return _
+
+
+def valid_rows() -> Transform:
+    def _(df: DataFrame) -> DataFrame:
+        return df.filter(F.col(REASON).isNull()).drop(REASON, DETAIL)
+
+    return _
+
+
+def quarantine_rows(stage: str, source: str, binary_col: str | None = "content") -> Transform:
+    """Rejected rows in the common quarantine shape (schemas.tables.QUARANTINE)."""
+
+    def _(df: DataFrame) -> DataFrame:
+        flagged = df.filter(F.col(REASON).isNotNull())
+        payload_cols = [
+            c for c, t in flagged.dtypes if c not in (REASON, DETAIL) and t != "binary"
+        ]
+        content = F.col(binary_col) if binary_col else F.lit(None).cast("binary")
+        return flagged.select(
+            F.lit(stage).alias("stage"),
+            F.lit(source).alias("source"),
+            F.col("record_id"),
+            F.col("source_path"),
+            F.col(REASON).alias("reason"),
+            F.col(DETAIL).alias("detail"),
+            F.to_json(F.struct(*[F.col(c) for c in payload_cols])).alias("payload"),
+            content.alias("content"),
+        )
+
+    return _
+
+
+def reason_counts(df: DataFrame) -> tuple[int, dict[str, int], dict[str, int]]:
+    """One pass over a checked DataFrame: (valid rows, quarantined by reason, deduplicated by reason)."""
+    rows = df.groupBy(REASON).count().collect()
+    valid = 0
+    quarantined: dict[str, int] = {}
+    deduplicated: dict[str, int] = {}
+    for r in rows:
+        reason, n = r[REASON], int(r["count"])
+        if reason is None:
+            valid = n
+        elif reason in DEDUP_REASONS:
+            deduplicated[reason] = n
+        else:
+            quarantined[reason] = n
+    return valid, quarantined, deduplicated
+
+
+def canonical_label(label_col: str, classes: list[str]) -> Column:
+    """Map a raw label to its canonical class name, case- and whitespace-insensitively; null if unknown."""
+    mapping = F.create_map(*[x for c in classes for x in (F.lit(c.strip().lower()), F.lit(c))])
+    return F.try_element_at(mapping, F.lower(F.trim(F.col(label_col))))
+
+
+def flag_unknown_label(label_col: str, classes: list[str]) -> Transform:
+    canon = canonical_label(label_col, classes)
+    detail = F.concat(F.lit("label '"), F.coalesce(F.col(label_col), F.lit("<null>")), F.lit(f"' is not one of {classes}"))
+    return flag_when(canon.isNull(), "UNKNOWN_LABEL", detail)

@@ -1,0 +1,171 @@
+"""Stage runners: read inputs, apply the stage's transformations, stage, check, publish.
+
+Each ``run_<stage>(spark, conf, run_date)`` is what the CLI and the jobs call,
+and what the integration tests call with an injected session and conf. It
+returns the stage manifest (also written under ``manifests/run_date=…/``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+
+from deepbatch.config import Conf
+from deepbatch.errors import MissingInputError, QuarantineThresholdExceeded
+from deepbatch.io import Publisher, Storage, TableCounts, read_partition
+from deepbatch.schemas import tables as T
+from deepbatch.stages import clean as C
+from deepbatch.stages import integrate as I
+from deepbatch.stages.acquire import SOURCES, read_source
+from deepbatch.stages.quality import quarantine_rows, reason_counts, valid_rows
+
+log = logging.getLogger(__name__)
+
+
+def _describe(spark: SparkSession, stage: str, what: str, run_date: str) -> None:
+    spark.sparkContext.setJobGroup(f"deepbatch-{stage}-{run_date}", f"deepbatch {stage} {what} run_date={run_date}")
+
+
+def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
+    """Land every source as bronze/<source>/run_date=D; records in = records out."""
+    pub = Publisher(spark, conf.data_root, "acquire", run_date, conf.hash())
+    landing = conf.path("landing")
+    storage = Storage(spark)
+    try:
+        for src in SOURCES:
+            path = f"{landing}/{src.landing}"
+            if not storage.exists(path):
+                raise MissingInputError(
+                    f"landing folder {path} for source {src.name!r} does not exist; build the demo landing "
+                    "zone with `deepbatch demo-data` or point data_root at your landing zone."
+                )
+            _describe(spark, "acquire", src.name, run_date)
+            df = read_source(spark, src, landing, run_date)
+            n_in = df.count()
+            table = f"bronze/{src.name}"
+            n_out = pub.stage_table(table, df, src.bronze_schema)
+            pub.add_manifest(TableCounts(table, n_in, n_out, inputs=[f"{path}/{src.glob}"]))
+            log.info("acquire %-13s %7d records landed", src.name, n_out)
+    except Exception:
+        pub.abort()
+        raise
+    return pub.publish()
+
+
+_CLEAN: tuple[tuple[str, T.StructType, T.StructType, str | None], ...] = (
+    ("images", T.BRONZE_FILES, T.SILVER_IMAGES, "content"),
+    ("image_labels", T.BRONZE_LABELS, T.SILVER_LABELS, None),
+    ("text", T.BRONZE_TEXT, T.SILVER_TEXT, None),
+    ("videos", T.BRONZE_FILES, T.SILVER_VIDEOS, "content"),
+    ("video_labels", T.BRONZE_LABELS, T.SILVER_LABELS, None),
+)
+
+
+def _clean_check(conf: Conf, source: str) -> Callable[[DataFrame], DataFrame]:
+    checks: dict[str, Callable[[DataFrame], DataFrame]] = {
+        "images": C.check_images,
+        "image_labels": lambda df: C.check_labels(df, conf.tasks.image_cls.classes),
+        "text": lambda df: C.check_text(df, conf.tasks.text_cls.classes, conf.quality.min_text_chars),
+        "videos": lambda df: C.check_videos(df, conf.quality.max_video_probe_frames),
+        "video_labels": lambda df: C.check_labels(df, conf.tasks.video_cls.classes),
+    }
+    return checks[source]
+
+
+def _check_threshold(counts: TableCounts, limit: float) -> None:
+    if counts.quarantined_fraction > limit:
+        raise QuarantineThresholdExceeded(
+            f"{counts.table}: {sum(counts.quarantined.values())} of {counts.records_in} records "
+            f"({counts.quarantined_fraction:.1%}) were quarantined, above quality.max_quarantine_fraction="
+            f"{limit:.1%}; by reason {counts.quarantined}. Nothing was published. Inspect the rejected "
+            "records in the staging quarantine output or raise the limit with "
+            "quality.max_quarantine_fraction=<value>."
+        )
+
+
+def run_clean(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
+    """bronze -> silver + quarantine/clean, with reconciliation and the quarantine threshold."""
+    pub = Publisher(spark, conf.data_root, "clean", run_date, conf.hash())
+    try:
+        for source, bronze_schema, silver_schema, binary_col in _CLEAN:
+            _describe(spark, "clean", source, run_date)
+            bronze_path = conf.path("bronze", source)
+            bronze = read_partition(spark, bronze_path, run_date, bronze_schema)
+            n_in = bronze.count()
+            # The checks run Python UDFs (decoding): persist so they run once per record.
+            checked = bronze.transform(_clean_check(conf, source)).persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                _, quarantined, deduplicated = reason_counts(checked)
+                table = f"silver/{source}"
+                qtable = f"quarantine/clean/{source}"
+                n_out = pub.stage_table(table, checked.transform(valid_rows()), silver_schema)
+                counts = TableCounts(table, n_in, n_out, quarantined, deduplicated, inputs=[bronze_path])
+                counts.reconcile()
+                _check_threshold(counts, conf.quality.max_quarantine_fraction)
+                n_q = pub.stage_table(qtable, checked.transform(quarantine_rows("clean", source, binary_col)), T.QUARANTINE)
+                pub.add_manifest(counts)
+                rejected = {**quarantined, **deduplicated}
+                pub.add_manifest(TableCounts(qtable, sum(rejected.values()), n_q, extra={"by_reason": rejected}))
+            finally:
+                checked.unpersist()
+            log.info(
+                "clean   %-13s in=%d out=%d quarantined=%s deduplicated=%s",
+                source, n_in, n_out, quarantined or "{}", deduplicated or "{}",
+            )  # fmt: skip
+    except Exception:
+        pub.abort()
+        raise
+    return pub.publish()
+
+
+_TASKS: tuple[tuple[str, str, str | None, T.StructType, T.StructType], ...] = (
+    ("image_cls", "images", "image_labels", T.SILVER_IMAGES, T.GOLD_IMAGE_CLS),
+    ("text_cls", "text", None, T.SILVER_TEXT, T.GOLD_TEXT_CLS),
+    ("video_cls", "videos", "video_labels", T.SILVER_VIDEOS, T.GOLD_VIDEO_CLS),
+)
+
+
+def run_integrate(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
+    """silver -> gold/<task> with class index and hash split; orphan labels to quarantine."""
+    import json
+
+    pub = Publisher(spark, conf.data_root, "integrate", run_date, conf.hash())
+    try:
+        for task, content_src, labels_src, content_schema, gold_schema in _TASKS:
+            _describe(spark, "integrate", task, run_date)
+            classes = getattr(conf.tasks, task).classes
+            content_path = conf.path("silver", content_src)
+            content = read_partition(spark, content_path, run_date, content_schema)
+            labels = None
+            inputs = [content_path]
+            if labels_src is not None:
+                labels_path = conf.path("silver", labels_src)
+                labels = read_partition(spark, labels_path, run_date, T.SILVER_LABELS)
+                inputs.append(labels_path)
+            gold = I.build_task_table(content, labels, classes, conf.split.train, conf.split.val, conf.split.seed)
+            table = f"gold/{task}"
+            n_in = content.count()
+            n_out = pub.stage_table(table, gold, gold_schema)
+            staged = spark.read.parquet(pub.staged_path(table))
+            split_counts = {r["split"]: int(r["count"]) for r in staged.groupBy("split").count().collect()}
+            extra: dict[str, Any] = {"splits": dict(sorted(split_counts.items()))}
+            if labels is not None:
+                qtable = f"quarantine/integrate/{labels_src}"
+                n_orphan = pub.stage_table(qtable, I.orphan_labels(labels, content, labels_src), T.QUARANTINE)
+                n_labels = labels.count()
+                labelled = n_out - split_counts.get(I.UNLABELLED, 0)
+                extra["labels_in"] = n_labels
+                pub.add_manifest(
+                    TableCounts(qtable, n_labels, labelled, {"ORPHAN_LABEL": n_orphan} if n_orphan else {}, inputs=[inputs[1]])
+                )
+            pub.add_manifest(TableCounts(table, n_in, n_out, inputs=inputs, extra=extra))
+            pub.add_file(table, "_class_map.json", json.dumps(I.class_map(classes), indent=2))
+            log.info("integrate %-9s in=%d out=%d splits=%s", task, n_in, n_out, extra["splits"])
+    except Exception:
+        pub.abort()
+        raise
+    return pub.publish()

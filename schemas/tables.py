@@ -1,0 +1,226 @@
+"""Spark schemas for every table deepbatch reads or writes.
+
+Installed as ``deepbatch.schemas.tables``. No reader ever infers a schema: a
+landing file that does not fit these is kept as a corrupt record and
+quarantined by the clean stage.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    BinaryType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+CORRUPT = "_corrupt_record"
+
+# Spark's binaryFile source has this fixed schema.
+BINARY_FILE = StructType(
+    [
+        StructField("path", StringType(), False),
+        StructField("modificationTime", TimestampType(), False),
+        StructField("length", LongType(), False),
+        StructField("content", BinaryType(), True),
+    ]
+)
+
+# --- landing zone (raw) --------------------------------------------------------------
+
+LANDING_TEXT = StructType(
+    [
+        StructField("review_id", StringType(), True),
+        StructField("text", StringType(), True),
+        StructField("label", StringType(), True),
+        StructField("movie", StringType(), True),
+        StructField(CORRUPT, StringType(), True),
+    ]
+)
+
+LANDING_LABELS = StructType(
+    [
+        StructField("id", StringType(), True),
+        StructField("label", StringType(), True),
+        StructField(CORRUPT, StringType(), True),
+    ]
+)
+
+# --- lineage columns, appended by acquire to every bronze table -----------------------
+
+LINEAGE_FIELDS = [
+    StructField("source_path", StringType(), False),
+    StructField("file_size", LongType(), True),
+    StructField("modification_time", TimestampType(), True),
+    StructField("ingest_run_date", StringType(), False),
+    StructField("content_hash", StringType(), True),
+]
+
+# --- bronze ------------------------------------------------------------------------
+
+BRONZE_FILES = StructType(
+    [
+        StructField("record_id", StringType(), True),
+        StructField("collection", StringType(), True),
+        StructField("content", BinaryType(), True),
+        *LINEAGE_FIELDS,
+    ]
+)
+
+BRONZE_TEXT = StructType(
+    [
+        StructField("record_id", StringType(), True),
+        StructField("text", StringType(), True),
+        StructField("label", StringType(), True),
+        StructField("movie", StringType(), True),
+        StructField("raw_record", StringType(), True),
+        StructField("parse_error", StringType(), True),
+        *LINEAGE_FIELDS,
+    ]
+)
+
+BRONZE_LABELS = StructType(
+    [
+        StructField("record_id", StringType(), True),
+        StructField("label", StringType(), True),
+        StructField("raw_record", StringType(), True),
+        StructField("parse_error", StringType(), True),
+        *LINEAGE_FIELDS,
+    ]
+)
+
+# --- silver ------------------------------------------------------------------------
+
+SILVER_IMAGES = StructType(
+    [
+        StructField("record_id", StringType(), False),
+        StructField("collection", StringType(), True),
+        StructField("content", BinaryType(), False),
+        StructField("width", IntegerType(), False),
+        StructField("height", IntegerType(), False),
+        StructField("channels", IntegerType(), False),
+        StructField("image_format", StringType(), True),
+        StructField("content_hash", StringType(), False),
+        StructField("source_path", StringType(), False),
+        StructField("file_size", LongType(), True),
+    ]
+)
+
+SILVER_VIDEOS = StructType(
+    [
+        StructField("record_id", StringType(), False),
+        StructField("collection", StringType(), True),
+        StructField("content", BinaryType(), False),
+        StructField("width", IntegerType(), False),
+        StructField("height", IntegerType(), False),
+        StructField("channels", IntegerType(), False),
+        StructField("fps", DoubleType(), False),
+        StructField("frame_count", IntegerType(), False),
+        StructField("content_hash", StringType(), False),
+        StructField("source_path", StringType(), False),
+        StructField("file_size", LongType(), True),
+    ]
+)
+
+SILVER_TEXT = StructType(
+    [
+        StructField("record_id", StringType(), False),
+        StructField("text", StringType(), False),
+        StructField("label", StringType(), False),
+        StructField("movie", StringType(), True),
+        StructField("text_chars", IntegerType(), False),
+        StructField("content_hash", StringType(), False),
+        StructField("source_path", StringType(), False),
+    ]
+)
+
+SILVER_LABELS = StructType(
+    [
+        StructField("record_id", StringType(), False),
+        StructField("label", StringType(), False),
+        StructField("source_path", StringType(), False),
+    ]
+)
+
+# --- quarantine: one schema for every rejected record of every stage ----------------
+
+QUARANTINE = StructType(
+    [
+        StructField("stage", StringType(), False),
+        StructField("source", StringType(), False),
+        StructField("record_id", StringType(), True),
+        StructField("source_path", StringType(), True),
+        StructField("reason", StringType(), False),
+        StructField("detail", StringType(), True),
+        StructField("payload", StringType(), True),  # JSON of the record's non-binary fields
+        StructField("content", BinaryType(), True),  # raw bytes of a rejected file, kept for replay
+    ]
+)
+
+# --- gold: one table per task --------------------------------------------------------
+
+_SPLIT_FIELDS = [
+    StructField("label", StringType(), True),
+    StructField("label_index", IntegerType(), True),
+    StructField("split", StringType(), False),
+]
+
+GOLD_IMAGE_CLS = StructType(
+    [
+        StructField("record_id", StringType(), False),
+        StructField("content", BinaryType(), False),
+        StructField("width", IntegerType(), False),
+        StructField("height", IntegerType(), False),
+        StructField("channels", IntegerType(), False),
+        StructField("content_hash", StringType(), False),
+        StructField("source_path", StringType(), False),
+        *_SPLIT_FIELDS,
+    ]
+)
+
+GOLD_TEXT_CLS = StructType(
+    [
+        StructField("record_id", StringType(), False),
+        StructField("text", StringType(), False),
+        StructField("movie", StringType(), True),
+        StructField("text_chars", IntegerType(), False),
+        StructField("content_hash", StringType(), False),
+        StructField("source_path", StringType(), False),
+        *_SPLIT_FIELDS,
+    ]
+)
+
+GOLD_VIDEO_CLS = StructType(
+    [
+        StructField("record_id", StringType(), False),
+        StructField("collection", StringType(), True),
+        StructField("content", BinaryType(), False),
+        StructField("width", IntegerType(), False),
+        StructField("height", IntegerType(), False),
+        StructField("fps", DoubleType(), False),
+        StructField("frame_count", IntegerType(), False),
+        StructField("content_hash", StringType(), False),
+        StructField("source_path", StringType(), False),
+        *_SPLIT_FIELDS,
+    ]
+)
+
+TABLES: dict[str, StructType] = {
+    "bronze/images": BRONZE_FILES,
+    "bronze/image_labels": BRONZE_LABELS,
+    "bronze/text": BRONZE_TEXT,
+    "bronze/videos": BRONZE_FILES,
+    "bronze/video_labels": BRONZE_LABELS,
+    "silver/images": SILVER_IMAGES,
+    "silver/image_labels": SILVER_LABELS,
+    "silver/text": SILVER_TEXT,
+    "silver/videos": SILVER_VIDEOS,
+    "silver/video_labels": SILVER_LABELS,
+    "gold/image_cls": GOLD_IMAGE_CLS,
+    "gold/text_cls": GOLD_TEXT_CLS,
+    "gold/video_cls": GOLD_VIDEO_CLS,
+}
