@@ -240,6 +240,14 @@ class Publisher:
         self._staged.append(_Staged(target, staging, rows, table))
         return rows
 
+    def stage_files(self, name: str, target: str, files: dict[str, bytes]) -> int:
+        """Stage a folder of plain files (e.g. a report) to publish at ``target``."""
+        staging = f"{self.root}/_staging/{self.run_id}/{name}"
+        for fname, data in sorted(files.items()):
+            self.storage.write_bytes(f"{staging}/{fname}", data)
+        self._staged.append(_Staged(target, staging, len(files), name))
+        return len(files)
+
     def _find(self, table: str) -> _Staged:
         for s in self._staged:
             if s.manifest_table == table:

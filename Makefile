@@ -1,0 +1,49 @@
+# deepbatch: every target bootstraps what it needs (tools/bootstrap.sh is idempotent).
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+CONF     ?= conf/local.yaml
+RUN_DATE ?= $(shell date +%F)
+PYTEST_ARGS ?=
+
+.PHONY: setup run demo-data test test-unit test-integration test-e2e bench lock package clean
+
+setup:
+	@bash tools/bootstrap.sh
+
+## Build the demo landing zone from the packaged real data, then run the pipeline.
+run: setup
+	$(VENV)/bin/deepbatch demo-data --conf $(CONF)
+	$(VENV)/bin/deepbatch pipeline --conf $(CONF) --run-date $(RUN_DATE)
+
+demo-data: setup
+	$(VENV)/bin/deepbatch demo-data --conf $(CONF)
+
+## The whole suite. pytest exits 5 when it collects nothing: that is a failure here too.
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-unit: setup
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+test-integration: setup
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+test-e2e: setup
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/etl_scaling.py
+
+## Regenerate the lock from the current venv (after changing requirements/*.in).
+lock: setup
+	@{ sed -n '1,2p' requirements/constraints.txt; \
+	   $(PY) -m pip freeze --exclude-editable | grep -v -i '^deepbatch' | sed 's/^torch==\(.*\)+cpu/torch==\1/'; \
+	   echo "setuptools==$$($(PY) -c 'import setuptools;print(setuptools.__version__)')"; \
+	   echo "wheel==$$($(PY) -c 'import wheel;print(wheel.__version__)')"; } > requirements/constraints.txt.new
+	@mv requirements/constraints.txt.new requirements/constraints.txt
+
+## The deepbatch wheel, for spark-submit --py-files or an executor environment.
+package: setup
+	$(PY) -m pip wheel --no-deps --no-build-isolation -w dist .
+
+clean:
+	rm -rf data/ build/ dist/ spark-warehouse/ .pytest_cache

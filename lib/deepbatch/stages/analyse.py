@@ -1,0 +1,166 @@
+"""analyse: profile each gold table, check class balance, compare with the previous run.
+
+All aggregation runs in Spark; only small aggregates reach the driver, so the
+stage scales with the data. The report (HTML + PNG charts + JSON) is built by
+:mod:`deepbatch.report` and published atomically to ``reports/<run_date>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from deepbatch.config import Conf
+from deepbatch.io import Publisher, Storage, TableCounts, read_partition
+from deepbatch.schemas import tables as T
+
+log = logging.getLogger(__name__)
+
+TEXT_BIN_CHARS = 20
+
+_GOLD = {"image_cls": T.GOLD_IMAGE_CLS, "text_cls": T.GOLD_TEXT_CLS, "video_cls": T.GOLD_VIDEO_CLS}
+
+
+def _counts(df: DataFrame, *cols: str) -> dict[str, int]:
+    key = F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit("<null>")) for c in cols])
+    return {r["k"]: int(r["n"]) for r in df.groupBy(key.alias("k")).agg(F.count("*").alias("n")).orderBy("k").collect()}
+
+
+def summary_stats(df: DataFrame, col: str) -> dict[str, float | None]:
+    row = df.agg(
+        F.min(col).alias("min"),
+        F.expr(f"percentile_approx({col}, 0.5)").alias("p50"),
+        F.expr(f"percentile_approx({col}, 0.9)").alias("p90"),
+        F.max(col).alias("max"),
+        F.avg(col).alias("mean"),
+    ).first()
+    return {k: (None if row[k] is None else float(row[k])) for k in ("min", "p50", "p90", "max", "mean")}  # type: ignore[index]
+
+
+def class_balance(by_class: dict[str, int], classes: list[str]) -> dict[str, Any]:
+    """Counts for every configured class (0 where absent) and the max/min imbalance ratio."""
+    counts = {c: int(by_class.get(c, 0)) for c in classes}
+    present = [n for n in counts.values() if n > 0]
+    missing = [c for c, n in counts.items() if n == 0]
+    ratio = (max(present) / min(present)) if present else None
+    return {"counts": counts, "imbalance_ratio": ratio, "missing_classes": missing}
+
+
+def profile_task(df: DataFrame, task: str, classes: list[str]) -> dict[str, Any]:
+    """Counts, per-split class balance and the modality's size distributions."""
+    labelled = df.filter(F.col("label").isNotNull())
+    by_split_class = _counts(labelled, "split", "label")
+    out: dict[str, Any] = {
+        "rows": df.count(),
+        "by_split": _counts(df, "split"),
+        "balance": class_balance(_counts(labelled, "label"), classes),
+        "balance_by_split": {
+            split: class_balance(
+                {k.split("|", 1)[1]: v for k, v in by_split_class.items() if k.split("|", 1)[0] == split}, classes
+            )
+            for split in ("train", "val", "test")
+        },
+    }
+    if task == "image_cls":
+        out["image_sizes"] = _counts(df.withColumn("size", F.concat_ws("x", "width", "height")), "size")
+        out["channels"] = _counts(df, "channels")
+    elif task == "text_cls":
+        out["text_chars"] = summary_stats(df, "text_chars")
+        bins = df.withColumn("bin", (F.floor(F.col("text_chars") / TEXT_BIN_CHARS) * TEXT_BIN_CHARS).cast("int"))
+        out["text_chars_hist"] = {int(k): v for k, v in _counts(bins, "bin").items()}
+        out["text_chars_hist"] = dict(sorted(out["text_chars_hist"].items()))
+    elif task == "video_cls":
+        out["frame_count"] = summary_stats(df, "frame_count")
+        out["fps"] = summary_stats(df, "fps")
+        out["frame_sizes"] = _counts(df.withColumn("size", F.concat_ws("x", "width", "height")), "size")
+        out["by_collection"] = _counts(df, "collection")
+        out["frame_count_hist"] = dict(sorted((int(k), v) for k, v in _counts(df, "frame_count").items()))
+    return out
+
+
+def quarantine_summary(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, dict[str, int]]:
+    """Rejected records by table and reason, from the clean and integrate manifests."""
+    storage = Storage(spark)
+    out: dict[str, dict[str, int]] = {}
+    for stage in ("clean", "integrate"):
+        path = conf.path("manifests", f"run_date={run_date}", f"{stage}.json")
+        if not storage.exists(path):
+            continue
+        for t in json.loads(storage.read_text(path))["tables"]:
+            # clean: silver tables carry the counts; integrate: its quarantine tables do.
+            if t["table"].startswith("silver/") or t["table"].startswith("quarantine/integrate/"):
+                out[t["table"]] = {**t["quarantined"], **t["deduplicated"]}
+    return out
+
+
+def previous_report(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any] | None:
+    """The newest report.json of an earlier run date, if any."""
+    storage = Storage(spark)
+    reports = conf.path("reports")
+    earlier = [d for d in storage.list_dirs(reports) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", d) and d < run_date]
+    for d in sorted(earlier, reverse=True):
+        path = f"{reports}/{d}/report.json"
+        if storage.exists(path):
+            return dict(json.loads(storage.read_text(path)))
+    return None
+
+
+def compare_runs(current: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Row and class-share changes per task against the previous run date."""
+    if previous is None:
+        return None
+    out: dict[str, Any] = {"previous_run_date": previous.get("run_date"), "tasks": {}}
+    for task, prof in current["tasks"].items():
+        before = previous.get("tasks", {}).get(task)
+        if before is None:
+            out["tasks"][task] = {"new_task": True}
+            continue
+        now_counts, old_counts = prof["balance"]["counts"], before["balance"]["counts"]
+        now_total, old_total = max(sum(now_counts.values()), 1), max(sum(old_counts.values()), 1)
+        share_delta = {c: round(now_counts.get(c, 0) / now_total - old_counts.get(c, 0) / old_total, 4) for c in now_counts}
+        out["tasks"][task] = {
+            "rows_before": before["rows"],
+            "rows_now": prof["rows"],
+            "rows_delta": prof["rows"] - before["rows"],
+            "class_share_delta": share_delta,
+            "max_abs_share_delta": max((abs(v) for v in share_delta.values()), default=0.0),
+        }
+    return out
+
+
+def run_analyse(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
+    """Profile gold tables and publish reports/<run_date>/ (report.html, report.json, PNGs)."""
+    from deepbatch.report import render_report
+
+    pub = Publisher(spark, conf.data_root, "analyse", run_date, conf.hash())
+    try:
+        tasks: dict[str, Any] = {}
+        inputs = []
+        for task, schema in _GOLD.items():
+            spark.sparkContext.setJobGroup(f"deepbatch-analyse-{run_date}", f"deepbatch analyse {task} run_date={run_date}")
+            path = conf.path("gold", task)
+            inputs.append(path)
+            df = read_partition(spark, path, run_date, schema)
+            tasks[task] = profile_task(df, task, getattr(conf.tasks, task).classes)
+            log.info("analyse %-9s rows=%d imbalance=%s", task, tasks[task]["rows"], tasks[task]["balance"]["imbalance_ratio"])
+        report: dict[str, Any] = {
+            "run_date": run_date,
+            "conf_hash": conf.hash(),
+            "tasks": tasks,
+            "quarantine": quarantine_summary(spark, conf, run_date),
+        }
+        report["comparison"] = compare_runs(report, previous_report(spark, conf, run_date))
+        files = render_report(report)
+        files["report.json"] = json.dumps(report, indent=2).encode()
+        pub.stage_files("reports", conf.path("reports", run_date), files)
+        rows = sum(t["rows"] for t in tasks.values())
+        pub.add_manifest(TableCounts("reports", rows, rows, inputs=inputs, extra={"files": sorted(files)}))
+    except Exception:
+        pub.abort()
+        raise
+    return pub.publish()

@@ -1,0 +1,78 @@
+"""Shared fixtures: one SparkSession per test run, and a tiny real landing zone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deepbatch.config import Conf, load_conf
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_DATE = "2026-11-27"
+
+# Small enough for seconds per stage, large enough for every class and split to appear.
+TINY = [
+    "demo.images=120",
+    "demo.texts=120",
+    "demo.synthetic_clips=6",
+    # The tiny zone carries the same handful of bad records as the full demo, so its
+    # quarantined share is far above the production default.
+    "quality.max_quarantine_fraction=0.5",
+]
+
+
+def make_conf(data_root: Path | str, *overrides: str) -> Conf:
+    return load_conf(
+        REPO / "conf" / "local.yaml",
+        [
+            f"data_root={data_root}",
+            "spark.master=local[2]",
+            "spark.conf.spark.sql.shuffle.partitions=4",
+            "spark.conf.spark.ui.enabled=false",
+            *TINY,
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from pyspark.sql import SparkSession
+
+    from deepbatch.session import configure_session, python_worker_env
+
+    python_worker_env()
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    conf = make_conf(tmp_path_factory.mktemp("unused"))
+    builder = configure_session(SparkSession.builder, conf).config("spark.sql.warehouse.dir", str(warehouse))
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def landing_conf(tmp_path_factory: pytest.TempPathFactory) -> Conf:
+    """A tiny demo landing zone built from the real packaged data (read-only for tests)."""
+    from deepbatch.demo.build import build_landing_zone
+
+    conf = make_conf(tmp_path_factory.mktemp("landing_root"))
+    build_landing_zone(conf)
+    return conf
+
+
+@pytest.fixture(scope="session")
+def demo_summary(landing_conf: Conf) -> dict:
+    return json.loads((Path(landing_conf.data_root) / "landing" / "_demo.json").read_text())
+
+
+@pytest.fixture
+def fresh_conf(landing_conf: Conf, tmp_path: Path) -> Conf:
+    """A conf whose data_root is a fresh folder holding a copy of the tiny landing zone."""
+    import shutil
+
+    shutil.copytree(Path(landing_conf.data_root) / "landing", tmp_path / "landing", copy_function=shutil.copy2)
+    return make_conf(tmp_path)

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from deepbatch.schemas.tables import BINARY_FILE, BRONZE_TEXT, CORRUPT, LANDING_TEXT
+from deepbatch.stages.acquire import file_stem, with_file_lineage, with_record_lineage
+from deepbatch.stages.clean import check_images, check_labels, check_text
+from deepbatch.stages.quality import valid_rows
+
+pytestmark = pytest.mark.unit
+
+
+def _png() -> bytes:
+    return cv2.imencode(".png", np.full((3, 4), 200, np.uint8))[1].tobytes()
+
+
+def test_file_stem_is_the_record_id(spark) -> None:
+    df = spark.createDataFrame([("file:/a/b/fmnist-00001.png",), ("/x/clip.v2.mp4",), ("/x/noext",)], "path string")
+    assert [r.id for r in df.select(file_stem("path").alias("id")).collect()] == ["fmnist-00001", "clip.v2", "noext"]
+
+
+def test_file_lineage_columns(spark) -> None:
+    from datetime import datetime
+
+    raw = spark.createDataFrame([("file:/l/images/fm/x-1.png", datetime(2026, 1, 1), 3, b"abc")], BINARY_FILE)
+    row = raw.transform(with_file_lineage("2026-11-27")).first()
+    assert (row.record_id, row.collection, row.file_size, row.ingest_run_date) == ("x-1", "fm", 3, "2026-11-27")
+    assert row.content_hash == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # sha256("abc")
+
+
+def test_malformed_json_line_is_kept_with_parse_error(spark, tmp_path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"review_id": "r1", "text": "ok", "label": "fresh"}\n{"review_id": "r2", "text": oops\n')
+    parsed = spark.read.schema(LANDING_TEXT).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT).json(str(path))
+    bronze = parsed.transform(with_record_lineage("2026-11-27", "review_id", ["text", "label", "movie"]))
+    assert [f.name for f in bronze.schema] == [f.name for f in BRONZE_TEXT]
+    rows = {r.record_id: r for r in bronze.collect()}
+    assert rows["r1"].parse_error is None
+    bad = [r for r in rows.values() if r.parse_error is not None]
+    assert len(bad) == 1 and "oops" in bad[0].raw_record
+    assert bad[0].source_path.endswith("t.jsonl")
+
+
+def _bronze_text(spark, rows):
+    from datetime import datetime
+
+    data = [(rid, text, label, None, "{}", err, "/l/t.jsonl", 1, datetime(2026, 1, 1), "2026-11-27", "h") for rid, text, label, err in rows]
+    return spark.createDataFrame(data, BRONZE_TEXT)
+
+
+def test_check_text_normalises_and_rejects(spark) -> None:
+    bronze = _bronze_text(
+        spark,
+        [
+            ("r1", "  Gre\u0301at\n film ", "FRESH", None),
+            ("r2", " \t ", "fresh", None),
+            ("r3", None, None, "record does not parse"),
+            ("r4", "Gre\u0301at film", "rotten", None),  # same text after normalisation as r1
+            ("r5", "Dull.", "meh", None),
+        ],
+    )
+    checked = check_text(bronze, ["fresh", "rotten"], min_chars=1)
+    got = checked.select("record_id", "text", "label", "_reason")
+    expected = spark.createDataFrame(
+        [
+            ("r1", "Gr\u00e9at film", "fresh", None),
+            ("r2", "", "fresh", "EMPTY_TEXT"),
+            ("r3", None, None, "MALFORMED_RECORD"),
+            ("r4", "Gr\u00e9at film", "rotten", "DUPLICATE_CONTENT"),
+            ("r5", "Dull.", "meh", "UNKNOWN_LABEL"),
+        ],
+        "record_id string, text string, label string, _reason string",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_check_labels_canonicalises_class_names(spark) -> None:
+    from datetime import datetime
+
+    from deepbatch.schemas.tables import BRONZE_LABELS
+
+    rows = [(" i1 ", "t-shirt/TOP", "{}", None, "/l/l.csv", 1, datetime(2026, 1, 1), "d", "h1"), ("i2", "Unicorn", "{}", None, "/l/l.csv", 1, datetime(2026, 1, 1), "d", "h2")]
+    checked = check_labels(spark.createDataFrame(rows, BRONZE_LABELS), ["T-shirt/top", "Trouser"])
+    assert [(r.record_id, r.label) for r in checked.transform(valid_rows()).collect()] == [("i1", "T-shirt/top")]
+
+
+def test_check_images_decodes_in_the_udf(spark) -> None:
+    from datetime import datetime
+
+    from deepbatch.schemas.tables import BRONZE_FILES
+
+    good = _png()
+    rows = [
+        ("ok", "c", good, "/l/ok.png", len(good), datetime(2026, 1, 1), "d", "h1"),
+        ("cut", "c", good[:30], "/l/cut.png", 30, datetime(2026, 1, 1), "d", "h2"),
+        ("empty", "c", b"", "/l/empty.png", 0, datetime(2026, 1, 1), "d", "h3"),
+    ]
+    checked = check_images(spark.createDataFrame(rows, BRONZE_FILES))
+    got = {r.record_id: (r._reason, r.width, r.height, r.channels) for r in checked.collect()}
+    assert got == {"ok": (None, 4, 3, 1), "cut": ("UNDECODABLE_IMAGE", None, None, None), "empty": ("EMPTY_FILE", None, None, None)}
+    assert checked.filter(F.col("_reason").isNull()).count() == 1
