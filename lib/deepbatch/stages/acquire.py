@@ -80,8 +80,12 @@ def with_record_lineage(run_date: str, id_col: str, fields: list[str]) -> Transf
 
     def _(df: DataFrame) -> DataFrame:
         raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f) for f in [id_col, *fields]])))
+        # A malformed line keeps whatever id can be recovered from its raw text, so its
+        # quarantine record can be traced back.
+        salvaged = F.regexp_extract(F.col(CORRUPT), '"' + id_col + r'"\s*:\s*"([^"]*)"', 1)
+        record_id = F.coalesce(F.col(id_col), F.when(salvaged != "", salvaged))
         return df.select(
-            F.col(id_col).alias("record_id"),
+            record_id.alias("record_id"),
             *[F.col(f) for f in fields],
             raw.alias("raw_record"),
             F.when(F.col(CORRUPT).isNotNull(), F.lit("record does not parse against the landing schema")).alias(
