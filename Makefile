@@ -36,7 +36,8 @@ bench: setup
 ## Regenerate the lock from the current venv (after changing requirements/*.in).
 lock: setup
 	@{ sed -n '1,2p' requirements/constraints.txt; \
-	   $(PY) -m pip freeze --exclude-editable | grep -v -i '^deepbatch' | sed 's/^torch==\(.*\)+cpu/torch==\1/'; \
+	   $(PY) -m pip freeze --exclude-editable | grep -v -i -e '^deepbatch' -e ' @ ' | sed 's/^torch==\(.*\)+cpu/torch==\1/'; \
+	   echo "horovod==$$($(PY) -c 'import horovod;print(horovod.__version__)')"; \
 	   echo "setuptools==$$($(PY) -c 'import setuptools;print(setuptools.__version__)')"; \
 	   echo "wheel==$$($(PY) -c 'import wheel;print(wheel.__version__)')"; } > requirements/constraints.txt.new
 	@mv requirements/constraints.txt.new requirements/constraints.txt

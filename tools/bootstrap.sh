@@ -15,6 +15,10 @@ PY_BOOT="${PYTHON:-python3}"
 LOCK="$root/requirements/constraints.txt"
 TORCH_VERSION="$(sed -n 's/^torch==//p' "$LOCK")"
 HOROVOD_VERSION="$(sed -n 's/^horovod==//p' "$LOCK")"
+if [ -z "$TORCH_VERSION" ] || [ -z "$HOROVOD_VERSION" ]; then
+  echo "ERROR: $LOCK must pin torch==X and horovod==Y." >&2
+  exit 2
+fi
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/deepbatch/wheels"
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 t0=$(date +%s)
@@ -48,7 +52,10 @@ fi
 
 # --- venv + torch (alone) ---------------------------------------------------
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY_BOOT" -m venv "$VENV"; }
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+PIP=(pip_quiet "$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# pip warns once per package about find-links/index locations that do not exist on
+# some machines; those lines say nothing about deepbatch, so they are filtered.
+pip_quiet() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 "${PIP[@]}" install -U "pip>=24" >/dev/null
 if ! "$VENV/bin/python" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   log "installing torch==$TORCH_VERSION (CPU wheel)"
