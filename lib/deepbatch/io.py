@@ -38,7 +38,7 @@ class Storage:
 
     def __init__(self, spark: SparkSession):
         self._spark = spark
-        self._jvm = spark._jvm  # type: ignore[attr-defined]
+        self._jvm: Any = spark._jvm  # type: ignore[attr-defined]
         self._hconf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
 
     def _path(self, path: str) -> Any:

@@ -99,3 +99,23 @@ def test_rerun_of_a_stage_replaces_its_output_exactly(spark, pipeline_run) -> No
     after = sorted((r.record_id, r.split) for r in spark.read.parquet(conf.path("gold", "text_cls", f"run_date={RUN_DATE}")).select("record_id", "split").collect())
     assert after == before
     assert _table(again, "gold/text_cls")["records_out"] == len(before)
+
+
+def test_analyse_compares_with_the_newest_earlier_report(spark, pipeline_run) -> None:
+    from deepbatch.stages.analyse import run_analyse
+
+    conf, _ = pipeline_run
+    reports = Path(conf.path("reports"))
+    current = json.loads((reports / RUN_DATE / "report.json").read_text())
+    for date, rows in (("2026-11-20", 1), ("2026-11-26", 7)):  # the newer one must win
+        old = json.loads(json.dumps(current))
+        old["run_date"] = date
+        old["tasks"]["text_cls"]["rows"] = rows
+        (reports / date).mkdir()
+        (reports / date / "report.json").write_text(json.dumps(old))
+    run_analyse(spark, conf, RUN_DATE)
+    comp = json.loads((reports / RUN_DATE / "report.json").read_text())["comparison"]
+    assert comp["previous_run_date"] == "2026-11-26"
+    assert comp["tasks"]["text_cls"]["rows_before"] == 7
+    assert comp["tasks"]["text_cls"]["rows_delta"] == current["tasks"]["text_cls"]["rows"] - 7
+    assert "Compared with 2026-11-26" in (reports / RUN_DATE / "report.html").read_text()

@@ -53,7 +53,7 @@ def render_clip(shape: str, frames: int, size: int, rng: np.random.Generator) ->
 def write_clip(path: Path, frames: np.ndarray, fps: float = 12.0) -> None:
     """Write frames as MPEG-4 Part 2 (``mp4v``): OpenCV's bundled FFmpeg has no H.264 encoder."""
     h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     if not writer.isOpened():
         raise OSError(f"OpenCV could not open a video writer for {path}")
     try:

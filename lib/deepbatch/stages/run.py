@@ -153,7 +153,7 @@ def run_integrate(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, A
             staged = spark.read.parquet(pub.staged_path(table))
             split_counts = {r["split"]: int(r["count"]) for r in staged.groupBy("split").count().collect()}
             extra: dict[str, Any] = {"splits": dict(sorted(split_counts.items()))}
-            if labels is not None:
+            if labels is not None and labels_src is not None:
                 qtable = f"quarantine/integrate/{labels_src}"
                 n_orphan = pub.stage_table(qtable, I.orphan_labels(labels, content, labels_src), T.QUARANTINE)
                 n_labels = labels.count()
