@@ -17,13 +17,18 @@ written one; a rerun for the same run date replaces the partition exactly.
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import logging
+import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
@@ -31,6 +36,47 @@ from deepbatch._version import __version__
 from deepbatch.errors import MissingInputError, ReconciliationError, SchemaMismatchError
 
 MANIFEST_NAME = "_manifest.json"
+log = logging.getLogger(__name__)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Hadoop glob braces to fnmatch patterns: ``*.{png,jpg}`` -> ``['*.png', '*.jpg']``."""
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    head, tail = pattern[: m.start()], pattern[m.end() :]
+    return [p for alt in m.group(1).split(",") for p in expand_braces(head + alt + tail)]
+
+
+def list_zero_length_files(root: str, glob: str) -> list[tuple[str, int]]:
+    """Empty files under root (local path or URI) matching a Hadoop-style name glob.
+
+    Paths come back in the form Spark's file sources use (``file:/abs/path`` for
+    local files, ``scheme://authority/path`` otherwise).
+    """
+    from pyarrow import fs as pafs
+
+    if "://" in root:
+        filesystem, path = pafs.FileSystem.from_uri(root.replace("s3a://", "s3://", 1))
+        scheme, rest = root.split("://", 1)
+        prefix = "file:" if scheme == "file" else f"{scheme}://{rest.split('/', 1)[0]}"
+        if scheme == "file":
+            path = "/" + path.lstrip("/")
+    elif root.startswith("file:"):
+        filesystem, path, prefix = pafs.LocalFileSystem(), root[len("file:") :], "file:"
+    else:
+        filesystem, path, prefix = pafs.LocalFileSystem(), os.path.abspath(root), "file:"
+    patterns = expand_braces(glob)
+    try:
+        infos = filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    except FileNotFoundError:
+        return []
+    out = [
+        (prefix + ("/" + i.path.lstrip("/") if prefix != "file:" else i.path), int(i.mtime_ns // 1_000_000) if i.mtime_ns else 0)
+        for i in infos
+        if i.type == pafs.FileType.File and i.size == 0 and any(fnmatch.fnmatchcase(i.base_name, p) for p in patterns)
+    ]
+    return sorted(out)
 
 
 class Storage:
@@ -78,7 +124,13 @@ class Storage:
 
         Spark's file sources skip zero-length files when planning a scan, so
         acquire lists them itself to land them as records instead of losing them.
+        The listing uses pyarrow's filesystems (one C++ call for the whole tree);
+        per-file calls through the JVM gateway cost milliseconds each.
         """
+        try:
+            return list_zero_length_files(root, glob)
+        except (pa.ArrowException, ValueError, OSError) as e:  # scheme pyarrow cannot open
+            log.warning("pyarrow cannot list %s (%s); listing through Hadoop, which is slow for many files", root, e)
         if not self.exists(root):
             return []
         accept = self._jvm.org.apache.hadoop.fs.GlobFilter(glob)

@@ -35,5 +35,8 @@ def python_worker_env() -> None:
 
 
 def get_session(conf: Conf) -> SparkSession:
-    python_worker_env()
+    # Only in local mode do the workers share this machine's interpreter; on a cluster the
+    # executors' Python comes from spark.pyspark.python / the shipped environment.
+    if (conf.spark.master or "").startswith("local"):
+        python_worker_env()
     return configure_session(SparkSession.builder, conf).getOrCreate()

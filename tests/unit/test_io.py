@@ -48,3 +48,18 @@ def test_schema_mismatch_names_the_columns(spark, tmp_path) -> None:
     with pytest.raises(SchemaMismatchError, match="missing"):
         pub = Publisher(spark, str(tmp_path), "demo", "2026-11-27", "abc")
         pub.stage_table("silver/z", spark.range(2).withColumnRenamed("id", "other"), SCHEMA)
+
+
+def test_zero_length_listing_matches_hadoop_globs(tmp_path) -> None:
+    from deepbatch.io import expand_braces, list_zero_length_files
+
+    assert expand_braces("*.{png,jpg}") == ["*.png", "*.jpg"]
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "empty.png").write_bytes(b"")
+    (tmp_path / "a" / "b" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "a" / "empty.txt").write_bytes(b"")
+    (tmp_path / "a" / "full.png").write_bytes(b"x")
+    for root in (str(tmp_path), f"file://{tmp_path}"):
+        got = [p for p, _ in list_zero_length_files(root, "*.{png,jpg}")]
+        assert got == [f"file:{tmp_path}/a/b/empty.jpg", f"file:{tmp_path}/a/empty.png"]
+    assert list_zero_length_files(str(tmp_path / "missing"), "*") == []
