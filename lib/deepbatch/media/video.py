@@ -7,6 +7,7 @@ import tempfile
 from dataclasses import dataclass
 
 import cv2
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -52,5 +53,39 @@ def probe_video(data: bytes | None, max_frames: int = 10000, suffix: str = ".mp4
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         return probe_video_file(path, max_frames)
+    finally:
+        os.unlink(path)
+
+
+def sample_frames_file(path: str, frames: int, size: int) -> np.ndarray:
+    """``frames`` RGB frames spread uniformly over the clip, resized to size×size.
+
+    Clips shorter than ``frames`` repeat their frames so the tensor shape is fixed.
+    """
+    cap = cv2.VideoCapture(path)
+    try:
+        decoded = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            decoded.append(frame)
+    finally:
+        cap.release()
+    if not decoded:
+        raise ValueError(f"no decodable frames in {path}")
+    idx = np.linspace(0, len(decoded) - 1, frames).round().astype(int)
+    out = np.empty((frames, size, size, 3), dtype=np.uint8)
+    for i, j in enumerate(idx):
+        out[i] = cv2.cvtColor(cv2.resize(decoded[j], (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    return out
+
+
+def sample_frames(data: bytes, frames: int, size: int, suffix: str = ".mp4") -> np.ndarray:
+    fd, path = tempfile.mkstemp(suffix=suffix, prefix="deepbatch-frames-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return sample_frames_file(path, frames, size)
     finally:
         os.unlink(path)

