@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
 version: dict[str, str] = {}
@@ -17,13 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=[
-        "deepbatch",
-        "deepbatch.stages",
-        "deepbatch.media",
-        "deepbatch.demo",
-        "deepbatch.schemas",
-    ],
+    packages=[*find_packages("lib"), "deepbatch.schemas"],
     package_dir={"deepbatch": "lib/deepbatch", "deepbatch.schemas": "schemas"},
     package_data={"deepbatch": ["conf/*.yaml"]},
     include_package_data=True,

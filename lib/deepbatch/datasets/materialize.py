@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pyspark.sql import DataFrame, Row, SparkSession
@@ -77,10 +77,10 @@ def check_row_groups(url: str, workers: int, min_per_worker: int) -> int:
     return groups
 
 
-def _encoder(task: str, d: DatasetsConf, tokenizer_dir: str | None) -> Callable[[Iterator[Row]], Iterator[Row]]:
+def _encoder(task: str, d: DatasetsConf, tokenizer_dir: str | None) -> Callable[[Iterable[Row]], Iterable[Row]]:
     """Per-partition encoder: gold rows -> Petastorm rows (heavy objects built once per partition)."""
 
-    def encode(rows: Iterator[Row]) -> Iterator[Row]:
+    def encode(rows: Iterable[Row]) -> Iterator[Row]:
         from petastorm.unischema import dict_to_spark_row
 
         schema = unischema_for(task, d)
