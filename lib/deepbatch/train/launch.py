@@ -1,0 +1,135 @@
+"""Driver side of training: plain parameters from conf + dataset manifest, then a launcher.
+
+Launchers: ``horovod`` (``horovod.spark.run`` inside the Spark application),
+``torch_distributor`` (PySpark's TorchDistributor, DDP) and ``local`` (one
+process, no launcher). All run :func:`deepbatch.train.loop.train_fn`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from deepbatch.config import Conf
+from deepbatch.datasets.materialize import check_row_groups, dataset_url
+from deepbatch.errors import ConfigError, MissingInputError
+from deepbatch.io import Storage
+
+log = logging.getLogger(__name__)
+TASKS = ("image_cls", "text_cls", "video_cls")
+
+
+def _local_dir(path: str) -> str:
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    if "://" in path:
+        raise ConfigError(f"model outputs are written with local file I/O; {path} is not local. Use a shared mount (file://) for data_root.")
+    return str(Path(path).resolve())
+
+
+def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, backend: str) -> dict[str, Any]:
+    """Everything train_fn needs, as plain values, checked before any worker starts."""
+    from deepbatch.models.pretrained import resolve_pretrained
+
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; expected one of {TASKS}")
+    version = conf.datasets.version or run_date
+    ds_root = conf.path("datasets", task, version)
+    manifest_path = f"{ds_root}/_manifest.json"
+    storage = Storage(spark)
+    if not storage.exists(manifest_path):
+        raise MissingInputError(f"no Petastorm dataset at {ds_root}: run `deepbatch materialize --run-date {run_date}` first.")
+    manifest = json.loads(storage.read_text(manifest_path))
+    hp = getattr(conf.train, task)
+    classes = getattr(conf.tasks, task).classes
+    workers = 1 if backend == "local" else conf.train.num_proc
+    check_row_groups(dataset_url(f"{ds_root}/train"), workers, conf.datasets.min_row_groups_per_worker)
+    balance = manifest["extra"]["splits"]["train"]["class_balance"]
+    weights = None
+    if hp.class_weights == "balanced":
+        n = sum(balance.values())
+        weights = [n / (len(classes) * balance[c]) if balance.get(c) else 0.0 for c in classes]
+    settings: dict[str, Any] = {"dropout": hp.dropout}
+    d = conf.datasets
+    if task == "image_cls":
+        settings.update(in_channels=d.image_channels, width=hp.width)
+        preprocessing = {"image_size": d.image_size, "channels": d.image_channels, "scale": "x/255", "mean": 0.5, "std": 0.5}
+    elif task == "text_cls":
+        encoder = str(resolve_pretrained(conf.train.text_encoder))
+        settings.update(encoder_dir=encoder, freeze_encoder=hp.freeze_encoder)
+        preprocessing = {"tokenizer": str(resolve_pretrained(d.text_tokenizer)), "max_length": d.text_max_length, "padding": "max_length", "truncation": True}
+    else:
+        settings.update(pooling=hp.pooling, pretrained=True)
+        preprocessing = {"frames": d.video_frames, "size": d.video_size, "colour": "RGB", "scale": "x/255", "mean": 0.5, "std": 0.5}
+    model_version = conf.train.version or run_date
+    return {
+        "task": task,
+        "backend": backend,
+        "classes": classes,
+        "hparams": dataclasses.asdict(hp),
+        "model_settings": settings,
+        "preprocessing": preprocessing,
+        "class_weights": weights,
+        "seed": conf.train.seed,
+        "resume": conf.train.resume,
+        "train_url": dataset_url(f"{ds_root}/train"),
+        "val_url": dataset_url(f"{ds_root}/val"),
+        "test_url": dataset_url(f"{ds_root}/test"),
+        "model_dir": _local_dir(conf.path("models", task, model_version)),
+        "dataset_version": version,
+    }
+
+
+def launch(spark: SparkSession, params: dict[str, Any], launcher: str, num_proc: int) -> list[dict[str, Any]]:
+    """Run train_fn under the chosen launcher; returns one result per rank where the launcher gives them."""
+    from deepbatch.train.loop import train_fn
+
+    if launcher == "local" or num_proc == 1:
+        return [train_fn({**params, "backend": "local"})]
+    if launcher == "horovod":
+        import horovod.spark
+
+        results: list[dict[str, Any]] = horovod.spark.run(train_fn, args=({**params, "backend": "horovod"},), num_proc=num_proc, use_gloo=True, verbose=1)
+        return results
+    if launcher == "torch_distributor":
+        import torch
+        from pyspark.ml.torch.distributor import TorchDistributor
+
+        distributor = TorchDistributor(num_processes=num_proc, local_mode=True, use_gpu=torch.cuda.is_available())
+        result = distributor.run(train_fn, {**params, "backend": "torch"})
+        if result is None:
+            raise RuntimeError("TorchDistributor returned no result; see the worker logs above")
+        return [dict(result)]
+    raise ConfigError(f"unknown launcher {launcher!r}: expected horovod, torch_distributor or local")
+
+
+def run_train(spark: SparkSession, conf: Conf, run_date: str, task: str) -> dict[str, Any]:
+    """Train one task and return a manifest-like summary (also written beside the model)."""
+    launcher = conf.train.launcher
+    backend = {"horovod": "horovod", "torch_distributor": "torch", "local": "local"}[launcher]
+    params = training_params(spark, conf, run_date, task, backend if conf.train.num_proc > 1 else "local")
+    t0 = time.monotonic()
+    results = launch(spark, params, launcher, conf.train.num_proc)
+    summary = {
+        "stage": "train",
+        "task": task,
+        "run_date": run_date,
+        "conf_hash": conf.hash(),
+        "launcher": launcher if conf.train.num_proc > 1 else "local",
+        "num_proc": conf.train.num_proc,
+        "dataset_version": params["dataset_version"],
+        "model_dir": params["model_dir"],
+        "epochs_done": results[0]["epochs_done"],
+        "test_accuracy": results[0].get("test_accuracy"),
+        "weights_checksums": [r["weights_checksum"] for r in results],
+        "duration_s": round(time.monotonic() - t0, 1),
+    }
+    Path(params["model_dir"]).mkdir(parents=True, exist_ok=True)
+    (Path(params["model_dir"]) / "_train_manifest.json").write_text(json.dumps(summary, indent=2))
+    return summary
