@@ -96,7 +96,10 @@ class TorchDist:
         return DDP(model, device_ids=device_ids), optimizer  # DDP broadcasts rank 0's parameters
 
     def sync_buffers(self, model: nn.Module) -> None:
-        pass  # DDP broadcasts rank 0's buffers before every forward pass
+        """DDP broadcasts buffers before each forward; after the last one they differ, so sync once more."""
+        for b in model.buffers():
+            if b.is_floating_point():
+                self.td.broadcast(b, src=0)
 
     def allreduce_mean(self, value: float) -> float:
         t = torch.tensor(float(value))

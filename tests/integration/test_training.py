@@ -1,0 +1,83 @@
+"""Petastorm materialisation and distributed training on the tiny real data (CPU, Gloo)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepbatch.datasets.materialize import NotEnoughRowGroupsError, check_row_groups, dataset_url, run_materialize
+from deepbatch.train.launch import launch, run_train, training_params
+from tests.conftest import RUN_DATE, make_conf
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def materialized(spark, pipeline_run):
+    conf, _ = pipeline_run
+    return conf, run_materialize(spark, conf, RUN_DATE)
+
+
+def test_materialize_writes_readable_petastorm_splits(materialized) -> None:
+    from petastorm import make_reader
+
+    conf, manifest = materialized
+    tables = {t["table"]: t for t in manifest["tables"]}
+    img = tables["datasets/image_cls"]
+    assert img["records_in"] == img["records_out"] == sum(s["rows"] for s in img["extra"]["splits"].values())
+    assert img["extra"]["splits"]["train"]["row_groups"] >= 4
+    with make_reader(dataset_url(conf.path("datasets", "image_cls", RUN_DATE, "train")), num_epochs=1) as reader:
+        rows = list(reader)
+    assert len(rows) == img["extra"]["splits"]["train"]["rows"]
+    assert rows[0].image.shape == (28, 28) and rows[0].image.dtype == np.uint8 and 0 <= rows[0].label_index < 10
+    with make_reader(dataset_url(conf.path("datasets", "text_cls", RUN_DATE, "val")), num_epochs=1) as reader:
+        row = next(iter(reader))
+    assert row.input_ids.shape == (32,) and row.input_ids[0] == 101  # [CLS] of the MiniLM vocabulary
+    assert "truncated" in tables["datasets/text_cls"]["extra"]
+
+
+def test_row_group_check_refuses_a_dataset_too_small_for_the_workers(materialized) -> None:
+    conf, _ = materialized
+    url = dataset_url(conf.path("datasets", "video_cls", RUN_DATE, "train"))
+    assert check_row_groups(url, 2, 1) >= 2
+    with pytest.raises(NotEnoughRowGroupsError, match="empty shard"):
+        check_row_groups(url, 50, 2)
+
+
+def test_horovod_two_processes_end_with_identical_weights(spark, materialized) -> None:
+    conf, _ = materialized
+    conf2 = make_conf(conf.data_root, "train.launcher=horovod", "train.num_proc=2", "train.version=hvd")
+    summary = run_train(spark, conf2, RUN_DATE, "image_cls")
+    assert summary["launcher"] == "horovod" and len(summary["weights_checksums"]) == 2
+    assert summary["weights_checksums"][0] == pytest.approx(summary["weights_checksums"][1], rel=0, abs=1e-9)
+    folder = Path(summary["model_dir"])
+    for name in ("model.safetensors", "config.json", "label_map.json", "preprocessing.json", "metrics.json", "training_curve.png"):
+        assert (folder / name).is_file(), name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and len(metrics["test"]["confusion_matrix"]) == 10
+
+
+def test_torch_distributor_two_processes_end_with_identical_weights(spark, materialized, tmp_path) -> None:
+    conf, _ = materialized
+    conf2 = make_conf(conf.data_root, "train.launcher=torch_distributor", "train.num_proc=2", "train.version=ddp")
+    params = {**training_params(spark, conf2, RUN_DATE, "image_cls", "torch"), "rank_report_dir": str(tmp_path)}
+    result = launch(spark, params, "torch_distributor", 2)
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert reports[0]["weights_checksum"] == pytest.approx(reports[1]["weights_checksum"], rel=0, abs=1e-9)
+    assert result[0]["size"] == 2 and result[0]["epochs_done"] == 1
+
+
+def test_resume_after_a_kill_reaches_the_same_final_epoch(spark, materialized) -> None:
+    conf, _ = materialized
+    conf3 = make_conf(conf.data_root, "train.image_cls.epochs=3", "train.version=resume")
+    params = training_params(spark, conf3, RUN_DATE, "image_cls", "local")
+    killed = launch(spark, {**params, "stop_after_epochs": 1}, "local", 1)[0]
+    assert killed["epochs_done"] == 1 and "test_accuracy" not in killed
+    assert (Path(params["model_dir"]) / "checkpoints" / "last.pt").is_file()
+    resumed = launch(spark, {**params, "resume": True}, "local", 1)[0]
+    assert resumed["epochs_done"] == 3
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert "test_accuracy" in resumed
