@@ -37,7 +37,7 @@ class DemoConf:
     size: str = "small"  # "small" uses the counts below; "full" uses every record
     images: int = 3000
     texts: int = 3000
-    synthetic_clips: int = 36
+    synthetic_clips: int = 120
     real_clips: bool = True
     clip_frames: int = 16
     clip_size: int = 64
