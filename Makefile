@@ -32,6 +32,7 @@ test-e2e: setup
 
 bench: setup
 	$(PY) bench/etl_scaling.py
+	$(PY) bench/loader_feed.py
 
 ## Regenerate the lock from the current venv (after changing requirements/*.in).
 lock: setup
