@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,10 @@ def train_fn(params: dict[str, Any]) -> dict[str, Any]:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s", datefmt="%H:%M:%S")
     dist = make_dist(params["backend"])
+    if not torch.cuda.is_available():
+        # Ranks on one host share its cores; oversubscribed threads slow every rank down.
+        local_size = int(os.environ.get("HOROVOD_LOCAL_SIZE") or os.environ.get("LOCAL_WORLD_SIZE") or 1)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_size))
     task, hp, classes = params["task"], params["hparams"], params["classes"]
     out_dir, ckpt = Path(params["model_dir"]), Path(params["model_dir"]) / "checkpoints" / "last.pt"
     device = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
