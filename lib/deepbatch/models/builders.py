@@ -45,12 +45,25 @@ class TextClassifier(nn.Module):
                 p.requires_grad_(False)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    @property
+    def frozen(self) -> bool:
+        return self.freeze_encoder
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's masked mean-pooled output (B×hidden)."""
         with torch.set_grad_enabled(not self.freeze_encoder and torch.is_grad_enabled()):
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(out.dtype)
-        pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(pooled)
+        return (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from token ids, or from precomputed ``encode`` output when the encoder is frozen."""
+        if features is None:
+            if input_ids is None or attention_mask is None:
+                raise ValueError("TextClassifier needs input_ids and attention_mask, or features")
+            features = self.encode(input_ids, attention_mask)
+        return self.head(features)
 
 
 class ClipClassifier(nn.Module):
@@ -77,8 +90,18 @@ class ClipClassifier(nn.Module):
             feats = self.backbone(frames.flatten(0, 1))
         return feats.reshape(b, t, -1)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        feats = self.frame_features(frames)
+    frozen = True  # the backbone never trains: its features can be computed once
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.frame_features(frames)
+
+    def forward(self, frames: torch.Tensor | None = None, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from frames, or from precomputed per-frame features (B×T×D)."""
+        if features is None:
+            if frames is None:
+                raise ValueError("ClipClassifier needs frames or features")
+            features = self.frame_features(frames)
+        feats = features
         if self.gru is not None:
             _, h = self.gru(feats)
             pooled = h[-1]

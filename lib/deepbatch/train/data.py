@@ -25,7 +25,10 @@ def to_inputs(task: str, batch: dict[str, torch.Tensor], device: torch.device) -
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
         return (x.contiguous(),), y
     if task == "text_cls":
-        return (batch["input_ids"].long().to(device), batch["attention_mask"].long().to(device)), y
+        # Dynamic padding: drop the columns that are padding in every row of this batch.
+        mask = batch["attention_mask"]
+        width = max(int(mask.sum(1).max()), 1)
+        return (batch["input_ids"][:, :width].long().to(device), mask[:, :width].long().to(device)), y
     if task == "video_cls":
         # B×T×H×W×C uint8 -> B×T×C×H×W in [-1, 1] (EfficientNet-Lite: mean = std = 0.5)
         x = batch["frames"].to(device, non_blocking=True).float().div_(255.0).sub_(0.5).div_(0.5)

@@ -46,24 +46,39 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int) -> 
     raise ValueError(f"unknown lr_schedule {name!r}: expected cosine, step or constant")
 
 
-def evaluate(model: nn.Module, url: str, task: str, batch_size: int, device: torch.device) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean loss, labels and predictions over a whole split (one process, no sharding)."""
+def evaluate(model: nn.Module, url: str, task: str, batch_size: int, device: torch.device,
+             cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean loss, labels and predictions over a whole split (one process, no sharding).
+
+    With ``cache`` (frozen encoders) the split's features are computed on first use and reused.
+    """
+    from deepbatch.train.cached import encode_split
     from deepbatch.train.data import make_loader, to_inputs
 
     model.eval()
     losses, ys, preds = [], [], []
-    loader = make_loader(url, task, batch_size)
-    try:
-        with torch.no_grad():
-            for batch in loader:
-                x, y = to_inputs(task, batch, device)
-                logits = model(*x)
+    with torch.no_grad():
+        if cache is not None:
+            if url not in cache:
+                cache[url] = encode_split(model, make_loader(url, task, batch_size), task, device)
+            feats, labels = cache[url]
+            for i in range(0, len(labels), batch_size):
+                logits, y = model(features=feats[i : i + batch_size]), labels[i : i + batch_size]
                 losses.append(float(nn.functional.cross_entropy(logits, y, reduction="sum")))
                 ys.append(y.cpu().numpy())
                 preds.append(logits.argmax(1).cpu().numpy())
-    finally:
-        loader.reader.stop()
-        loader.reader.join()
+        else:
+            loader = make_loader(url, task, batch_size)
+            try:
+                for batch in loader:
+                    x, y = to_inputs(task, batch, device)
+                    logits = model(*x)
+                    losses.append(float(nn.functional.cross_entropy(logits, y, reduction="sum")))
+                    ys.append(y.cpu().numpy())
+                    preds.append(logits.argmax(1).cpu().numpy())
+            finally:
+                loader.reader.stop()
+                loader.reader.join()
     if not ys:
         return float("nan"), np.zeros(0, int), np.zeros(0, int)
     y_all, p_all = np.concatenate(ys), np.concatenate(preds)
@@ -82,6 +97,7 @@ def weights_checksum(model: nn.Module) -> float:
 def train_fn(params: dict[str, Any]) -> dict[str, Any]:
     """Train one task on this worker's shard; returns metrics and a weights checksum."""
     from deepbatch.models.builders import build_model
+    from deepbatch.train.cached import encode_split, epoch_order, supports_feature_cache
     from deepbatch.train.data import count_shard_rows, make_loader, to_inputs
     from deepbatch.train.dist import make_dist, unwrap
     from deepbatch.train.outputs import classification_metrics, load_checkpoint, save_checkpoint, save_model_folder
@@ -117,21 +133,37 @@ def train_fn(params: dict[str, Any]) -> dict[str, Any]:
     weight = torch.tensor(params["class_weights"], dtype=torch.float32, device=device) if params["class_weights"] else None
 
     bs = hp["batch_size"]
-    steps = dist.allreduce_min(count_shard_rows(params["train_url"], dist.rank, dist.size) // bs)
+    use_cache = supports_feature_cache(unwrap(model))
+    eval_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = {} if use_cache else None
+    if use_cache:
+        shard = make_loader(params["train_url"], task, bs, cur_shard=dist.rank, shard_count=dist.size, num_epochs=1)
+        t_enc = time.monotonic()
+        feats, labels = encode_split(unwrap(model), shard, task, device)
+        log.info("%s rank %d: frozen-encoder features for %d rows in %.1f s", task, dist.rank, len(labels), time.monotonic() - t_enc)
+        n_rows = len(labels)
+    else:
+        n_rows = count_shard_rows(params["train_url"], dist.rank, dist.size)
+    steps = dist.allreduce_min(n_rows // bs)
     if steps == 0:
         raise RuntimeError(f"a rank's shard of {params['train_url']} holds fewer than batch_size={bs} rows; lower batch_size or add data")
-    loader = make_loader(params["train_url"], task, bs, cur_shard=dist.rank, shard_count=dist.size, num_epochs=None,
-                         shuffle=True, seed=params["seed"] + 1000 * dist.rank + state["epoch"])  # fmt: skip
-    batches = iter(loader)
+    loader = None if use_cache else make_loader(params["train_url"], task, bs, cur_shard=dist.rank, shard_count=dist.size,
+                                                num_epochs=None, shuffle=True, seed=params["seed"] + 1000 * dist.rank + state["epoch"])  # fmt: skip
+    batches = iter(loader) if loader is not None else None
     t_start, first_epoch = time.monotonic(), state["epoch"]
     try:
         for epoch in range(state["epoch"], hp["epochs"]):
             model.train()
             t0, loss_sum, correct, seen = time.monotonic(), 0.0, 0, 0
-            for _ in range(steps):
-                x, y = to_inputs(task, next(batches), device)
+            order = epoch_order(n_rows, params["seed"] + 1000 * dist.rank + epoch) if use_cache else None
+            for step in range(steps):
                 optimizer.zero_grad()
-                logits = model(*x)
+                if order is not None:
+                    idx = order[step * bs : (step + 1) * bs]
+                    y = labels[idx]
+                    logits = model(features=feats[idx])
+                else:
+                    x, y = to_inputs(task, next(batches), device)  # type: ignore[arg-type]
+                    logits = model(*x)
                 loss = nn.functional.cross_entropy(logits, y, weight=weight)
                 if hp["l1"] > 0:
                     loss = loss + hp["l1"] * sum(p.abs().sum() for p in trainable)
@@ -147,7 +179,7 @@ def train_fn(params: dict[str, Any]) -> dict[str, Any]:
             rate = dist.allreduce_mean(seen / (time.monotonic() - t0)) * dist.size
             record = None
             if dist.rank == 0:
-                val_loss, vy, vp = evaluate(unwrap(model), params["val_url"], task, bs, device)
+                val_loss, vy, vp = evaluate(unwrap(model), params["val_url"], task, bs, device, eval_cache)
                 val_acc = float((vy == vp).mean()) if len(vy) else float("nan")
                 record = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_acc": round(train_acc, 5),
                           "val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5), "samples_per_s": round(rate, 1)}  # fmt: skip
@@ -173,15 +205,18 @@ def train_fn(params: dict[str, Any]) -> dict[str, Any]:
                     log.info("%s: early stop, no val improvement for %d epochs", task, state["stale"])
                 break
     finally:
-        loader.reader.stop()
-        loader.reader.join()
+        if loader is not None:
+            loader.reader.stop()
+            loader.reader.join()
 
+    # Every rank's weights after its last step (before rank 0 swaps in the best epoch's).
+    checksum = weights_checksum(unwrap(model))
     summary: dict[str, Any] = {"epochs_done": state["epoch"], "history": state["history"]}
     finished = state["epoch"] >= hp["epochs"] or state["stale"] > hp["patience"]
     if dist.rank == 0 and finished:
         final = unwrap(model)
         final.load_state_dict(torch.load(out_dir / "checkpoints" / "best.pt", map_location=device, weights_only=True))
-        test_loss, ty, tp = evaluate(final, params["test_url"], task, bs, device)
+        test_loss, ty, tp = evaluate(final, params["test_url"], task, bs, device, eval_cache)
         metrics = {"task": task, "history": state["history"], "best_val_acc": state["best_val_acc"], "test_loss": test_loss,
                    "test": classification_metrics(ty, tp, classes), "world_size": dist.size, "hparams": hp}  # fmt: skip
         save_model_folder(out_dir, final.state_dict(), {"task": task, "model_settings": params["model_settings"], "num_classes": len(classes)},
@@ -190,7 +225,6 @@ def train_fn(params: dict[str, Any]) -> dict[str, Any]:
         log.info("%s: test accuracy %.4f on %d rows; model written to %s", task, metrics["test"]["accuracy"], metrics["test"]["n"], out_dir)
     # Every rank returns rank 0's summary: TorchDistributor hands back an arbitrary rank's value.
     summary = dist.broadcast_object(summary)
-    checksum = weights_checksum(unwrap(model))
     if params.get("rank_report_dir"):
         Path(params["rank_report_dir"], f"rank{dist.rank}.json").write_text(json.dumps({"rank": dist.rank, "weights_checksum": checksum}))
     dist.shutdown()
