@@ -71,3 +71,28 @@ def test_resolve_pretrained_from_package_and_errors(tmp_path) -> None:
         resolve_pretrained("package:no_such_model_pkg")
     with pytest.raises(ConfigError, match="no config.json"):
         resolve_pretrained(str(tmp_path))
+
+
+def test_cached_features_give_the_same_logits_as_the_full_forward() -> None:
+    from deepbatch.models.builders import ClipClassifier, TextClassifier
+    from deepbatch.train.cached import supports_feature_cache
+
+    torch.manual_seed(0)
+    enc = torch.nn.Embedding(50, 8)
+
+    class Enc(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = enc
+
+        def forward(self, input_ids, attention_mask):  # the shape transformers encoders return
+            return type("Out", (), {"last_hidden_state": self.emb(input_ids)})()
+
+    text = TextClassifier(Enc(), 8, 2).eval()
+    ids, mask = torch.randint(0, 50, (3, 5)), torch.tensor([[1, 1, 1, 0, 0]] * 3)
+    assert torch.allclose(text(ids, mask), text(features=text.encode(ids, mask)))
+    assert supports_feature_cache(text)
+    clip = ClipClassifier(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 6)), 6, 3, pooling="attention").eval()
+    frames = torch.randn(2, 5, 3, 4, 4)
+    assert torch.allclose(clip(frames), clip(features=clip.encode(frames)))
+    assert not supports_feature_cache(torch.nn.Linear(2, 2))
