@@ -104,6 +104,7 @@ class TaskTrainConf:
     class_weights: str = "none"  # none | balanced
     width: int = 32  # image CNN width
     freeze_encoder: bool = True  # text: frozen MiniLM + head, or fine-tune
+    head_hidden: int = 0  # text: hidden units of an MLP head (0: linear head)
     pooling: str = "mean"  # video: mean | gru | attention
 
 

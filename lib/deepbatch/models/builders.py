@@ -36,14 +36,18 @@ class CompactCNN(nn.Module):
 class TextClassifier(nn.Module):
     """Transformer encoder + masked mean pooling + dropout + linear head."""
 
-    def __init__(self, encoder: nn.Module, hidden: int, num_classes: int, dropout: float = 0.1, freeze_encoder: bool = True):
+    def __init__(self, encoder: nn.Module, hidden: int, num_classes: int, dropout: float = 0.1, freeze_encoder: bool = True,
+                 head_hidden: int = 0):
         super().__init__()
         self.encoder = encoder
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             for p in self.encoder.parameters():
                 p.requires_grad_(False)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        if head_hidden > 0:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, head_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(head_hidden, num_classes))
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
     @property
     def frozen(self) -> bool:
@@ -54,7 +58,9 @@ class TextClassifier(nn.Module):
         with torch.set_grad_enabled(not self.freeze_encoder and torch.is_grad_enabled()):
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(out.dtype)
-        return (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        # Sentence-embedding models (all-MiniLM-L6-v2) are trained on unit-length mean-pooled vectors.
+        return nn.functional.normalize(pooled, dim=-1)
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 features: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,7 +149,8 @@ def build_model(task: str, num_classes: int, settings: dict[str, Any]) -> nn.Mod
         from transformers import AutoModel
 
         encoder = AutoModel.from_pretrained(settings["encoder_dir"])
-        return TextClassifier(encoder, int(encoder.config.hidden_size), num_classes, float(settings.get("dropout", 0.1)), bool(settings.get("freeze_encoder", True)))
+        return TextClassifier(encoder, int(encoder.config.hidden_size), num_classes, float(settings.get("dropout", 0.1)),
+                              bool(settings.get("freeze_encoder", True)), int(settings.get("head_hidden", 0)))
     if task == "video_cls":
         backbone = EfficientNetFeatures(efficientnet_lite0(bool(settings.get("pretrained", True))))
         return ClipClassifier(backbone, 1280, num_classes, str(settings.get("pooling", "mean")), float(settings.get("dropout", 0.2)))

@@ -62,7 +62,7 @@ def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, b
         preprocessing = {"image_size": d.image_size, "channels": d.image_channels, "scale": "x/255", "mean": 0.5, "std": 0.5}
     elif task == "text_cls":
         encoder = str(resolve_pretrained(conf.train.text_encoder))
-        settings.update(encoder_dir=encoder, freeze_encoder=hp.freeze_encoder)
+        settings.update(encoder_dir=encoder, freeze_encoder=hp.freeze_encoder, head_hidden=hp.head_hidden)
         preprocessing = {"tokenizer": str(resolve_pretrained(d.text_tokenizer)), "max_length": d.text_max_length, "padding": "max_length", "truncation": True}
     else:
         settings.update(pooling=hp.pooling, pretrained=True)
