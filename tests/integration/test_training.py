@@ -58,6 +58,11 @@ def test_horovod_two_processes_end_with_identical_weights(spark, materialized) -
         assert (folder / name).is_file(), name
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and len(metrics["test"]["confusion_matrix"]) == 10
+    run = Path(conf.data_root, "mlruns").glob(f"*/{summary['mlflow_run_id']}")
+    run_dir = next(run)
+    assert (run_dir / "params" / "launcher").read_text() == "horovod"
+    assert (run_dir / "metrics" / "val_acc").is_file()
+    assert (run_dir / "artifacts" / "model" / "model.safetensors").is_file()
 
 
 def test_torch_distributor_two_processes_end_with_identical_weights(spark, materialized, tmp_path) -> None:

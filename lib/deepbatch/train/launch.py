@@ -130,6 +130,13 @@ def run_train(spark: SparkSession, conf: Conf, run_date: str, task: str) -> dict
         "weights_checksums": [r["weights_checksum"] for r in results],
         "duration_s": round(time.monotonic() - t0, 1),
     }
-    Path(params["model_dir"]).mkdir(parents=True, exist_ok=True)
-    (Path(params["model_dir"]) / "_train_manifest.json").write_text(json.dumps(summary, indent=2))
+    model_dir = Path(params["model_dir"])
+    if summary["test_accuracy"] is not None:
+        from deepbatch.train.tracking import default_tracking_uri, log_to_mlflow
+
+        uri = conf.train.tracking_uri or default_tracking_uri(conf.data_root)
+        summary["mlflow_run_id"] = log_to_mlflow(uri, summary, model_dir)
+        summary["mlflow_tracking_uri"] = uri
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "_train_manifest.json").write_text(json.dumps(summary, indent=2))
     return summary
