@@ -19,7 +19,7 @@ setup(
     python_requires=">=3.10",
     packages=[*find_packages("lib"), "deepbatch.schemas"],
     package_dir={"deepbatch": "lib/deepbatch", "deepbatch.schemas": "schemas"},
-    package_data={"deepbatch": ["conf/*.yaml"]},
+    package_data={"deepbatch": ["models/data/*.txt", "models/data/*.md"]},
     include_package_data=True,
     install_requires=[
         # torch is deliberately not listed here: a plain `torch` requirement pulls a
