@@ -93,10 +93,6 @@ class Storage:
     def _fs(self, path: str) -> Any:
         return self._path(path).getFileSystem(self._hconf)
 
-    def qualify(self, path: str) -> str:
-        p = self._path(path)
-        return str(self._fs(path).makeQualified(p).toString())
-
     def exists(self, path: str) -> bool:
         return bool(self._fs(path).exists(self._path(path)))
 
@@ -358,7 +354,3 @@ class Publisher:
 
     def abort(self) -> None:
         self.storage.delete(f"{self.root}/_staging/{self.run_id}")
-
-
-def read_manifest(spark: SparkSession, path: str) -> dict[str, Any]:
-    return json.loads(Storage(spark).read_text(path))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -59,7 +58,3 @@ def count_shard_rows(url: str, cur_shard: int, shard_count: int) -> int:
         for _ in reader:
             n += 1
     return n
-
-
-def batches(loader: Any) -> Iterator[dict[str, torch.Tensor]]:
-    yield from loader
