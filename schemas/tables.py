@@ -209,6 +209,13 @@ GOLD_VIDEO_CLS = StructType(
     ]
 )
 
+# The three tasks and their gold tables, in the order every stage handles them.
+GOLD_SCHEMAS: dict[str, StructType] = {
+    "image_cls": GOLD_IMAGE_CLS,
+    "text_cls": GOLD_TEXT_CLS,
+    "video_cls": GOLD_VIDEO_CLS,
+}
+
 TABLES: dict[str, StructType] = {
     "bronze/images": BRONZE_FILES,
     "bronze/image_labels": BRONZE_LABELS,

@@ -19,13 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepbatch.config import Conf, load_conf
+from deepbatch.config import TASKS, Conf, load_conf
 from deepbatch.errors import ConfigError, DeepbatchError
 
 log = logging.getLogger("deepbatch")
 
 STAGES = ("acquire", "clean", "integrate", "analyse", "materialize", "train")
-TASKS = ("image_cls", "text_cls", "video_cls")
 
 
 def _stage_fn(name: str, tasks: tuple[str, ...]) -> Callable[..., dict[str, Any]]:

@@ -21,6 +21,8 @@ import yaml
 
 from deepbatch.errors import ConfigError
 
+TASKS = ("image_cls", "text_cls", "video_cls")
+
 
 @dataclass(frozen=True)
 class SparkConf:
@@ -272,7 +274,7 @@ def validate(conf: Conf) -> Conf:
         )
     if not 0.0 <= conf.quality.max_quarantine_fraction <= 1.0:
         raise ConfigError("conf key 'quality.max_quarantine_fraction' must lie in [0, 1]")
-    for task in ("image_cls", "text_cls", "video_cls"):
+    for task in TASKS:
         classes = getattr(conf.tasks, task).classes
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise ConfigError(f"conf key 'tasks.{task}.classes' must list at least 2 distinct class names")
@@ -287,7 +289,7 @@ def validate(conf: Conf) -> Conf:
         raise ConfigError(f"conf key 'train.launcher' must be horovod, torch_distributor or local, got {t.launcher!r}")
     if t.num_proc < 1:
         raise ConfigError("conf key 'train.num_proc' must be >= 1")
-    for task in ("image_cls", "text_cls", "video_cls"):
+    for task in TASKS:
         tc = getattr(t, task)
         choices = {"optimizer": ("sgd", "momentum", "rmsprop", "adam"), "lr_schedule": ("cosine", "step", "constant"),
                    "class_weights": ("none", "balanced"), "pooling": ("mean", "gru", "attention")}  # fmt: skip

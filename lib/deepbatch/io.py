@@ -146,11 +146,7 @@ class Storage:
             out.close()
 
     def write_text(self, path: str, text: str) -> None:
-        out = self._fs(path).create(self._path(path), True)
-        try:
-            out.write(bytearray(text.encode("utf-8")))
-        finally:
-            out.close()
+        self.write_bytes(path, text.encode("utf-8"))
 
     def read_text(self, path: str) -> str:
         fs = self._fs(path)

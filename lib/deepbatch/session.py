@@ -34,6 +34,11 @@ def python_worker_env() -> None:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+def describe_job(spark: SparkSession, stage: str, what: str, run_date: str) -> None:
+    """Label the next Spark jobs so the UI and event log show the stage and run date."""
+    spark.sparkContext.setJobGroup(f"deepbatch-{stage}-{run_date}", f"deepbatch {stage} {what} run_date={run_date}")
+
+
 def get_session(conf: Conf) -> SparkSession:
     # Only in local mode do the workers share this machine's interpreter; on a cluster the
     # executors' Python comes from spark.pyspark.python / the shipped environment.

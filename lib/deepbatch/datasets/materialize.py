@@ -19,10 +19,11 @@ from typing import Any
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from deepbatch.config import Conf, DatasetsConf
+from deepbatch.config import TASKS, Conf, DatasetsConf
 from deepbatch.errors import DeepbatchError
 from deepbatch.io import Publisher, Storage, TableCounts, read_partition
 from deepbatch.schemas import tables as T
+from deepbatch.session import describe_job
 
 log = logging.getLogger(__name__)
 # petastorm 0.13 still calls pyarrow.localfs, deprecated but working under the pinned pyarrow 14.
@@ -140,8 +141,6 @@ def unischema_for(task: str, d: DatasetsConf) -> Any:
     raise ValueError(f"unknown task {task!r}; expected image_cls, text_cls or video_cls")
 
 
-_GOLD = {"image_cls": T.GOLD_IMAGE_CLS, "text_cls": T.GOLD_TEXT_CLS, "video_cls": T.GOLD_VIDEO_CLS}
-
 
 def write_split(spark: SparkSession, df: DataFrame, url: str, task: str, d: DatasetsConf, tokenizer_dir: str | None) -> int:
     """Encode and write one split as a Petastorm dataset; returns rows written."""
@@ -160,7 +159,7 @@ def write_split(spark: SparkSession, df: DataFrame, url: str, task: str, d: Data
     return n
 
 
-def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple[str, ...] = ("image_cls", "text_cls", "video_cls")) -> dict[str, Any]:
+def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple[str, ...] = TASKS) -> dict[str, Any]:
     """Materialise every task's train/val/test splits and check their row groups."""
     from deepbatch.models.pretrained import resolve_pretrained
 
@@ -171,7 +170,7 @@ def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple
     try:
         for task in tasks:
             gold_path = conf.path("gold", task)
-            gold = read_partition(spark, gold_path, run_date, _GOLD[task])
+            gold = read_partition(spark, gold_path, run_date, T.GOLD_SCHEMAS[task])
             labelled = gold.filter(F.col("split").isin(*SPLITS)).persist()
             tokenizer_dir = str(resolve_pretrained(d.text_tokenizer)) if task == "text_cls" else None
             target = conf.path("datasets", task, version)
@@ -179,7 +178,7 @@ def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple
             extra: dict[str, Any] = {"version": version, "splits": {}}
             written = 0
             for split in SPLITS:
-                spark.sparkContext.setJobGroup(f"deepbatch-materialize-{run_date}", f"deepbatch materialize {task}/{split} run_date={run_date}")
+                describe_job(spark, "materialize", f"{task}/{split}", run_date)
                 part = labelled.filter(F.col("split") == split)
                 url = dataset_url(f"{staging}/{split}")
                 rows = write_split(spark, part, url, task, d, tokenizer_dir)

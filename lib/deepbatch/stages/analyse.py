@@ -18,12 +18,11 @@ from pyspark.sql import functions as F
 from deepbatch.config import Conf
 from deepbatch.io import Publisher, Storage, TableCounts, read_partition
 from deepbatch.schemas import tables as T
+from deepbatch.session import describe_job
 
 log = logging.getLogger(__name__)
 
 TEXT_BIN_CHARS = 20
-
-_GOLD = {"image_cls": T.GOLD_IMAGE_CLS, "text_cls": T.GOLD_TEXT_CLS, "video_cls": T.GOLD_VIDEO_CLS}
 
 
 def _counts(df: DataFrame, *cols: str) -> dict[str, int]:
@@ -141,8 +140,8 @@ def run_analyse(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
     try:
         tasks: dict[str, Any] = {}
         inputs = []
-        for task, schema in _GOLD.items():
-            spark.sparkContext.setJobGroup(f"deepbatch-analyse-{run_date}", f"deepbatch analyse {task} run_date={run_date}")
+        for task, schema in T.GOLD_SCHEMAS.items():
+            describe_job(spark, "analyse", task, run_date)
             path = conf.path("gold", task)
             inputs.append(path)
             df = read_partition(spark, path, run_date, schema)

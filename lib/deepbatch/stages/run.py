@@ -18,16 +18,13 @@ from deepbatch.config import Conf
 from deepbatch.errors import MissingInputError, QuarantineThresholdExceeded
 from deepbatch.io import Publisher, Storage, TableCounts, read_partition
 from deepbatch.schemas import tables as T
+from deepbatch.session import describe_job
 from deepbatch.stages import clean as C
 from deepbatch.stages import integrate as I
 from deepbatch.stages.acquire import SOURCES, read_source
 from deepbatch.stages.quality import quarantine_rows, reason_counts, valid_rows
 
 log = logging.getLogger(__name__)
-
-
-def _describe(spark: SparkSession, stage: str, what: str, run_date: str) -> None:
-    spark.sparkContext.setJobGroup(f"deepbatch-{stage}-{run_date}", f"deepbatch {stage} {what} run_date={run_date}")
 
 
 def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
@@ -43,7 +40,7 @@ def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
                     f"landing folder {path} for source {src.name!r} does not exist; build the demo landing "
                     "zone with `deepbatch demo-data` or point data_root at your landing zone."
                 )
-            _describe(spark, "acquire", src.name, run_date)
+            describe_job(spark, "acquire", src.name, run_date)
             df = read_source(spark, src, landing, run_date)
             n_in = df.count()
             table = f"bronze/{src.name}"
@@ -92,7 +89,7 @@ def run_clean(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
     pub = Publisher(spark, conf.data_root, "clean", run_date, conf.hash())
     try:
         for source, bronze_schema, silver_schema, binary_col in _CLEAN:
-            _describe(spark, "clean", source, run_date)
+            describe_job(spark, "clean", source, run_date)
             bronze_path = conf.path("bronze", source)
             bronze = read_partition(spark, bronze_path, run_date, bronze_schema)
             n_in = bronze.count()
@@ -122,11 +119,12 @@ def run_clean(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
     return pub.publish()
 
 
-_TASKS: tuple[tuple[str, str, str | None, T.StructType, T.StructType], ...] = (
-    ("image_cls", "images", "image_labels", T.SILVER_IMAGES, T.GOLD_IMAGE_CLS),
-    ("text_cls", "text", None, T.SILVER_TEXT, T.GOLD_TEXT_CLS),
-    ("video_cls", "videos", "video_labels", T.SILVER_VIDEOS, T.GOLD_VIDEO_CLS),
-)
+# task -> (content source, label source, content schema); gold schemas in T.GOLD_SCHEMAS.
+_TASK_INPUTS: dict[str, tuple[str, str | None, T.StructType]] = {
+    "image_cls": ("images", "image_labels", T.SILVER_IMAGES),
+    "text_cls": ("text", None, T.SILVER_TEXT),
+    "video_cls": ("videos", "video_labels", T.SILVER_VIDEOS),
+}
 
 
 def run_integrate(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
@@ -135,8 +133,8 @@ def run_integrate(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, A
 
     pub = Publisher(spark, conf.data_root, "integrate", run_date, conf.hash())
     try:
-        for task, content_src, labels_src, content_schema, gold_schema in _TASKS:
-            _describe(spark, "integrate", task, run_date)
+        for task, (content_src, labels_src, content_schema) in _TASK_INPUTS.items():
+            describe_job(spark, "integrate", task, run_date)
             classes = getattr(conf.tasks, task).classes
             content_path = conf.path("silver", content_src)
             content = read_partition(spark, content_path, run_date, content_schema)
@@ -149,7 +147,7 @@ def run_integrate(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, A
             gold = I.build_task_table(content, labels, classes, conf.split.train, conf.split.val, conf.split.seed)
             table = f"gold/{task}"
             n_in = content.count()
-            n_out = pub.stage_table(table, gold, gold_schema)
+            n_out = pub.stage_table(table, gold, T.GOLD_SCHEMAS[task])
             staged = spark.read.parquet(pub.staged_path(table))
             split_counts = {r["split"]: int(r["count"]) for r in staged.groupBy("split").count().collect()}
             extra: dict[str, Any] = {"splits": dict(sorted(split_counts.items()))}

@@ -16,13 +16,12 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from deepbatch.config import Conf
+from deepbatch.config import TASKS, Conf
 from deepbatch.datasets.materialize import check_row_groups, dataset_url
 from deepbatch.errors import ConfigError, MissingInputError
 from deepbatch.io import Storage
 
 log = logging.getLogger(__name__)
-TASKS = ("image_cls", "text_cls", "video_cls")
 
 
 def _local_dir(path: str) -> str:
