@@ -33,8 +33,11 @@ def reader_batches(url: str, batch: int, workers: int):
 
 
 def to_xy(b: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    x = b["image"].to(device, non_blocking=True).float().div_(255).sub_(0.5).div_(0.5)
-    return (x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)), b["label_index"].long().to(device)
+    """The training loop's own batch conversion, so both paths do the same work."""
+    from deepbatch.train.data import to_inputs
+
+    (x,), y = to_inputs("image_cls", b, device)
+    return x, y
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepbatch.media.image import decode_image
+from deepbatch.media.image import decode_image, to_channels
 
 IMAGENET_SIZE = 224
 RESIZE_SHORTER = 256
@@ -31,13 +31,7 @@ def imagenet_classes() -> list[str]:
 
 def imagenet_preprocess(data: bytes, size: int = IMAGENET_SIZE, shorter: int = RESIZE_SHORTER) -> np.ndarray:
     """Decode, resize the shorter side to ``shorter``, centre-crop ``size``; HxWx3 RGB uint8."""
-    img = decode_image(data)
-    if img.shape[2] == 1:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    img = to_channels(decode_image(data), 3)
     h, w = img.shape[:2]
     scale = shorter / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))

@@ -62,18 +62,18 @@ def probe_image(data: bytes | None) -> ImageProbe:
     return ImageProbe(int(w), int(h), int(c), fmt, None, None)
 
 
+def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """A decoded OpenCV image (grey, BGR or BGRA) as HxWx1 grey or HxWx3 RGB."""
+    if channels == 1:
+        return img if img.shape[2] == 1 else cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)[:, :, None]
+    if img.shape[2] == 1:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2RGB)
+
+
 def image_to_array(data: bytes, size: int, channels: int) -> np.ndarray:
     """Decode and resize to size×size×channels uint8 (area interpolation when shrinking)."""
-    img = decode_image(data)
-    if img.shape[2] != channels:
-        if channels == 1:
-            img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)[:, :, None]
-        elif img.shape[2] == 1:
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-        else:
-            img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
-    elif channels == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    img = to_channels(decode_image(data), channels)
     if img.shape[:2] != (size, size):
         interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
         img = cv2.resize(img, (size, size), interpolation=interp)

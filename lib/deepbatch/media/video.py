@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -19,6 +21,18 @@ class VideoProbe:
     frame_count: int | None
     reason: str | None
     detail: str | None
+
+
+@contextmanager
+def clip_file(data: bytes, suffix: str = ".mp4") -> Iterator[str]:
+    """Clip bytes in a temporary file for the duration of the block (OpenCV reads from files)."""
+    fd, path = tempfile.mkstemp(suffix=suffix, prefix="deepbatch-clip-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        yield path
+    finally:
+        os.unlink(path)
 
 
 def probe_video_file(path: str, max_frames: int = 10000) -> VideoProbe:
@@ -45,16 +59,11 @@ def probe_video_file(path: str, max_frames: int = 10000) -> VideoProbe:
 
 
 def probe_video(data: bytes | None, max_frames: int = 10000, suffix: str = ".mp4") -> VideoProbe:
-    """Probe clip bytes. OpenCV reads from files, so the bytes go to a temporary file."""
+    """Probe clip bytes (through a temporary file)."""
     if data is None or len(data) == 0:
         return VideoProbe(None, None, None, None, None, "EMPTY_FILE", "zero-byte file")
-    fd, path = tempfile.mkstemp(suffix=suffix, prefix="deepbatch-probe-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+    with clip_file(data, suffix) as path:
         return probe_video_file(path, max_frames)
-    finally:
-        os.unlink(path)
 
 
 def sample_frames_file(path: str, frames: int, size: int) -> np.ndarray:
@@ -82,10 +91,5 @@ def sample_frames_file(path: str, frames: int, size: int) -> np.ndarray:
 
 
 def sample_frames(data: bytes, frames: int, size: int, suffix: str = ".mp4") -> np.ndarray:
-    fd, path = tempfile.mkstemp(suffix=suffix, prefix="deepbatch-frames-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+    with clip_file(data, suffix) as path:
         return sample_frames_file(path, frames, size)
-    finally:
-        os.unlink(path)

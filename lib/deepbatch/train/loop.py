@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,39 +47,42 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int) -> 
     raise ValueError(f"unknown lr_schedule {name!r}: expected cosine, step or constant")
 
 
+def _split_logits(model: nn.Module, url: str, task: str, batch_size: int, device: torch.device,
+                  cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, labels) per batch over a whole split; from cached frozen features when given a cache."""
+    from deepbatch.train.cached import encode_split
+    from deepbatch.train.data import make_loader, to_inputs
+
+    if cache is not None:
+        if url not in cache:
+            cache[url] = encode_split(model, make_loader(url, task, batch_size), task, device)
+        feats, labels = cache[url]
+        for i in range(0, len(labels), batch_size):
+            yield model(features=feats[i : i + batch_size]), labels[i : i + batch_size]
+        return
+    loader = make_loader(url, task, batch_size)
+    try:
+        for batch in loader:
+            x, y = to_inputs(task, batch, device)
+            yield model(*x), y
+    finally:
+        loader.reader.stop()
+        loader.reader.join()
+
+
 def evaluate(model: nn.Module, url: str, task: str, batch_size: int, device: torch.device,
              cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean loss, labels and predictions over a whole split (one process, no sharding).
 
     With ``cache`` (frozen encoders) the split's features are computed on first use and reused.
     """
-    from deepbatch.train.cached import encode_split
-    from deepbatch.train.data import make_loader, to_inputs
-
     model.eval()
     losses, ys, preds = [], [], []
     with torch.no_grad():
-        if cache is not None:
-            if url not in cache:
-                cache[url] = encode_split(model, make_loader(url, task, batch_size), task, device)
-            feats, labels = cache[url]
-            for i in range(0, len(labels), batch_size):
-                logits, y = model(features=feats[i : i + batch_size]), labels[i : i + batch_size]
-                losses.append(float(nn.functional.cross_entropy(logits, y, reduction="sum")))
-                ys.append(y.cpu().numpy())
-                preds.append(logits.argmax(1).cpu().numpy())
-        else:
-            loader = make_loader(url, task, batch_size)
-            try:
-                for batch in loader:
-                    x, y = to_inputs(task, batch, device)
-                    logits = model(*x)
-                    losses.append(float(nn.functional.cross_entropy(logits, y, reduction="sum")))
-                    ys.append(y.cpu().numpy())
-                    preds.append(logits.argmax(1).cpu().numpy())
-            finally:
-                loader.reader.stop()
-                loader.reader.join()
+        for logits, y in _split_logits(model, url, task, batch_size, device, cache):
+            losses.append(float(nn.functional.cross_entropy(logits, y, reduction="sum")))
+            ys.append(y.cpu().numpy())
+            preds.append(logits.argmax(1).cpu().numpy())
     if not ys:
         return float("nan"), np.zeros(0, int), np.zeros(0, int)
     y_all, p_all = np.concatenate(ys), np.concatenate(preds)
