@@ -8,8 +8,10 @@ quarantined by the clean stage.
 from __future__ import annotations
 
 from pyspark.sql.types import (
+    ArrayType,
     BinaryType,
     DoubleType,
+    FloatType,
     IntegerType,
     LongType,
     StringType,
@@ -216,6 +218,63 @@ GOLD_SCHEMAS: dict[str, StructType] = {
     "video_cls": GOLD_VIDEO_CLS,
 }
 
+# --- predictions: one table per inference target (deepbatch infer) -----------------------
+# Every row carries the input's id, why it could not be scored (``error``, null when it
+# was), the model version, when it was scored and its share of its batch's model time.
+# ``split``/``label`` are passed through from gold where the input has them.
+
+_PREDICTION_META = [
+    StructField("error", StringType(), True),
+    StructField("model_version", StringType(), False),
+    StructField("inferred_at", TimestampType(), False),
+    StructField("infer_ms", DoubleType(), True),
+]
+
+_GOLD_PASSTHROUGH = [
+    StructField("split", StringType(), True),
+    StructField("label", StringType(), True),
+]
+
+# image_cls and imagenet: top-k labels and probabilities, best first.
+PREDICTIONS_TOPK = StructType(
+    [
+        StructField("record_id", StringType(), False),
+        *_GOLD_PASSTHROUGH,
+        StructField("top_labels", ArrayType(StringType()), True),
+        StructField("top_probs", ArrayType(FloatType()), True),
+        *_PREDICTION_META,
+    ]
+)
+
+# text_cls and video_cls clips: the predicted class, its probability, and every class's
+# probability in the model's class order (recorded in the table's _classes.json).
+PREDICTIONS_CLASS = StructType(
+    [
+        StructField("record_id", StringType(), False),
+        *_GOLD_PASSTHROUGH,
+        StructField("predicted", StringType(), True),
+        StructField("predicted_prob", FloatType(), True),
+        StructField("class_probs", ArrayType(FloatType()), True),
+        *_PREDICTION_META,
+    ]
+)
+
+PREDICTIONS_VIDEO_CLIPS = StructType([*PREDICTIONS_CLASS.fields[:-4], StructField("frames_used", IntegerType(), True), *_PREDICTION_META])
+
+# video_cls frames: one row per sampled frame of each clip that decoded.
+PREDICTIONS_VIDEO_FRAMES = StructType(
+    [
+        StructField("record_id", StringType(), False),
+        StructField("frame_index", IntegerType(), False),
+        StructField("timestamp_s", DoubleType(), True),
+        StructField("features", ArrayType(FloatType()), False),
+        StructField("imagenet_label", StringType(), True),
+        StructField("imagenet_prob", FloatType(), True),
+        StructField("model_version", StringType(), False),
+        StructField("inferred_at", TimestampType(), False),
+    ]
+)
+
 TABLES: dict[str, StructType] = {
     "bronze/images": BRONZE_FILES,
     "bronze/image_labels": BRONZE_LABELS,
@@ -230,4 +289,11 @@ TABLES: dict[str, StructType] = {
     "gold/image_cls": GOLD_IMAGE_CLS,
     "gold/text_cls": GOLD_TEXT_CLS,
     "gold/video_cls": GOLD_VIDEO_CLS,
+    "bronze/photos": BRONZE_FILES,
+    "silver/photos": SILVER_IMAGES,
+    "predictions/image_cls": PREDICTIONS_TOPK,
+    "predictions/imagenet": PREDICTIONS_TOPK,
+    "predictions/text_cls": PREDICTIONS_CLASS,
+    "predictions/video_cls": PREDICTIONS_VIDEO_CLIPS,
+    "predictions/video_cls_frames": PREDICTIONS_VIDEO_FRAMES,
 }

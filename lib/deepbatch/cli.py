@@ -19,16 +19,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepbatch.config import TASKS, Conf, load_conf
+from deepbatch.config import INFER_TARGETS, TASKS, Conf, load_conf
 from deepbatch.errors import ConfigError, DeepbatchError
 
 log = logging.getLogger("deepbatch")
 
-STAGES = ("acquire", "clean", "integrate", "analyse", "materialize", "train")
+STAGES = ("acquire", "clean", "integrate", "analyse", "materialize", "train", "infer")
 
 
-def _stage_fn(name: str, tasks: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+def _stage_fn(name: str, chosen: tuple[str, ...] | None) -> Callable[..., dict[str, Any]]:
+    """The stage's runner; ``chosen`` is --task (None: every task, or infer.targets for infer)."""
     from deepbatch.stages import run
+
+    tasks = tuple(t for t in chosen if t in TASKS) if chosen else TASKS
 
     if name == "analyse":
         from deepbatch.stages.analyse import run_analyse
@@ -42,6 +45,10 @@ def _stage_fn(name: str, tasks: tuple[str, ...]) -> Callable[..., dict[str, Any]
         from deepbatch.train.launch import run_train
 
         return lambda spark, conf, run_date: {"stage": "train", "tables": [], "runs": [run_train(spark, conf, run_date, t) for t in tasks]}
+    if name == "infer":
+        from deepbatch.infer.run import run_infer
+
+        return lambda spark, conf, run_date: run_infer(spark, conf, run_date, chosen)
     fn: Callable[..., dict[str, Any]] = getattr(run, f"run_{name}")
     return fn
 
@@ -51,11 +58,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("command", choices=[*STAGES, "pipeline", "demo-data"])
     p.add_argument("--conf", default="conf/local.yaml", help="conf YAML (default: conf/local.yaml)")
     p.add_argument("--run-date", default=dt.date.today().isoformat(), help="YYYY-MM-DD (default: today)")
-    p.add_argument("--task", action="append", choices=TASKS, help="materialize/train: only this task (repeatable; default all)")
+    p.add_argument("--task", action="append", choices=INFER_TARGETS,
+                   help="materialize/train/infer: only this task (repeatable; default all); infer also takes imagenet")
     p.add_argument("--resume", action="store_true", help="train: continue from the last checkpoint")
     p.add_argument("overrides", nargs="*", help="key.path=value conf overrides, e.g. demo.images=500")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_intermixed_args(argv)
+    if args.task and "imagenet" in args.task and args.command not in ("infer", "pipeline"):
+        p.error("--task imagenet is an inference target only (deepbatch infer --task imagenet)")
     try:
         dt.date.fromisoformat(args.run_date)
     except ValueError:
@@ -73,7 +83,7 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, ...] = TASKS) -> list[dict[str, Any]]:
+def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     from deepbatch.session import get_session
 
     spark = get_session(conf)
@@ -100,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(summary.to_dict(), indent=2))
             return 0
         stages = list(STAGES) if args.command == "pipeline" else [args.command]
-        manifests = run_stages(conf, args.run_date, stages, tuple(args.task or TASKS))
+        manifests = run_stages(conf, args.run_date, stages, tuple(args.task) if args.task else None)
         for m in manifests:
             for t in m.get("tables", []):
                 log.info(

@@ -22,6 +22,8 @@ import yaml
 from deepbatch.errors import ConfigError
 
 TASKS = ("image_cls", "text_cls", "video_cls")
+# What `deepbatch infer` can score: the three trained tasks, and ImageNet top-k on the photo set.
+INFER_TARGETS = (*TASKS, "imagenet")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,51 @@ class TrainConf:
 
 
 @dataclass(frozen=True)
+class InferImageConf:
+    top_k: int = 3  # image_cls: labels and probabilities per image
+
+
+@dataclass(frozen=True)
+class InferImagenetConf:
+    top_k: int = 5
+    input: str = "silver/photos"  # a table under the data root with record_id + content (image bytes)
+
+
+@dataclass(frozen=True)
+class InferTextConf:
+    hf_model: str = ""  # a local Hugging Face sequence-classification folder; empty: the trained text_cls model
+    max_length: int = 128  # token limit for hf_model (the trained model keeps its own)
+
+
+@dataclass(frozen=True)
+class InferVideoConf:
+    frames_per_clip: int = 8  # k frames spread over each clip (when every_n is 0)
+    every_n: int = 0  # > 0: every n-th frame instead, at most max_frames per clip
+    max_frames: int = 64
+    imagenet_top1: bool = True  # per-frame ImageNet top-1 label
+    imagenet_size: int = 224
+    max_inline_mb: float = 16.0  # larger clips are read from source_path in the worker, not sent through Arrow
+    arrow_batch: int = 8  # clips per Arrow batch
+    clips_per_task: int = 16  # input partitions: ~clips per Spark task
+
+
+@dataclass(frozen=True)
+class InferConf:
+    targets: list[str] = field(default_factory=lambda: list(INFER_TARGETS))
+    model_version: str = ""  # empty: the newest trained version of each task
+    device: str = "auto"  # auto (GPU when the executor has one) | cpu | cuda
+    batch_size: int = 64  # rows per model forward
+    arrow_batch: int = 512  # spark.sql.execution.arrow.maxRecordsPerBatch for inference
+    rows_per_task: int = 2000  # input partitions: ~rows per Spark task (finer progress, less skew)
+    threads_per_task: int = 0  # torch threads per Python worker; 0: spark.task.cpus
+    progress_seconds: float = 10.0
+    image: InferImageConf = field(default_factory=InferImageConf)
+    imagenet: InferImagenetConf = field(default_factory=InferImagenetConf)
+    text: InferTextConf = field(default_factory=InferTextConf)
+    video: InferVideoConf = field(default_factory=InferVideoConf)
+
+
+@dataclass(frozen=True)
 class Conf:
     data_root: str = "data"
     spark: SparkConf = field(default_factory=SparkConf)
@@ -134,6 +181,7 @@ class Conf:
     quality: QualityConf = field(default_factory=QualityConf)
     datasets: DatasetsConf = field(default_factory=DatasetsConf)
     train: TrainConf = field(default_factory=TrainConf)
+    infer: InferConf = field(default_factory=InferConf)
 
     def path(self, *parts: str) -> str:
         """A path under the data root, which may be a local path or a URI."""
@@ -298,6 +346,20 @@ def validate(conf: Conf) -> Conf:
                 raise ConfigError(f"conf key 'train.{task}.{key}' must be one of {allowed}, got {getattr(tc, key)!r}")
         if tc.epochs < 1 or tc.batch_size < 1 or tc.lr <= 0:
             raise ConfigError(f"conf keys train.{task}.epochs/batch_size must be >= 1 and lr > 0")
+    inf = conf.infer
+    unknown = [t for t in inf.targets if t not in INFER_TARGETS]
+    if unknown:
+        raise ConfigError(f"conf key 'infer.targets' has unknown target(s) {unknown}; choose from {INFER_TARGETS}")
+    for name in ("batch_size", "arrow_batch", "rows_per_task"):
+        if getattr(inf, name) < 1:
+            raise ConfigError(f"conf key 'infer.{name}' must be >= 1")
+    if inf.device != "auto" and not inf.device.startswith(("cpu", "cuda")):
+        raise ConfigError(f"conf key 'infer.device' must be auto, cpu or cuda[:N], got {inf.device!r}")
+    v = inf.video
+    if min(v.frames_per_clip, v.max_frames, v.arrow_batch, v.clips_per_task) < 1 or v.every_n < 0 or v.max_inline_mb < 0:
+        raise ConfigError("conf keys infer.video.frames_per_clip/max_frames/arrow_batch/clips_per_task must be >= 1, every_n and max_inline_mb >= 0")
+    if inf.image.top_k < 1 or inf.imagenet.top_k < 1:
+        raise ConfigError("conf keys infer.image.top_k and infer.imagenet.top_k must be >= 1")
     if not conf.data_root:
         raise ConfigError("conf key 'data_root' must not be empty")
     return conf

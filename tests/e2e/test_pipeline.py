@@ -29,7 +29,7 @@ def test_demo_data_then_pipeline_reconciles_across_stages(spark, tmp_path) -> No
     tables = {t["table"]: t for stage in ("acquire", "clean", "integrate", "analyse") for t in _manifest(tmp_path, stage)["tables"]}
     for t in tables.values():  # every table balances on its own
         assert t["records_in"] == t["records_out"] + sum(t["quarantined"].values()) + sum(t["deduplicated"].values())
-    for source in ("images", "image_labels", "text", "videos", "video_labels"):  # and stages hand over exactly
+    for source in ("images", "image_labels", "text", "videos", "video_labels", "photos"):  # and stages hand over exactly
         assert tables[f"silver/{source}"]["records_in"] == tables[f"bronze/{source}"]["records_out"]
     for task, source in (("image_cls", "images"), ("text_cls", "text"), ("video_cls", "videos")):
         assert tables[f"gold/{task}"]["records_in"] == tables[f"silver/{source}"]["records_out"]

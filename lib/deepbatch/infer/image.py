@@ -1,7 +1,17 @@
-"""Image predictor cores: bytes in a pandas Series -> top-k labels and probabilities.
+"""Image predictor cores: encoded bytes in a pandas Series -> top-k labels and probabilities.
 
-Testable without Spark; the Spark pandas-UDF wrapper (a later step) only calls
-``predict`` on each Arrow batch. The model loads once per core instance.
+- ``ImageNetClassifier``: the pretrained EfficientNet-Lite0, ImageNet-1k top-k.
+- ``TrainedImageClassifier``: a model folder written by ``deepbatch train --task image_cls``.
+
+Both are testable without Spark; the Spark pandas UDF only calls ``predict`` on
+each Arrow batch. The model loads once per core instance.
+
+On a CUDA device the cores run the fast path: JPEGs are decoded on the GPU with
+nvJPEG (``torchvision.io.decode_jpeg(device='cuda')``, batched) when torchvision
+is installed, falling back to OpenCV on the CPU per image; resizing and
+normalisation run on the GPU; the model runs in bf16 with channels_last; host
+batches go through pinned memory, and the CPU preparation of batch i+1 overlaps
+the GPU's work on batch i (results are only synchronised one batch later).
 """
 
 from __future__ import annotations
@@ -13,8 +23,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from deepbatch.media.image import decode_image, to_channels
+from deepbatch.infer.common import ModelFolder, error_text, is_empty, pick_device
+from deepbatch.media.image import decode_image, image_to_array, sniff_format, to_channels
 
 IMAGENET_SIZE = 224
 RESIZE_SHORTER = 256
@@ -29,62 +42,171 @@ def imagenet_classes() -> list[str]:
     return names
 
 
-def imagenet_preprocess(data: bytes, size: int = IMAGENET_SIZE, shorter: int = RESIZE_SHORTER) -> np.ndarray:
-    """Decode, resize the shorter side to ``shorter``, centre-crop ``size``; HxWx3 RGB uint8."""
-    img = to_channels(decode_image(data), 3)
-    h, w = img.shape[:2]
+def resize_crop_geometry(h: int, w: int, size: int, shorter: int) -> tuple[int, int, int, int]:
+    """(new_h, new_w, top, left): shorter side to ``shorter``, then a centred size×size crop."""
     scale = shorter / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    top, left = (nh - size) // 2, (nw - size) // 2
+    return nh, nw, (nh - size) // 2, (nw - size) // 2
+
+
+def resize_crop_array(img: np.ndarray, size: int = IMAGENET_SIZE, shorter: int = RESIZE_SHORTER) -> np.ndarray:
+    """An HxWxC uint8 image resized (shorter side) and centre-cropped on the CPU with OpenCV."""
+    nh, nw, top, left = resize_crop_geometry(img.shape[0], img.shape[1], size, shorter)
+    interp = cv2.INTER_AREA if nh < img.shape[0] else cv2.INTER_LINEAR
+    img = cv2.resize(img, (nw, nh), interpolation=interp)
     return np.ascontiguousarray(img[top : top + size, left : left + size])
 
 
-class ImageNetClassifier:
-    """EfficientNet-Lite0 (pretrained, ImageNet-1k) top-k classification of encoded images.
+def resize_crop_tensor(img: torch.Tensor, size: int = IMAGENET_SIZE, shorter: int = RESIZE_SHORTER) -> torch.Tensor:
+    """A CxHxW uint8 tensor resized and centre-cropped where it lives (the GPU path; runs on CPU too)."""
+    nh, nw, top, left = resize_crop_geometry(int(img.shape[1]), int(img.shape[2]), size, shorter)
+    x = F.interpolate(img[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    return x[0, :, top : top + size, left : left + size].round_().clamp_(0, 255).to(torch.uint8)
 
-    ``predict`` returns one row per input with ``labels`` and ``probs`` (top-k,
-    best first) and ``error`` (None, or why the input could not be used).
-    """
 
-    def __init__(self, top_k: int = 5, batch_size: int = 64, device: str | None = None, model: torch.nn.Module | None = None):
-        from deepbatch.models.builders import efficientnet_lite0
+def imagenet_preprocess(data: bytes, size: int = IMAGENET_SIZE, shorter: int = RESIZE_SHORTER) -> np.ndarray:
+    """Decode, resize the shorter side to ``shorter``, centre-crop ``size``; HxWx3 RGB uint8."""
+    return resize_crop_array(to_channels(decode_image(data), 3), size, shorter)
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = (model or efficientnet_lite0(pretrained=True)).eval().to(self.device)
-        self.classes = imagenet_classes()
-        self.top_k = top_k
+
+def _nvjpeg_decoder() -> Any:
+    """torchvision's batched GPU JPEG decoder, or None where torchvision is not installed."""
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except Exception:  # noqa: BLE001 - any import failure means: no GPU decode here
+        return None
+    return lambda tensors: decode_jpeg(tensors, device="cuda", mode=ImageReadMode.RGB)
+
+
+class TopKImageCore:
+    """Shared batch loop: prepare (CPU or GPU) -> forward (bf16 on CUDA) -> top-k on the device."""
+
+    channels = 3
+
+    def __init__(self, model: nn.Module, classes: list[str], top_k: int, batch_size: int, device: str | None):
+        self.device = pick_device(device)
+        self.cuda = self.device.type == "cuda"
+        self.model = model.eval().to(self.device)
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.classes = classes
+        self.top_k = min(top_k, len(classes))
         self.batch_size = batch_size
+        self.decoded_on_gpu = 0  # images nvJPEG decoded (the rest went through OpenCV)
 
-    def _forward(self, pixels: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5).div_(0.5)
-        with torch.inference_mode():
-            return torch.softmax(self.model(x).float(), dim=1).cpu().numpy()
+    def prepare_one(self, data: bytes) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _prepare(self, items: list[tuple[int, bytes]], errors: list[str | None]) -> tuple[list[int], torch.Tensor | None]:
+        """Decode + resize on the CPU: (row indices that succeeded, N×C×H×W uint8 on the device)."""
+        ok, pixels = [], []
+        for i, data in items:
+            try:
+                pixels.append(self.prepare_one(data))
+                ok.append(i)
+            except ValueError as e:
+                errors[i] = error_text("UNDECODABLE_IMAGE", e)
+        if not pixels:
+            return ok, None
+        host = torch.from_numpy(np.stack(pixels))  # N×H×W×C: as N×C×H×W this is already channels_last
+        if self.cuda:
+            host = host.pin_memory()
+        return ok, host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+
+    def _launch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start the forward pass (asynchronous on CUDA); top-k stays on the device until collected."""
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
+            x = x.float().div_(255.0).sub_(0.5).div_(0.5)
+            if self.cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            probs = torch.softmax(self.model(x).float(), dim=1)
+            return torch.topk(probs, self.top_k, dim=1)
 
     def predict(self, images: pd.Series) -> pd.DataFrame:
-        labels: list[Any] = [None] * len(images)
-        probs: list[Any] = [None] * len(images)
-        errors: list[str | None] = [None] * len(images)
-        ok_idx, pixels = [], []
+        n = len(images)
+        labels: list[Any] = [None] * n
+        probs: list[Any] = [None] * n
+        errors: list[str | None] = [None] * n
+        todo: list[tuple[int, bytes]] = []
         for i, data in enumerate(images):
-            if data is None or len(data) == 0:
-                errors[i] = "EMPTY_INPUT: no image bytes"
-                continue
+            if is_empty(data):
+                errors[i] = error_text("EMPTY_INPUT", "no image bytes")
+            else:
+                todo.append((i, bytes(data)))
+        pending: tuple[list[int], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+        def collect(done: tuple[list[int], tuple[torch.Tensor, torch.Tensor]]) -> None:
+            rows, (values, indices) = done
+            for r, v, ix in zip(rows, values.cpu().tolist(), indices.cpu().tolist(), strict=True):
+                labels[r] = [self.classes[j] for j in ix]
+                probs[r] = v
+
+        for start in range(0, len(todo), self.batch_size):
+            ok, x = self._prepare(todo[start : start + self.batch_size], errors)  # overlaps the GPU's previous batch
+            launched = (ok, self._launch(x)) if x is not None else None
+            if pending is not None:
+                collect(pending)
+            pending = launched
+        if pending is not None:
+            collect(pending)
+        return pd.DataFrame({"top_labels": labels, "top_probs": probs, "error": errors}, index=images.index)
+
+
+class ImageNetClassifier(TopKImageCore):
+    """EfficientNet-Lite0 (pretrained, ImageNet-1k) top-k classification of encoded images.
+
+    ``predict`` returns one row per input with ``top_labels`` and ``top_probs``
+    (best first) and ``error`` (None, or why the input could not be used).
+    """
+
+    def __init__(self, top_k: int = 5, batch_size: int = 64, device: str | None = None, model: nn.Module | None = None,
+                 gpu_decode: bool = True):  # fmt: skip
+        from deepbatch.models.builders import efficientnet_lite0
+
+        super().__init__(model or efficientnet_lite0(pretrained=True), imagenet_classes(), top_k, batch_size, device)
+        self.nvjpeg = _nvjpeg_decoder() if (self.cuda and gpu_decode) else None
+        self.version = "efficientnet-lite0-imagenet1k"
+
+    def prepare_one(self, data: bytes) -> np.ndarray:
+        return imagenet_preprocess(data)
+
+    def _prepare(self, items: list[tuple[int, bytes]], errors: list[str | None]) -> tuple[list[int], torch.Tensor | None]:
+        if self.nvjpeg is None:
+            return super()._prepare(items, errors)
+        jpegs = [(i, d) for i, d in items if sniff_format(d) == "jpeg"]
+        gpu: list[torch.Tensor] = []
+        if jpegs:
             try:
-                pixels.append(imagenet_preprocess(bytes(data)))
-                ok_idx.append(i)
-            except ValueError as e:
-                errors[i] = f"UNDECODABLE_IMAGE: {e}"
-        for start in range(0, len(ok_idx), self.batch_size):
-            p = self._forward(np.stack(pixels[start : start + self.batch_size]))
-            top = np.argsort(-p, axis=1)[:, : self.top_k]
-            for row, i in enumerate(ok_idx[start : start + self.batch_size]):
-                labels[i] = [self.classes[j] for j in top[row]]
-                probs[i] = [float(p[row, j]) for j in top[row]]
-        return pd.DataFrame({"labels": labels, "probs": probs, "error": errors}, index=images.index)
+                decoded = self.nvjpeg([torch.frombuffer(bytearray(d), dtype=torch.uint8) for _, d in jpegs])
+                gpu = [resize_crop_tensor(t) for t in decoded]
+            except RuntimeError:  # one bad JPEG fails the batch: OpenCV then takes them one by one
+                jpegs, gpu = [], []
+        self.decoded_on_gpu += len(gpu)
+        done = {i for i, _ in jpegs}
+        ok_cpu, x_cpu = super()._prepare([(i, d) for i, d in items if i not in done], errors)
+        ok = [i for i, _ in jpegs] + ok_cpu
+        parts = ([torch.stack(gpu)] if gpu else []) + ([x_cpu] if x_cpu is not None else [])
+        if not parts:
+            return ok, None
+        order = np.argsort(ok, kind="stable")  # back to input order
+        x = torch.cat(parts)[torch.as_tensor(order, device=self.device)]
+        return [ok[j] for j in order], x
 
 
-def make_predict_fn(top_k: int = 5, batch_size: int = 64) -> Any:
-    """The factory the Spark wrapper calls once per Python worker (predict_batch_udf pattern)."""
-    core = ImageNetClassifier(top_k=top_k, batch_size=batch_size)
-    return core.predict
+class TrainedImageClassifier(TopKImageCore):
+    """A ``models/image_cls/<version>/`` folder: the preprocessing it was trained with, top-k over its classes."""
+
+    def __init__(self, model_dir: str, top_k: int = 3, batch_size: int = 256, device: str | None = None):
+        from deepbatch.models.builders import build_model
+
+        folder = ModelFolder.open(model_dir)
+        model = folder.load_weights(build_model("image_cls", len(folder.classes), {**folder.model_settings,
+                                                                                   "in_channels": folder.preprocessing["channels"]}))  # fmt: skip
+        super().__init__(model, folder.classes, top_k, batch_size, device)
+        self.size = int(folder.preprocessing["image_size"])
+        self.channels = int(folder.preprocessing["channels"])
+        self.version = folder.version
+
+    def prepare_one(self, data: bytes) -> np.ndarray:
+        return image_to_array(data, self.size, self.channels)
+

@@ -45,6 +45,7 @@ SOURCES: tuple[Source, ...] = (
     Source("text", "jsonl", "text", "*.jsonl", BRONZE_TEXT),
     Source("videos", "files", "videos", "*.{mp4,avi,mov,mkv}", BRONZE_FILES),
     Source("video_labels", "csv", "labels", "video_labels*.csv", BRONZE_LABELS),
+    Source("photos", "files", "photos", "*.{png,jpg,jpeg}", BRONZE_FILES),  # unlabelled: ImageNet inference input
 )
 
 

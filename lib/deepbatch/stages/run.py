@@ -59,6 +59,7 @@ _CLEAN: tuple[tuple[str, T.StructType, T.StructType, str | None], ...] = (
     ("text", T.BRONZE_TEXT, T.SILVER_TEXT, None),
     ("videos", T.BRONZE_FILES, T.SILVER_VIDEOS, "content"),
     ("video_labels", T.BRONZE_LABELS, T.SILVER_LABELS, None),
+    ("photos", T.BRONZE_FILES, T.SILVER_IMAGES, "content"),
 )
 
 
@@ -69,6 +70,7 @@ def _clean_check(conf: Conf, source: str) -> Callable[[DataFrame], DataFrame]:
         "text": lambda df: C.check_text(df, conf.tasks.text_cls.classes, conf.quality.min_text_chars),
         "videos": lambda df: C.check_videos(df, conf.quality.max_video_probe_frames),
         "video_labels": lambda df: C.check_labels(df, conf.tasks.video_cls.classes),
+        "photos": C.check_images,
     }
     return checks[source]
 

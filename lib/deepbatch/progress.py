@@ -1,0 +1,79 @@
+"""Progress of a long Spark step on the driver: records done, records/s and ETA.
+
+A background thread polls Spark's status tracker for the jobs of the current job
+group and logs every ``every_s`` seconds. Records done are estimated from the
+finished tasks of the step's last stage (the stage that runs the model), which
+is exact at the end and close when partitions are of similar size.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def progress_line(label: str, done: float, total: int, elapsed: float) -> str:
+    """``label: 1,200/3,000 records (40%), 85.3 records/s, ETA 21 s``."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (total - done) / rate if rate > 0 else None
+    pct = 100.0 * done / total if total else 100.0
+    return f"{label}: {int(done):,}/{total:,} records ({pct:.0f}%), {rate:,.1f} records/s, ETA {format_eta(eta)}"
+
+
+class SparkProgress:
+    """Context manager: logs progress of the jobs in ``job_group`` while the block runs."""
+
+    def __init__(self, spark: Any, job_group: str, label: str, total: int, every_s: float = 10.0):
+        self.tracker = spark.sparkContext.statusTracker()
+        self.job_group, self.label, self.total, self.every_s = job_group, label, total, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"progress-{label}", daemon=True)
+        self._t0 = 0.0
+
+    def fraction(self) -> float | None:
+        """Finished share of the tasks of the newest stage of the group's jobs (None before any starts)."""
+        stages = []
+        for job_id in self.tracker.getJobIdsForGroup(self.job_group):
+            info = self.tracker.getJobInfo(job_id)
+            if info is not None:
+                stages.extend(info.stageIds)
+        for stage_id in sorted(stages, reverse=True):
+            s = self.tracker.getStageInfo(stage_id)
+            if s is not None and s.numTasks > 0:
+                return s.numCompletedTasks / s.numTasks
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            frac = self.fraction()
+            if frac is not None:
+                log.info(progress_line(self.label, frac * self.total, self.total, time.monotonic() - self._t0))
+
+    def __enter__(self) -> SparkProgress:
+        self._t0 = time.monotonic()
+        if self.every_s > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if et is None:
+            log.info(progress_line(self.label, self.total, self.total, time.monotonic() - self._t0))
