@@ -33,6 +33,7 @@ test-e2e: setup
 bench: setup
 	$(PY) bench/etl_scaling.py
 	$(PY) bench/loader_feed.py
+	$(PY) bench/infer_spark.py
 
 ## Regenerate the lock from the current venv (after changing requirements/*.in).
 lock: setup

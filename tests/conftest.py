@@ -91,38 +91,13 @@ def fresh_conf(landing_conf: Conf, tmp_path: Path) -> Conf:
 
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """models/<task>/v1 folders as `deepbatch train` writes them, with seeded untrained heads.
-
-    Written through the real save path (safetensors, config, label map,
-    preprocessing, encoder assets) in seconds, so the inference tests do not
-    depend on a training run; the preprocessing matches TINY.
-    """
-    import torch
-
-    from deepbatch.infer.text import save_text_assets
-    from deepbatch.models.builders import build_model
-    from deepbatch.models.pretrained import resolve_pretrained
-    from deepbatch.train.outputs import save_model_folder
+    """models/<task>/v1 folders as `deepbatch train` writes them (real pretrained parts, seeded
+    untrained heads), so the inference tests do not depend on a training run."""
+    from deepbatch.config import TASKS
+    from deepbatch.models.scaffold import write_untrained_model
 
     conf = make_conf(tmp_path_factory.mktemp("unused_models"))
     root = tmp_path_factory.mktemp("models_root")
-    encoder = str(resolve_pretrained(conf.train.text_encoder))
-    d = conf.datasets
-    specs = {
-        "image_cls": ({"in_channels": 1, "width": 8, "dropout": 0.0},
-                      {"image_size": d.image_size, "channels": 1, "scale": "x/255", "mean": 0.5, "std": 0.5}),
-        "text_cls": ({"encoder_dir": encoder, "freeze_encoder": True, "head_hidden": 16, "dropout": 0.0},
-                     {"tokenizer": encoder, "max_length": d.text_max_length}),
-        "video_cls": ({"pooling": "mean", "pretrained": True, "dropout": 0.0},
-                      {"frames": d.video_frames, "size": d.video_size, "colour": "RGB", "scale": "x/255", "mean": 0.5, "std": 0.5}),
-    }  # fmt: skip
-    for task, (settings, prep) in specs.items():
-        torch.manual_seed(3)
-        classes = getattr(conf.tasks, task).classes
-        model = build_model(task, len(classes), settings).eval()
-        folder = root / "models" / task / "v1"
-        save_model_folder(folder, model.state_dict(), {"task": task, "model_settings": settings, "num_classes": len(classes)},
-                          {c: i for i, c in enumerate(classes)}, prep, {"history": []})  # fmt: skip
-        if task == "text_cls":
-            save_text_assets(folder, encoder, model.encoder)  # type: ignore[union-attr]
+    for task in TASKS:
+        write_untrained_model(conf, task, root / "models" / task / "v1")
     return root

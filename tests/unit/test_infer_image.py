@@ -105,3 +105,15 @@ def test_model_folders_are_found_or_refused_clearly(model_root, tmp_path) -> Non
     with pytest.raises(ConfigError, match="missing config.json"):
         TrainedImageClassifier(str(tmp_path / "image_cls" / "v2"))
     assert local_path("file:/a/b") == "/a/b" and local_path("file:///a/b") == "/a/b" and local_path("hdfs://nn/a") == "hdfs://nn/a"
+
+
+def test_batched_gpu_resize_crops_pre_resized_images_without_interpolating() -> None:
+    from deepbatch.infer.image import resize_crop_many
+
+    torch.manual_seed(0)
+    wide = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8)
+    square = torch.randint(0, 256, (3, 256, 256), dtype=torch.uint8)
+    out = resize_crop_many([wide, square, wide])
+    assert out.shape == (3, 3, 224, 224) and out.dtype == torch.uint8
+    assert torch.equal(out[1], square[:, 16:240, 16:240])  # already at scale: a pure crop
+    assert torch.equal(out[0], resize_crop_tensor(wide)) and torch.equal(out[0], out[2])

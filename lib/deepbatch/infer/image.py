@@ -58,10 +58,31 @@ def resize_crop_array(img: np.ndarray, size: int = IMAGENET_SIZE, shorter: int =
 
 
 def resize_crop_tensor(img: torch.Tensor, size: int = IMAGENET_SIZE, shorter: int = RESIZE_SHORTER) -> torch.Tensor:
-    """A CxHxW uint8 tensor resized and centre-cropped where it lives (the GPU path; runs on CPU too)."""
-    nh, nw, top, left = resize_crop_geometry(int(img.shape[1]), int(img.shape[2]), size, shorter)
-    x = F.interpolate(img[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-    return x[0, :, top : top + size, left : left + size].round_().clamp_(0, 255).to(torch.uint8)
+    """A CxHxW (or NxCxHxW, one shape) uint8 tensor resized and centre-cropped where it lives (the GPU path).
+
+    Images already stored at the target scale (shorter side == ``shorter``, e.g.
+    pre-resized 256×256 JPEGs) are only cropped: no interpolation at all.
+    """
+    batched = img.ndim == 4
+    x = img if batched else img[None]
+    nh, nw, top, left = resize_crop_geometry(int(x.shape[2]), int(x.shape[3]), size, shorter)
+    if (nh, nw) != (int(x.shape[2]), int(x.shape[3])):
+        x = F.interpolate(x.float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+    x = x[:, :, top : top + size, left : left + size]
+    return x if batched else x[0]
+
+
+def resize_crop_many(images: list[torch.Tensor], size: int = IMAGENET_SIZE, shorter: int = RESIZE_SHORTER) -> torch.Tensor:
+    """N×C×size×size from CxHxW tensors of any shapes: one batched resize per distinct shape."""
+    out: list[torch.Tensor | None] = [None] * len(images)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, t in enumerate(images):
+        by_shape.setdefault(tuple(t.shape), []).append(i)
+    for idx in by_shape.values():
+        done = resize_crop_tensor(torch.stack([images[i] for i in idx]), size, shorter)
+        for j, i in enumerate(idx):
+            out[i] = done[j]
+    return torch.stack(out)  # type: ignore[arg-type]
 
 
 def imagenet_preprocess(data: bytes, size: int = IMAGENET_SIZE, shorter: int = RESIZE_SHORTER) -> np.ndarray:
@@ -178,7 +199,7 @@ class ImageNetClassifier(TopKImageCore):
         if jpegs:
             try:
                 decoded = self.nvjpeg([torch.frombuffer(bytearray(d), dtype=torch.uint8) for _, d in jpegs])
-                gpu = [resize_crop_tensor(t) for t in decoded]
+                gpu = list(resize_crop_many(decoded))
             except RuntimeError:  # one bad JPEG fails the batch: OpenCV then takes them one by one
                 jpegs, gpu = [], []
         self.decoded_on_gpu += len(gpu)

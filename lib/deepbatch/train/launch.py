@@ -34,7 +34,7 @@ def _local_dir(path: str) -> str:
 
 def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, backend: str) -> dict[str, Any]:
     """Everything train_fn needs, as plain values, checked before any worker starts."""
-    from deepbatch.models.pretrained import resolve_pretrained
+    from deepbatch.models.settings import model_settings
 
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; expected one of {TASKS}")
@@ -54,18 +54,7 @@ def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, b
     if hp.class_weights == "balanced":
         n = sum(balance.values())
         weights = [n / (len(classes) * balance[c]) if balance.get(c) else 0.0 for c in classes]
-    settings: dict[str, Any] = {"dropout": hp.dropout}
-    d = conf.datasets
-    if task == "image_cls":
-        settings.update(in_channels=d.image_channels, width=hp.width)
-        preprocessing = {"image_size": d.image_size, "channels": d.image_channels, "scale": "x/255", "mean": 0.5, "std": 0.5}
-    elif task == "text_cls":
-        encoder = str(resolve_pretrained(conf.train.text_encoder))
-        settings.update(encoder_dir=encoder, freeze_encoder=hp.freeze_encoder, head_hidden=hp.head_hidden)
-        preprocessing = {"tokenizer": str(resolve_pretrained(d.text_tokenizer)), "max_length": d.text_max_length, "padding": "max_length", "truncation": True}
-    else:
-        settings.update(pooling=hp.pooling, pretrained=True)
-        preprocessing = {"frames": d.video_frames, "size": d.video_size, "colour": "RGB", "scale": "x/255", "mean": 0.5, "std": 0.5}
+    settings, preprocessing = model_settings(conf, task)
     model_version = conf.train.version or run_date
     return {
         "task": task,
