@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from deepbatch.cli import setup_logging
 from deepbatch.config import load_conf
 from deepbatch.demo.build import build_landing_zone
+from deepbatch.logs import setup_logging
 from deepbatch.session import get_session
 from deepbatch.stages.run import run_acquire, run_clean, run_integrate
 

@@ -44,12 +44,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from deepbatch.cli import setup_logging
 from deepbatch.config import Conf, load_conf
 from deepbatch.demo.sources import load_rotten_tomatoes, photo_files, real_video_clips
 from deepbatch.demo.synthetic_video import SHAPES, render_clip, write_clip
 from deepbatch.infer.run import CLASS_FIELDS, FRAME_ROWS, TOPK_FIELDS
 from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, frames_fn, series_udf, summarise_workers
+from deepbatch.logs import setup_logging
 from deepbatch.models.scaffold import write_untrained_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,10 +21,11 @@ from typing import Any
 
 from deepbatch.config import INFER_TARGETS, TASKS, Conf, load_conf
 from deepbatch.errors import ConfigError, DeepbatchError
+from deepbatch.logs import FORMATS, setup_logging, stage_context
+from deepbatch.pipeline import STAGES
 
 log = logging.getLogger("deepbatch")
 
-STAGES = ("acquire", "clean", "integrate", "analyse", "materialize", "train", "infer")
 
 
 def _stage_fn(name: str, chosen: tuple[str, ...] | None) -> Callable[..., dict[str, Any]]:
@@ -61,9 +62,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--task", action="append", choices=INFER_TARGETS,
                    help="materialize/train/infer: only this task (repeatable; default all); infer also takes imagenet")
     p.add_argument("--resume", action="store_true", help="train: continue from the last checkpoint")
+    p.add_argument("--force", action="store_true", help="pipeline: rerun stages already published with the same settings")
+    p.add_argument("--from", dest="from_stage", choices=STAGES, help="pipeline: first stage to run")
+    p.add_argument("--to", dest="to_stage", choices=STAGES, help="pipeline: last stage to run")
     p.add_argument("overrides", nargs="*", help="key.path=value conf overrides, e.g. demo.images=500")
+    p.add_argument("--log-format", choices=FORMATS, default=None,
+                   help="console (default) or json: one JSON object per line (env DEEPBATCH_LOG_FORMAT)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_intermixed_args(argv)
+    if args.command != "pipeline" and (args.force or args.from_stage or args.to_stage):
+        p.error("--force, --from and --to apply to `deepbatch pipeline` only (a single stage always runs)")
     if args.task and "imagenet" in args.task and args.command not in ("infer", "pipeline"):
         p.error("--task imagenet is an inference target only (deepbatch infer --task imagenet)")
     try:
@@ -73,34 +81,51 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("py4j", "urllib3", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, ...] | None = None,
+               skip_done: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """Run ``stages`` in order. With ``skip_done`` (pipeline runs without --force), leading stages
+    already published for this run date with the same settings are skipped; once one runs, all later ones do."""
+    from deepbatch.io import Storage
+    from deepbatch.pipeline import mark_done, should_skip
     from deepbatch.session import get_session
 
     spark = get_session(conf)
     spark.sparkContext.setLogLevel("WARN")
-    results = []
+    storage = Storage(spark)
+    results: list[dict[str, Any]] = []
+    running = not skip_done
     for name in stages:
+        if not running:
+            record = should_skip(storage, conf, run_date, name, tasks)
+            if record is not None:
+                log.info("stage %s: skipped: published for run_date=%s with the same settings at %s (stage hash %s); "
+                         "--force reruns it", name, run_date, record.get("finished_at"), record["stage_hash"],
+                         extra={"event": "stage_skipped", "stage": name, "run_date": run_date})  # fmt: skip
+                results.append({"stage": name, "skipped": True, "tables": [], "record": record})
+                continue
+            running = True
         t0 = time.monotonic()
-        log.info("stage %s: start (run_date=%s, conf=%s)", name, run_date, conf.hash())
-        manifest = _stage_fn(name, tasks)(spark, conf, run_date)
-        log.info("stage %s: done in %.1f s", name, time.monotonic() - t0)
+        log.info("stage %s: start (run_date=%s, conf=%s)", name, run_date, conf.hash(),
+                 extra={"event": "stage_start", "stage": name, "run_date": run_date})  # fmt: skip
+        with stage_context(name, run_date):
+            manifest = _stage_fn(name, tasks)(spark, conf, run_date)
+        duration = time.monotonic() - t0
+        mark_done(storage, conf, run_date, name, tasks, duration)
+        log.info("stage %s: done in %.1f s", name, duration,
+                 extra={"event": "stage_done", "stage": name, "run_date": run_date, "duration_s": round(duration, 1),
+                        "tables": _counts(manifest)})  # fmt: skip
         results.append(manifest)
     return results
 
 
+def _counts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = ("table", "records_in", "records_out", "quarantined", "deduplicated")
+    return [{k: t.get(k) for k in keys} for t in manifest.get("tables", [])]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.log_format)
     try:
         conf = load_conf(Path(args.conf), [*args.overrides, *(["train.resume=true"] if args.resume else [])])
         if args.command == "demo-data":
@@ -109,8 +134,14 @@ def main(argv: list[str] | None = None) -> int:
             summary = build_landing_zone(conf)
             print(json.dumps(summary.to_dict(), indent=2))
             return 0
-        stages = list(STAGES) if args.command == "pipeline" else [args.command]
-        manifests = run_stages(conf, args.run_date, stages, tuple(args.task) if args.task else None)
+        if args.command == "pipeline":
+            from deepbatch.pipeline import select
+
+            stages = select(args.from_stage, args.to_stage)
+        else:
+            stages = [args.command]
+        tasks = tuple(args.task) if args.task else None
+        manifests = run_stages(conf, args.run_date, stages, tasks, skip_done=args.command == "pipeline" and not args.force)
         for m in manifests:
             for t in m.get("tables", []):
                 log.info(

@@ -18,6 +18,7 @@ written one; a rerun for the same run date replaces the partition exactly.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import logging
 import os
@@ -48,12 +49,15 @@ def expand_braces(pattern: str) -> list[str]:
     return [p for alt in m.group(1).split(",") for p in expand_braces(head + alt + tail)]
 
 
-def list_zero_length_files(root: str, glob: str) -> list[tuple[str, int]]:
-    """Empty files under root (local path or URI) matching a Hadoop-style name glob.
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # as Spark's file sources spell it: file:/abs/path, or scheme://authority/path
+    size: int
+    mtime_ms: int
 
-    Paths come back in the form Spark's file sources use (``file:/abs/path`` for
-    local files, ``scheme://authority/path`` otherwise).
-    """
+
+def list_files(root: str) -> list[FileEntry]:
+    """Every file under root (local path or URI), recursively, sorted by path; [] if root is absent."""
     from pyarrow import fs as pafs
 
     if "://" in root:
@@ -66,17 +70,35 @@ def list_zero_length_files(root: str, glob: str) -> list[tuple[str, int]]:
         filesystem, path, prefix = pafs.LocalFileSystem(), root[len("file:") :], "file:"
     else:
         filesystem, path, prefix = pafs.LocalFileSystem(), os.path.abspath(root), "file:"
-    patterns = expand_braces(glob)
     try:
         infos = filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     except FileNotFoundError:
         return []
-    out = [
-        (prefix + ("/" + i.path.lstrip("/") if prefix != "file:" else i.path), int(i.mtime_ns // 1_000_000) if i.mtime_ns else 0)
+    return sorted((
+        FileEntry(prefix + ("/" + i.path.lstrip("/") if prefix != "file:" else i.path), int(i.size or 0),
+                  int(i.mtime_ns // 1_000_000) if i.mtime_ns else 0)
         for i in infos
-        if i.type == pafs.FileType.File and i.size == 0 and any(fnmatch.fnmatchcase(i.base_name, p) for p in patterns)
-    ]
-    return sorted(out)
+        if i.type == pafs.FileType.File
+    ), key=lambda f: f.path)  # fmt: skip
+
+
+def matches(path: str, glob: str) -> bool:
+    """Whether a file's name matches a Hadoop-style name glob (``*.{png,jpg}``)."""
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(name, p) for p in expand_braces(glob))
+
+
+def list_zero_length_files(root: str, glob: str) -> list[tuple[str, int]]:
+    """Empty files under root matching a Hadoop-style name glob: (path as Spark spells it, mtime ms)."""
+    return [(f.path, f.mtime_ms) for f in list_files(root) if f.size == 0 and matches(f.path, glob)]
+
+
+def fingerprint(root: str) -> str:
+    """A hash of every file's path, size and modification time under root: changes when the input does."""
+    h = hashlib.sha256()
+    for f in list_files(root):
+        h.update(f"{f.path}\t{f.size}\t{f.mtime_ms}\n".encode())
+    return h.hexdigest()[:16]
 
 
 class Storage:

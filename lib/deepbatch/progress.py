@@ -63,7 +63,14 @@ class SparkProgress:
         while not self._stop.wait(self.every_s):
             frac = self.fraction()
             if frac is not None:
-                log.info(progress_line(self.label, frac * self.total, self.total, time.monotonic() - self._t0))
+                self._log(frac * self.total)
+
+    def _log(self, done: float) -> None:
+        elapsed = time.monotonic() - self._t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        log.info(progress_line(self.label, done, self.total, elapsed),
+                 extra={"event": "progress", "step": self.label, "records_done": int(done), "records_total": self.total,
+                        "records_per_s": round(rate, 1), "eta_s": round((self.total - done) / rate, 1) if rate > 0 else None})  # fmt: skip
 
     def __enter__(self) -> SparkProgress:
         self._t0 = time.monotonic()
@@ -76,4 +83,4 @@ class SparkProgress:
         if self._thread.is_alive():
             self._thread.join()
         if et is None:
-            log.info(progress_line(self.label, self.total, self.total, time.monotonic() - self._t0))
+            self._log(self.total)

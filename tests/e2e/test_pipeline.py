@@ -37,6 +37,13 @@ def test_demo_data_then_pipeline_reconciles_across_stages(spark, tmp_path) -> No
     assert tables["reports"]["records_in"] == rows
     assert (tmp_path / "reports" / RUN_DATE / "report.html").is_file()
     assert not any((tmp_path / "_staging").iterdir())
+    # ... and ends with predictions for the three tasks and ImageNet top-5 for the photo set.
+    infer = {t["table"]: t for t in _manifest(tmp_path, "infer")["tables"]}
+    for task in ("image_cls", "text_cls", "video_cls"):
+        assert infer[f"predictions/{task}"]["records_in"] == tables[f"gold/{task}"]["records_out"]
+        assert infer[f"predictions/{task}"]["records_out"] == tables[f"gold/{task}"]["records_out"]
+    assert infer["predictions/imagenet"]["records_out"] == tables["silver/photos"]["records_out"]
+    assert (tmp_path / "predictions" / "imagenet" / f"run_date={RUN_DATE}" / "_manifest.json").is_file()
 
 
 def test_quarantine_threshold_breach_exits_3_and_publishes_nothing(spark, fresh_conf) -> None:
@@ -51,3 +58,50 @@ def test_quarantine_threshold_breach_exits_3_and_publishes_nothing(spark, fresh_
 def test_missing_input_and_bad_conf_exit_non_zero(spark, tmp_path) -> None:
     assert main(["integrate", *_args(tmp_path)]) == 1  # nothing upstream yet
     assert main(["clean", *_args(tmp_path, "demo.nope=1")]) == 2
+
+
+def _gold_rows(spark, root: Path) -> list[tuple]:
+    df = spark.read.parquet(str(root / "gold" / "image_cls" / f"run_date={RUN_DATE}"))
+    return sorted(tuple(r) for r in df.select("record_id", "split", "label", "content_hash").collect())
+
+
+def _ran(caplog, stage: str) -> bool:
+    return any(r.getMessage().startswith(f"stage {stage}: done") for r in caplog.records)
+
+
+def _skipped(caplog, stage: str) -> bool:
+    return any(r.getMessage().startswith(f"stage {stage}: skipped") for r in caplog.records)
+
+
+def test_pipeline_skips_published_stages_reruns_on_change_and_force_gives_the_same_rows(spark, fresh_conf, caplog) -> None:
+    root = Path(fresh_conf.data_root)
+    upto = ["--to", "integrate"]
+    caplog.set_level("INFO")
+    assert main(["pipeline", *upto, *_args(root)]) == 0
+    first = _gold_rows(spark, root)
+    published = (root / "gold" / "image_cls" / f"run_date={RUN_DATE}" / "_manifest.json").stat().st_mtime_ns
+    caplog.clear()
+    assert main(["pipeline", *upto, *_args(root)]) == 0  # same settings, same landing zone: nothing to do
+    assert all(_skipped(caplog, s) for s in ("acquire", "clean", "integrate"))
+    assert (root / "gold" / "image_cls" / f"run_date={RUN_DATE}" / "_manifest.json").stat().st_mtime_ns == published
+    caplog.clear()
+    assert main(["pipeline", *upto, *_args(root, "split.seed=99")]) == 0  # only integrate reads split.*
+    assert _skipped(caplog, "acquire") and _skipped(caplog, "clean") and _ran(caplog, "integrate")
+    caplog.clear()
+    assert main(["pipeline", "--force", *upto, *_args(root)]) == 0
+    assert all(_ran(caplog, s) for s in ("acquire", "clean", "integrate"))
+    assert _gold_rows(spark, root) == first  # a rerun of the same run date gives the same row set
+    caplog.clear()
+    assert main(["pipeline", "--force", "--from", "integrate", "--to", "integrate", *_args(root)]) == 0
+    assert _ran(caplog, "integrate") and not _ran(caplog, "acquire") and not _ran(caplog, "clean")
+    caplog.clear()
+    (root / "landing" / "text" / "late-arrival.jsonl").write_text('{"review_id": "late-1", "text": "A late, fine film.", "label": "fresh"}\n')
+    assert main(["pipeline", *upto, *_args(root)]) == 0  # new landing files: acquire and everything after it rerun
+    assert all(_ran(caplog, s) for s in ("acquire", "clean", "integrate"))
+
+
+def test_pipeline_range_options_are_checked(spark, tmp_path) -> None:
+    assert main(["pipeline", "--from", "train", "--to", "clean", *_args(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["clean", "--force", *_args(tmp_path)])
+    assert e.value.code == 2
