@@ -120,3 +120,20 @@ def test_analyse_compares_with_the_newest_earlier_report(spark, pipeline_run) ->
     assert comp["tasks"]["text_cls"]["rows_before"] == 7
     assert comp["tasks"]["text_cls"]["rows_delta"] == current["tasks"]["text_cls"]["rows"] - 7
     assert "Compared with 2026-11-26" in (reports / RUN_DATE / "report.html").read_text()
+
+
+def test_a_replicated_landing_zone_cleans_to_exactly_k_times_the_records(spark, pipeline_run, tmp_path) -> None:
+    """The P4 benchmark's input: replicas keep their record's fate (kept, quarantined or deduplicated)."""
+    from deepbatch.demo.replicate import replicate_landing
+    from deepbatch.stages.run import run_acquire, run_clean
+    from tests.conftest import make_conf
+
+    conf, m = pipeline_run
+    replicate_landing(Path(conf.data_root) / "landing", tmp_path / "landing", 2)
+    big = make_conf(tmp_path)
+    run_acquire(spark, big, RUN_DATE)
+    twice = {t["table"]: t for t in run_clean(spark, big, RUN_DATE)["tables"]}
+    once = {t["table"]: t for t in m["clean"]["tables"]}
+    for table in ("silver/images", "silver/image_labels", "silver/text", "silver/videos", "silver/photos"):
+        assert twice[table]["records_in"] == 2 * once[table]["records_in"], table
+        assert twice[table]["records_out"] == 2 * once[table]["records_out"], table
