@@ -95,6 +95,20 @@ BRONZE_LABELS = StructType(
     ]
 )
 
+# The file manifest kept with the bronze tables: every landing file each run date ingested.
+# Incremental acquire skips a file whose (path, size, mtime) or (path, content hash) an
+# earlier run date already ingested.
+BRONZE_FILE_MANIFEST = StructType(
+    [
+        StructField("source", StringType(), False),
+        StructField("path", StringType(), False),
+        StructField("size", LongType(), False),
+        StructField("mtime_ms", LongType(), False),
+        StructField("content_hash", StringType(), False),
+        StructField("ingest_run_date", StringType(), False),
+    ]
+)
+
 # --- silver ------------------------------------------------------------------------
 
 SILVER_IMAGES = StructType(
@@ -290,6 +304,7 @@ TABLES: dict[str, StructType] = {
     "gold/text_cls": GOLD_TEXT_CLS,
     "gold/video_cls": GOLD_VIDEO_CLS,
     "bronze/photos": BRONZE_FILES,
+    "bronze/_files": BRONZE_FILE_MANIFEST,
     "silver/photos": SILVER_IMAGES,
     "predictions/image_cls": PREDICTIONS_TOPK,
     "predictions/imagenet": PREDICTIONS_TOPK,

@@ -70,6 +70,13 @@ class SplitConf:
 
 
 @dataclass(frozen=True)
+class AcquireConf:
+    # full: every landing file, every run date (a snapshot); incremental: only files not ingested by an
+    # earlier run date (keyed by path, size, mtime and content hash in bronze/_files).
+    mode: str = "full"
+
+
+@dataclass(frozen=True)
 class QualityConf:
     # A table whose quarantined share exceeds this fails its stage before publishing.
     max_quarantine_fraction: float = 0.05
@@ -176,6 +183,7 @@ class Conf:
     data_root: str = "data"
     spark: SparkConf = field(default_factory=SparkConf)
     demo: DemoConf = field(default_factory=DemoConf)
+    acquire: AcquireConf = field(default_factory=AcquireConf)
     tasks: TasksConf = field(default_factory=TasksConf)
     split: SplitConf = field(default_factory=SplitConf)
     quality: QualityConf = field(default_factory=QualityConf)
@@ -346,6 +354,8 @@ def validate(conf: Conf) -> Conf:
                 raise ConfigError(f"conf key 'train.{task}.{key}' must be one of {allowed}, got {getattr(tc, key)!r}")
         if tc.epochs < 1 or tc.batch_size < 1 or tc.lr <= 0:
             raise ConfigError(f"conf keys train.{task}.epochs/batch_size must be >= 1 and lr > 0")
+    if conf.acquire.mode not in ("full", "incremental"):
+        raise ConfigError(f"conf key 'acquire.mode' must be full or incremental, got {conf.acquire.mode!r}")
     inf = conf.infer
     unknown = [t for t in inf.targets if t not in INFER_TARGETS]
     if unknown:

@@ -93,6 +93,22 @@ def list_zero_length_files(root: str, glob: str) -> list[tuple[str, int]]:
     return [(f.path, f.mtime_ms) for f in list_files(root) if f.size == 0 and matches(f.path, glob)]
 
 
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes (local path, ``file:`` or any pyarrow-readable URI), streamed."""
+    from pyarrow import fs as pafs
+
+    if path.startswith("file:") or "://" not in path:
+        filesystem, inner = pafs.LocalFileSystem(), path[len("file:") :] if path.startswith("file:") else path
+        inner = "/" + inner.lstrip("/") if path.startswith("file:") else inner
+    else:
+        filesystem, inner = pafs.FileSystem.from_uri(path.replace("s3a://", "s3://", 1))
+    h = hashlib.sha256()
+    with filesystem.open_input_stream(inner) as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def fingerprint(root: str) -> str:
     """A hash of every file's path, size and modification time under root: changes when the input does."""
     h = hashlib.sha256()

@@ -29,7 +29,7 @@ STAGES = ("acquire", "clean", "integrate", "analyse", "materialize", "train", "i
 
 # The conf sections each stage reads (besides data_root, which every stage reads).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "acquire": (),
+    "acquire": ("acquire",),
     "clean": ("tasks", "quality"),
     "integrate": ("tasks", "split"),
     "analyse": ("tasks",),

@@ -102,28 +102,33 @@ def with_record_lineage(run_date: str, id_col: str, fields: list[str]) -> Transf
     return _
 
 
-def empty_files(spark: SparkSession, root: str, glob: str) -> DataFrame:
+def empty_files(spark: SparkSession, root: str, glob: str, only: set[str] | None = None) -> DataFrame:
     """Zero-length files as binaryFile rows (Spark's scan skips them; we must not)."""
     rows = [
         (path, datetime.fromtimestamp(mtime / 1000, tz=timezone.utc), 0, b"")
         for path, mtime in Storage(spark).zero_length_files(root, glob)
+        if only is None or path in only
     ]
     return spark.createDataFrame(rows, BINARY_FILE)
 
 
-def read_source(spark: SparkSession, source: Source, landing_root: str, run_date: str) -> DataFrame:
-    """Read one landing source into its bronze shape."""
+def read_source(spark: SparkSession, source: Source, landing_root: str, run_date: str, only: list[str] | None = None) -> DataFrame:
+    """Read one landing source into its bronze shape: every file under it, or only the files in ``only``."""
     path = f"{landing_root.rstrip('/')}/{source.landing}"
+    if only is not None and not only:
+        return spark.createDataFrame([], source.bronze_schema)
+    target: str | list[str] = path if only is None else only
     if source.kind == "files":
         raw = (
             spark.read.format("binaryFile")
             .option("pathGlobFilter", source.glob)
             .option("recursiveFileLookup", "true")
-            .load(path)
+            .load(target)
         )
         if [f.name for f in raw.schema.fields] != [f.name for f in BINARY_FILE.fields]:
             raise RuntimeError(f"binaryFile source returned unexpected columns {raw.columns}")
-        return raw.unionByName(empty_files(spark, path, source.glob)).transform(with_file_lineage(run_date))
+        empties = empty_files(spark, path, source.glob, None if only is None else set(only))
+        return raw.unionByName(empties).transform(with_file_lineage(run_date))
     reader = (
         spark.read.option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT)
@@ -131,9 +136,9 @@ def read_source(spark: SparkSession, source: Source, landing_root: str, run_date
         .option("recursiveFileLookup", "true")
     )
     if source.kind == "jsonl":
-        parsed = reader.schema(LANDING_TEXT).json(path)
+        parsed = reader.schema(LANDING_TEXT).json(target)
         return parsed.transform(with_record_lineage(run_date, "review_id", ["text", "label", "movie"]))
     if source.kind == "csv":
-        parsed = reader.schema(LANDING_LABELS).option("header", "true").option("encoding", "UTF-8").csv(path)
+        parsed = reader.schema(LANDING_LABELS).option("header", "true").option("encoding", "UTF-8").csv(target)
         return parsed.transform(with_record_lineage(run_date, "id", ["label"]))
     raise ValueError(f"unknown source kind {source.kind!r}")

@@ -9,29 +9,69 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from deepbatch.config import Conf
 from deepbatch.errors import MissingInputError, QuarantineThresholdExceeded
-from deepbatch.io import Publisher, Storage, TableCounts, read_partition
+from deepbatch.io import FileEntry, Publisher, Storage, TableCounts, file_sha256, list_files, matches, read_partition
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
 from deepbatch.stages import clean as C
 from deepbatch.stages import integrate as I
-from deepbatch.stages.acquire import SOURCES, read_source
+from deepbatch.stages.acquire import SOURCES, Source, read_source
 from deepbatch.stages.quality import quarantine_rows, reason_counts, valid_rows
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Ingested:
+    """What earlier run dates ingested, from the file manifest bronze/_files."""
+
+    keys: frozenset[tuple[str, int, int]]  # (path, size, mtime_ms)
+    hashes: frozenset[tuple[str, str]]  # (path, content hash)
+
+    @classmethod
+    def load(cls, spark: SparkSession, conf: Conf, run_date: str) -> Ingested:
+        root = conf.path("bronze", "_files")
+        if not Storage(spark).exists(root):
+            return cls(frozenset(), frozenset())
+        # Every run date but this one: a rerun of a run date re-ingests exactly what it ingested before.
+        rows = (spark.read.schema(T.BRONZE_FILE_MANIFEST).parquet(root).where(F.col("ingest_run_date") != run_date)
+                .select("path", "size", "mtime_ms", "content_hash").distinct().collect())  # fmt: skip
+        return cls(frozenset((r.path, r.size, r.mtime_ms) for r in rows), frozenset((r.path, r.content_hash) for r in rows))
+
+
+def _file_entries(spark: SparkSession, src: Source, listing: list[FileEntry], bronze: DataFrame | None, run_date: str) -> DataFrame:
+    """bronze/_files rows for the files this run ingested from one source."""
+    meta = spark.createDataFrame([(f.path, f.size, f.mtime_ms) for f in listing], "path string, size long, mtime_ms long")
+    if bronze is not None:  # file sources: the bronze rows carry each file's content hash
+        hashes = bronze.select(F.col("source_path").alias("path"), "content_hash").distinct()
+    else:  # record sources: few, larger files, hashed here
+        hashes = spark.createDataFrame([(f.path, file_sha256(f.path)) for f in listing], "path string, content_hash string")
+    return meta.join(hashes, "path").select(F.lit(src.name).alias("source"), "path", "size", "mtime_ms", "content_hash",
+                                            F.lit(run_date).alias("ingest_run_date"))  # fmt: skip
+
+
 def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
-    """Land every source as bronze/<source>/run_date=D; records in = records out."""
+    """Land every source as bronze/<source>/run_date=D; records in = records out.
+
+    In incremental mode (``acquire.mode``) only landing files that no earlier run date
+    ingested are read: a file whose (path, size, mtime) is in the file manifest is not
+    opened, and a file whose (path, content hash) is, was only touched and is skipped.
+    """
     pub = Publisher(spark, conf.data_root, "acquire", run_date, conf.hash())
     landing = conf.path("landing")
     storage = Storage(spark)
+    incremental = conf.acquire.mode == "incremental"
+    seen = Ingested.load(spark, conf, run_date) if incremental else Ingested(frozenset(), frozenset())
+    entries: list[DataFrame] = []
     try:
         for src in SOURCES:
             path = f"{landing}/{src.landing}"
@@ -41,12 +81,29 @@ def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
                     "zone with `deepbatch demo-data` or point data_root at your landing zone."
                 )
             describe_job(spark, "acquire", src.name, run_date)
-            df = read_source(spark, src, landing, run_date)
+            listing = [f for f in list_files(path) if matches(f.path, src.glob)]
+            only: list[str] | None = None
+            if seen.keys:
+                listing = [f for f in listing if (f.path, f.size, f.mtime_ms) not in seen.keys]
+                if src.kind != "files":
+                    listing = [f for f in listing if (f.path, file_sha256(f.path)) not in seen.hashes]
+                only = [f.path for f in listing]
+            df = read_source(spark, src, landing, run_date, only)
+            if seen.hashes and src.kind == "files":
+                touched = spark.createDataFrame(sorted(seen.hashes), "source_path string, content_hash string")
+                df = df.join(F.broadcast(touched), ["source_path", "content_hash"], "left_anti")
             n_in = df.count()
             table = f"bronze/{src.name}"
             n_out = pub.stage_table(table, df, src.bronze_schema)
-            pub.add_manifest(TableCounts(table, n_in, n_out, inputs=[f"{path}/{src.glob}"]))
-            log.info("acquire %-13s %7d records landed", src.name, n_out)
+            bronze = spark.read.parquet(pub.staged_path(table)) if src.kind == "files" else None
+            entries.append(_file_entries(spark, src, listing, bronze, run_date))
+            extra = {"mode": conf.acquire.mode, "files": len(listing)} if incremental else {}
+            pub.add_manifest(TableCounts(table, n_in, n_out, inputs=[f"{path}/{src.glob}"], extra=extra))
+            log.info("acquire %-13s %7d records landed%s", src.name, n_out,
+                     f" from {len(listing)} new files" if incremental else "")  # fmt: skip
+        manifest = reduce(DataFrame.unionByName, entries)
+        n_files = pub.stage_table("bronze/_files", manifest, T.BRONZE_FILE_MANIFEST)
+        pub.add_manifest(TableCounts("bronze/_files", n_files, n_files, extra={"mode": conf.acquire.mode}))
     except Exception:
         pub.abort()
         raise
