@@ -5,7 +5,7 @@ CONF     ?= conf/local.yaml
 RUN_DATE ?= $(shell date +%F)
 PYTEST_ARGS ?=
 
-.PHONY: setup run demo-data test test-unit test-integration test-e2e bench lock package clean
+.PHONY: setup run demo-data test test-unit test-integration test-e2e bench lock lock-airflow package clean
 
 setup:
 	@bash tools/bootstrap.sh
@@ -43,6 +43,12 @@ lock: setup
 	   echo "setuptools==$$($(PY) -c 'import setuptools;print(setuptools.__version__)')"; \
 	   echo "wheel==$$($(PY) -c 'import wheel;print(wheel.__version__)')"; } > requirements/constraints.txt.new
 	@mv requirements/constraints.txt.new requirements/constraints.txt
+
+## Regenerate the Airflow test environment's lock (after changing requirements/airflow.in).
+lock-airflow: setup
+	@{ sed -n '1p' requirements/airflow-constraints.txt; \
+	   .venv-airflow/bin/python -m pip freeze --exclude-editable | grep -v '^pip=='; } > requirements/airflow-constraints.txt.new
+	@mv requirements/airflow-constraints.txt.new requirements/airflow-constraints.txt
 
 ## The deepbatch wheel, for spark-submit --py-files or an executor environment.
 package: setup

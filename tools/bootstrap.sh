@@ -35,9 +35,11 @@ if [ "${java_major:-0}" -lt 17 ]; then
 fi
 
 # --- stamp: skip everything when nothing changed ----------------------------
-stamp_src=$(cat "$LOCK" requirements/*.in tools/bootstrap.sh setup.py | sha256sum | cut -c1-16)
+AF_VENV="${DEEPBATCH_AIRFLOW_VENV:-$root/.venv-airflow}"
+AF_LOCK="$root/requirements/airflow-constraints.txt"
+stamp_src=$(cat "$LOCK" "$AF_LOCK" requirements/*.in tools/bootstrap.sh setup.py | sha256sum | cut -c1-16)
 stamp="$VENV/.deepbatch-setup-$stamp_src"
-if [ -f "$stamp" ] && [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+if [ -f "$stamp" ] && [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -x "$AF_VENV/bin/python" ]; then
   log "environment up to date ($VENV)"
   exit 0
 fi
@@ -91,6 +93,16 @@ if ! "$VENV/bin/python" -c "import horovod.torch" 2>/dev/null; then
   "${PIP[@]}" install --no-deps "$hv_cache"/horovod-*.whl
   # horovod's runtime deps (cloudpickle, psutil, pyyaml, packaging) under the lock
   "${PIP[@]}" install -c "$VENV/.constraints-no-torch.txt" cloudpickle psutil pyyaml packaging
+fi
+
+# --- Airflow, in its own venv: its dependency set differs from the Spark/Petastorm pins ---------
+# Only the DAG test uses it (Airflow's DagBag loads jobs/airflow/deepbatch_dag.py).
+if ! "$AF_VENV/bin/python" -c "import airflow.providers.apache.spark" 2>/dev/null; then
+  log "installing Airflow into $AF_VENV (for the DAG test)"
+  [ -x "$AF_VENV/bin/python" ] || "$PY_BOOT" -m venv "$AF_VENV"
+  AF_PIP=(pip_quiet "$AF_VENV/bin/python" -m pip --disable-pip-version-check -q)
+  "${AF_PIP[@]}" install -U "pip>=24" >/dev/null
+  "${AF_PIP[@]}" install -c "$AF_LOCK" -r requirements/airflow.in
 fi
 
 # --- deepbatch itself ---------------------------------------------------------
