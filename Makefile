@@ -5,7 +5,7 @@ CONF     ?= conf/local.yaml
 RUN_DATE ?= $(shell date +%F)
 PYTEST_ARGS ?=
 
-.PHONY: setup run demo-data test test-unit test-integration test-e2e bench lock lock-airflow package clean
+.PHONY: setup run demo-data test test-unit test-integration test-e2e test-cluster bench lock lock-airflow package clean
 
 setup:
 	@bash tools/bootstrap.sh
@@ -27,6 +27,9 @@ test-unit: setup
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 test-integration: setup
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+test-cluster: setup
+	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
 test-e2e: setup
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
@@ -50,9 +53,12 @@ lock-airflow: setup
 	   .venv-airflow/bin/python -m pip freeze --exclude-editable | grep -v '^pip=='; } > requirements/airflow-constraints.txt.new
 	@mv requirements/airflow-constraints.txt.new requirements/airflow-constraints.txt
 
-## The deepbatch wheel, for spark-submit --py-files or an executor environment.
+## The deepbatch wheel and the executors' Python environment (venv-pack), for spark-submit:
+##   --archives dist/deepbatch-env.tar.gz#env --conf spark.pyspark.python=./env/bin/python
 package: setup
-	$(PY) -m pip wheel --no-deps --no-build-isolation -w dist .
+	rm -f dist/deepbatch-*.whl
+	$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist .
+	$(PY) tools/package_env.py --venv $(VENV) --wheel "$$(ls dist/deepbatch-*.whl | head -1)" --out dist/deepbatch-env.tar.gz
 
 clean:
 	rm -rf data/ build/ dist/ spark-warehouse/ .pytest_cache

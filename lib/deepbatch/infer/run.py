@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from typing import Any
 
@@ -67,7 +68,8 @@ def models_root(conf: Conf) -> str:
     if "://" in root and not root.startswith("file:"):
         raise ConfigError(f"trained models are read with local file I/O on the executors; {root} is not local. "
                           "Use a shared mount (file://) for data_root.")  # fmt: skip
-    return local_path(root)
+    # Absolute on the driver: executors run in their own working directories.
+    return os.path.abspath(local_path(root))
 
 
 def _partitions(spark: SparkSession, rows: int, rows_per_task: int) -> int:
@@ -192,7 +194,7 @@ def infer_text_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publishe
     gold, path = _read_gold(spark, conf, "text_cls", run_date)
     t = conf.infer.text
     if t.hf_model:
-        spec = _spec(conf, "hf_text", local_path(t.hf_model), batch_size=conf.infer.batch_size, max_length=t.max_length)
+        spec = _spec(conf, "hf_text", os.path.abspath(local_path(t.hf_model)), batch_size=conf.infer.batch_size, max_length=t.max_length)
     else:
         model_dir = str(latest_model_dir(models_root(conf), "text_cls", conf.infer.model_version))
         spec = _spec(conf, "text", model_dir, batch_size=conf.infer.batch_size)

@@ -89,7 +89,9 @@ def launch(spark: SparkSession, params: dict[str, Any], launcher: str, num_proc:
         import torch
         from pyspark.ml.torch.distributor import TorchDistributor
 
-        distributor = TorchDistributor(num_processes=num_proc, local_mode=True, use_gpu=torch.cuda.is_available())
+        # local_mode runs the processes on the driver: right for local[*], wrong on a cluster.
+        local_mode = (spark.sparkContext.master or "").startswith("local")
+        distributor = TorchDistributor(num_processes=num_proc, local_mode=local_mode, use_gpu=torch.cuda.is_available())
         result = distributor.run(train_fn, {**params, "backend": "torch"})
         if result is None:
             raise RuntimeError("TorchDistributor returned no result; see the worker logs above")
