@@ -301,8 +301,9 @@ class _Staged:
 class Publisher:
     """Stages a stage's outputs and publishes them together once all checks pass."""
 
-    def __init__(self, spark: SparkSession, data_root: str, stage: str, run_date: str, conf_hash: str):
+    def __init__(self, spark: SparkSession, data_root: str, stage: str, run_date: str, conf_hash: str, progress_seconds: float = 10.0):
         self.spark = spark
+        self.progress_seconds = progress_seconds
         self.storage = Storage(spark)
         self.root = data_root.rstrip("/")
         self.stage = stage
@@ -313,11 +314,17 @@ class Publisher:
         self._staged: list[_Staged] = []
         self.manifests: list[dict[str, Any]] = []
 
-    def stage_table(self, table: str, df: DataFrame, schema: StructType) -> int:
-        """Write df (conformed to schema) to staging; return the rows written."""
+    def stage_table(self, table: str, df: DataFrame, schema: StructType, progress: bool = True) -> int:
+        """Write df (conformed to schema) to staging; return the rows written.
+
+        While it writes, a progress line (tasks done, ETA) is logged every ``progress_seconds``."""
+        from deepbatch.progress import SparkProgress
+
         target = partition_path(f"{self.root}/{table}", self.run_date)
         staging = partition_path(f"{self.root}/_staging/{self.run_id}/{table}", self.run_date)
-        conform(df, schema, table).write.mode("overwrite").parquet(staging)
+        every = self.progress_seconds if progress else 0.0
+        with SparkProgress(self.spark, f"deepbatch-{self.stage}-{self.run_date}", f"{self.stage} {table}", None, every):
+            conform(df, schema, table).write.mode("overwrite").parquet(staging)
         rows = self.spark.read.parquet(staging).count()
         self._staged.append(_Staged(target, staging, rows, table))
         return rows

@@ -36,44 +36,65 @@ def progress_line(label: str, done: float, total: int, elapsed: float) -> str:
     return f"{label}: {int(done):,}/{total:,} records ({pct:.0f}%), {rate:,.1f} records/s, ETA {format_eta(eta)}"
 
 
-class SparkProgress:
-    """Context manager: logs progress of the jobs in ``job_group`` while the block runs."""
+def task_line(label: str, done: int, tasks: int, elapsed: float) -> str:
+    """``label: 3/8 tasks (38%), ETA 12 s`` for steps whose record count is not known up front."""
+    eta = elapsed * (tasks - done) / done if done else None
+    return f"{label}: {done}/{tasks} tasks ({100.0 * done / tasks if tasks else 100.0:.0f}%), ETA {format_eta(eta)}"
 
-    def __init__(self, spark: Any, job_group: str, label: str, total: int, every_s: float = 10.0):
+
+class SparkProgress:
+    """Context manager: logs progress of the jobs the block starts in ``job_group``.
+
+    With ``total`` (records) it logs records done, records/s and ETA; without, tasks done and ETA.
+    """
+
+    def __init__(self, spark: Any, job_group: str, label: str, total: int | None, every_s: float = 10.0):
         self.tracker = spark.sparkContext.statusTracker()
         self.job_group, self.label, self.total, self.every_s = job_group, label, total, every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"progress-{label}", daemon=True)
         self._t0 = 0.0
+        self._before: set[int] = set()
 
-    def fraction(self) -> float | None:
-        """Finished share of the tasks of the newest stage of the group's jobs (None before any starts)."""
+    def tasks(self) -> tuple[int, int] | None:
+        """(finished, total) tasks of the newest stage of the jobs started since entering (None before any)."""
         stages = []
         for job_id in self.tracker.getJobIdsForGroup(self.job_group):
-            info = self.tracker.getJobInfo(job_id)
+            info = self.tracker.getJobInfo(job_id) if job_id not in self._before else None
             if info is not None:
                 stages.extend(info.stageIds)
         for stage_id in sorted(stages, reverse=True):
             s = self.tracker.getStageInfo(stage_id)
             if s is not None and s.numTasks > 0:
-                return s.numCompletedTasks / s.numTasks
+                return s.numCompletedTasks, s.numTasks
         return None
+
+    def fraction(self) -> float | None:
+        t = self.tasks()
+        return None if t is None else t[0] / t[1]
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            frac = self.fraction()
-            if frac is not None:
-                self._log(frac * self.total)
+            t = self.tasks()
+            if t is not None:
+                self._log(t[0] / t[1], t)
 
-    def _log(self, done: float) -> None:
+    def _log(self, frac: float, tasks: tuple[int, int] | None) -> None:
         elapsed = time.monotonic() - self._t0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        log.info(progress_line(self.label, done, self.total, elapsed),
-                 extra={"event": "progress", "step": self.label, "records_done": int(done), "records_total": self.total,
-                        "records_per_s": round(rate, 1), "eta_s": round((self.total - done) / rate, 1) if rate > 0 else None})  # fmt: skip
+        if self.total is None:
+            done, n = tasks or (1, 1)
+            log.info(task_line(self.label, done, n, elapsed),
+                     extra={"event": "progress", "step": self.label, "tasks_done": done, "tasks_total": n})  # fmt: skip
+            return
+        records = frac * self.total
+        rate = records / elapsed if elapsed > 0 else 0.0
+        log.info(progress_line(self.label, records, self.total, elapsed),
+                 extra={"event": "progress", "step": self.label, "records_done": int(records), "records_total": self.total,
+                        "records_per_s": round(rate, 1), "eta_s": round((self.total - records) / rate, 1) if rate > 0 else None})  # fmt: skip
 
     def __enter__(self) -> SparkProgress:
         self._t0 = time.monotonic()
+        self._before = set(self.tracker.getJobIdsForGroup(self.job_group))
         if self.every_s > 0:
             self._thread.start()
         return self
@@ -82,5 +103,5 @@ class SparkProgress:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        if et is None:
-            self._log(self.total)
+        if et is None and self.total is not None:
+            self._log(1.0, None)

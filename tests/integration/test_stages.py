@@ -137,3 +137,19 @@ def test_a_replicated_landing_zone_cleans_to_exactly_k_times_the_records(spark, 
     for table in ("silver/images", "silver/image_labels", "silver/text", "silver/videos", "silver/photos"):
         assert twice[table]["records_in"] == 2 * once[table]["records_in"], table
         assert twice[table]["records_out"] == 2 * once[table]["records_out"], table
+
+
+def test_spark_progress_follows_only_the_jobs_started_inside_it(spark, caplog) -> None:
+    from deepbatch.progress import SparkProgress
+
+    spark.sparkContext.setJobGroup("deepbatch-test-progress", "progress test")
+    spark.range(10, numPartitions=2).write.format("noop").mode("overwrite").save()  # an earlier job of the group
+    with SparkProgress(spark, "deepbatch-test-progress", "test step", None, every_s=0) as p:
+        assert p.tasks() is None  # the earlier job is not this step's
+        spark.range(1000, numPartitions=4).write.format("noop").mode("overwrite").save()
+        assert p.tasks() == (4, 4) and p.fraction() == 1.0
+    caplog.set_level("INFO", logger="deepbatch.progress")
+    with SparkProgress(spark, "deepbatch-test-progress", "records step", 1000, every_s=0):
+        spark.range(1000, numPartitions=3).write.format("noop").mode("overwrite").save()
+    assert any(r.getMessage().startswith("records step: 1,000/1,000 records (100%)") for r in caplog.records)
+    spark.sparkContext.setJobGroup("", "")

@@ -75,3 +75,10 @@ def test_progress_lines_give_done_rate_and_eta() -> None:
     assert progress_line("infer x", 1200, 3000, 10.0) == "infer x: 1,200/3,000 records (40%), 120.0 records/s, ETA 15 s"
     assert progress_line("s", 0, 10, 5.0).endswith("ETA ?")
     assert format_eta(3725) == "1 h 02 min" and format_eta(61) == "1 min 01 s"
+
+
+def test_task_progress_lines_estimate_eta_from_finished_tasks() -> None:
+    from deepbatch.progress import task_line
+
+    assert task_line("clean silver/images", 2, 8, 10.0) == "clean silver/images: 2/8 tasks (25%), ETA 30 s"
+    assert task_line("x", 0, 4, 3.0).endswith("ETA ?")

