@@ -29,11 +29,13 @@ def test_materialize_writes_readable_petastorm_splits(materialized) -> None:
     img = tables["datasets/image_cls"]
     assert img["records_in"] == img["records_out"] == sum(s["rows"] for s in img["extra"]["splits"].values())
     assert img["extra"]["splits"]["train"]["row_groups"] >= 4
-    with make_reader(dataset_url(conf.path("datasets", "image_cls", RUN_DATE, "train")), num_epochs=1) as reader:
+    # shuffle_row_groups=False: finite readers that shuffle row groups can end before their first row
+    # (a Petastorm 0.13.1 race; deepbatch.train.data.make_loader refuses that combination).
+    with make_reader(dataset_url(conf.path("datasets", "image_cls", RUN_DATE, "train")), num_epochs=1, shuffle_row_groups=False) as reader:
         rows = list(reader)
     assert len(rows) == img["extra"]["splits"]["train"]["rows"]
     assert rows[0].image.shape == (28, 28) and rows[0].image.dtype == np.uint8 and 0 <= rows[0].label_index < 10
-    with make_reader(dataset_url(conf.path("datasets", "text_cls", RUN_DATE, "val")), num_epochs=1) as reader:
+    with make_reader(dataset_url(conf.path("datasets", "text_cls", RUN_DATE, "val")), num_epochs=1, shuffle_row_groups=False) as reader:
         row = next(iter(reader))
     assert row.input_ids.shape == (32,) and row.input_ids[0] == 101  # [CLS] of the MiniLM vocabulary
     assert "truncated" in tables["datasets/text_cls"]["extra"]

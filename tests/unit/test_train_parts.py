@@ -96,3 +96,10 @@ def test_cached_features_give_the_same_logits_as_the_full_forward() -> None:
     frames = torch.randn(2, 5, 3, 4, 4)
     assert torch.allclose(clip(frames), clip(features=clip.encode(frames)))
     assert not supports_feature_cache(torch.nn.Linear(2, 2))
+
+
+def test_shuffled_loaders_must_be_endless() -> None:
+    from deepbatch.train.data import make_loader
+
+    with pytest.raises(ValueError, match="num_epochs=None"):
+        make_loader("file:///nowhere", "image_cls", 8, shuffle=True, num_epochs=1)
