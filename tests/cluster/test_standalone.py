@@ -9,6 +9,7 @@ local-mode run of the same stages on the same input, row for row.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -90,7 +91,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as r:
                     alive = sum(w.get("state") == "ALIVE" for w in json.load(r).get("workers", []))
-            except OSError:
+            except (OSError, ValueError, http.client.HTTPException):  # the UI is still starting
                 alive = 0
             if alive == 2:
                 break
