@@ -147,11 +147,23 @@ class _Reporter:
                                           "model_s": self.model_s, "peak_rss_mb": peak_rss_mb()}})  # fmt: skip
 
 
-def _stamp(out: pd.DataFrame, core: Any, seconds: float, rows: int) -> pd.DataFrame:
-    out["model_version"] = str(core.version)
-    out["inferred_at"] = pd.Timestamp.now(tz="UTC")
-    out["infer_ms"] = 1000.0 * seconds / max(rows, 1)
-    return out.reset_index(drop=True)
+def _score(spec: CoreSpec, stats: Any, batches: Iterator[Any]) -> Iterator[tuple[Any, pd.DataFrame]]:
+    """The worker loop shared by both wrappers: (input batch, its predictions stamped with model version,
+    time and per-row model milliseconds), reporting to ``stats`` when the task ends."""
+    core, loads = _worker_setup(spec)
+    report = _Reporter(stats, loads)
+    try:
+        for batch in batches:
+            t0 = time.perf_counter()
+            out = core.predict(batch)
+            dt = time.perf_counter() - t0
+            report.add(len(batch), dt)
+            out["model_version"] = str(core.version)
+            out["inferred_at"] = pd.Timestamp.now(tz="UTC")
+            out["infer_ms"] = 1000.0 * dt / max(len(batch), 1)
+            yield batch, out.reset_index(drop=True)
+    finally:
+        report.close()
 
 
 def series_udf(spec: CoreSpec, prediction_fields: list[StructField], stats: Any = None) -> Any:
@@ -160,17 +172,8 @@ def series_udf(spec: CoreSpec, prediction_fields: list[StructField], stats: Any 
 
     @pandas_udf(schema)  # type: ignore[call-overload]
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        core, loads = _worker_setup(spec)
-        report = _Reporter(stats, loads)
-        try:
-            for batch in batches:
-                t0 = time.perf_counter()
-                out = core.predict(batch)
-                dt = time.perf_counter() - t0
-                report.add(len(batch), dt)
-                yield _stamp(out, core, dt, len(batch))
-        finally:
-            report.close()
+        for _, out in _score(spec, stats, batches):
+            yield out
 
     return predict
 
@@ -181,19 +184,7 @@ def frames_fn(spec: CoreSpec, stats: Any = None, passthrough: tuple[str, ...] | 
     keep = ["record_id", *passthrough]
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        core, loads = _worker_setup(spec)
-        report = _Reporter(stats, loads)
-        try:
-            for clips in batches:
-                t0 = time.perf_counter()
-                out = core.predict(clips)
-                dt = time.perf_counter() - t0
-                report.add(len(clips), dt)
-                out = _stamp(out, core, dt, len(clips))
-                if passthrough:
-                    out = out.merge(clips[keep], on="record_id", how="left", validate="many_to_one")
-                yield out
-        finally:
-            report.close()
+        for clips, out in _score(spec, stats, batches):
+            yield out.merge(clips[keep], on="record_id", how="left", validate="many_to_one") if passthrough else out
 
     return run

@@ -48,13 +48,14 @@ class Ingested:
         return cls(frozenset((r.path, r.size, r.mtime_ms) for r in rows), frozenset((r.path, r.content_hash) for r in rows))
 
 
-def _file_entries(spark: SparkSession, src: Source, listing: list[FileEntry], bronze: DataFrame | None, run_date: str) -> DataFrame:
+def _file_entries(spark: SparkSession, src: Source, listing: list[FileEntry], bronze: DataFrame | None,
+                  file_hashes: dict[str, str], run_date: str) -> DataFrame:  # fmt: skip
     """bronze/_files rows for the files this run ingested from one source."""
     meta = spark.createDataFrame([(f.path, f.size, f.mtime_ms) for f in listing], "path string, size long, mtime_ms long")
     if bronze is not None:  # file sources: the bronze rows carry each file's content hash
         hashes = bronze.select(F.col("source_path").alias("path"), "content_hash").distinct()
-    else:  # record sources: few, larger files, hashed here
-        hashes = spark.createDataFrame([(f.path, file_sha256(f.path)) for f in listing], "path string, content_hash string")
+    else:  # record sources: few, larger files, hashed on the driver
+        hashes = spark.createDataFrame([(f.path, file_hashes[f.path]) for f in listing], "path string, content_hash string")
     return meta.join(hashes, "path").select(F.lit(src.name).alias("source"), "path", "size", "mtime_ms", "content_hash",
                                             F.lit(run_date).alias("ingest_run_date"))  # fmt: skip
 
@@ -85,8 +86,11 @@ def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
             only: list[str] | None = None
             if seen.keys:
                 listing = [f for f in listing if (f.path, f.size, f.mtime_ms) not in seen.keys]
-                if src.kind != "files":
-                    listing = [f for f in listing if (f.path, file_sha256(f.path)) not in seen.hashes]
+            # Record files (few, larger) are hashed once here; file sources' hashes come with their bronze rows.
+            file_hashes = {f.path: file_sha256(f.path) for f in listing} if src.kind != "files" else {}
+            if seen.keys:
+                if src.kind != "files":  # touched but unchanged record files are not new
+                    listing = [f for f in listing if (f.path, file_hashes[f.path]) not in seen.hashes]
                 only = [f.path for f in listing]
             df = read_source(spark, src, landing, run_date, only)
             if seen.hashes and src.kind == "files":
@@ -96,7 +100,7 @@ def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
             table = f"bronze/{src.name}"
             n_out = pub.stage_table(table, df, src.bronze_schema)
             bronze = spark.read.parquet(pub.staged_path(table)) if src.kind == "files" else None
-            entries.append(_file_entries(spark, src, listing, bronze, run_date))
+            entries.append(_file_entries(spark, src, listing, bronze, file_hashes, run_date))
             extra = {"mode": conf.acquire.mode, "files": len(listing)} if incremental else {}
             pub.add_manifest(TableCounts(table, n_in, n_out, inputs=[f"{path}/{src.glob}"], extra=extra))
             log.info("acquire %-13s %7d records landed%s", src.name, n_out,
