@@ -47,10 +47,10 @@ import torch
 from deepbatch.config import Conf, load_conf
 from deepbatch.demo.sources import load_rotten_tomatoes, photo_files, real_video_clips
 from deepbatch.demo.synthetic_video import SHAPES, render_clip, write_clip
-from deepbatch.infer.run import CLASS_FIELDS, FRAME_ROWS, TOPK_FIELDS
 from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, frames_fn, series_udf, summarise_workers
 from deepbatch.logs import setup_logging
 from deepbatch.models.scaffold import write_untrained_model
+from deepbatch.schemas.tables import CLASS_FIELDS, TOPK_FIELDS, VIDEO_INFER_ROWS
 
 REPO = Path(__file__).resolve().parents[1]
 CORES = os.cpu_count() or 1
@@ -186,7 +186,7 @@ def main() -> None:
             spec = CoreSpec("video", model_dir["video_cls"], tuple(sorted({
                 "frames_per_clip": v.frames_per_clip, "every_n": v.every_n, "max_frames": v.max_frames,
                 "imagenet_top1": v.imagenet_top1, "imagenet_size": v.imagenet_size, "batch_size": inf.batch_size}.items())))  # fmt: skip
-            schema = FRAME_ROWS[: len(FRAME_ROWS.fields) - 2]  # no passthrough columns here
+            schema = VIDEO_INFER_ROWS[: len(VIDEO_INFER_ROWS.fields) - 2]  # no passthrough columns here
             results["video"] = bench_modality(
                 spark, "video", spec, clips_table(args.clips, root), None, str(root / "video.parquet"), v.arrow_batch,
                 lambda df, st: df.mapInPandas(frames_fn(spec, st), schema),

@@ -237,7 +237,7 @@ GOLD_SCHEMAS: dict[str, StructType] = {
 # was), the model version, when it was scored and its share of its batch's model time.
 # ``split``/``label`` are passed through from gold where the input has them.
 
-_PREDICTION_META = [
+PREDICTION_META = [
     StructField("error", StringType(), True),
     StructField("model_version", StringType(), False),
     StructField("inferred_at", TimestampType(), False),
@@ -249,45 +249,46 @@ _GOLD_PASSTHROUGH = [
     StructField("label", StringType(), True),
 ]
 
-# image_cls and imagenet: top-k labels and probabilities, best first.
-PREDICTIONS_TOPK = StructType(
-    [
-        StructField("record_id", StringType(), False),
-        *_GOLD_PASSTHROUGH,
-        StructField("top_labels", ArrayType(StringType()), True),
-        StructField("top_probs", ArrayType(FloatType()), True),
-        *_PREDICTION_META,
-    ]
-)
+# What the predictor cores return (the pandas UDFs' struct fields, before PREDICTION_META).
+TOPK_FIELDS = [  # image_cls and imagenet: top-k labels and probabilities, best first
+    StructField("top_labels", ArrayType(StringType()), True),
+    StructField("top_probs", ArrayType(FloatType()), True),
+]
+CLASS_FIELDS = [  # text_cls and video_cls clips: every class's probability in the model's class order
+    StructField("predicted", StringType(), True),
+    StructField("predicted_prob", FloatType(), True),
+    StructField("class_probs", ArrayType(FloatType()), True),
+]
+FRAME_FIELDS = [  # video_cls: one row per sampled frame
+    StructField("frame_index", IntegerType(), False),
+    StructField("timestamp_s", DoubleType(), True),
+    StructField("features", ArrayType(FloatType()), False),
+    StructField("imagenet_label", StringType(), True),
+    StructField("imagenet_prob", FloatType(), True),
+]
 
-# text_cls and video_cls clips: the predicted class, its probability, and every class's
-# probability in the model's class order (recorded in the table's _classes.json).
-PREDICTIONS_CLASS = StructType(
-    [
-        StructField("record_id", StringType(), False),
-        *_GOLD_PASSTHROUGH,
-        StructField("predicted", StringType(), True),
-        StructField("predicted_prob", FloatType(), True),
-        StructField("class_probs", ArrayType(FloatType()), True),
-        *_PREDICTION_META,
-    ]
-)
 
-PREDICTIONS_VIDEO_CLIPS = StructType([*PREDICTIONS_CLASS.fields[:-4], StructField("frames_used", IntegerType(), True), *_PREDICTION_META])
+def nullable(fields: list[StructField]) -> list[StructField]:
+    """The same fields, all nullable: what a pandas UDF or mapInPandas may return."""
+    return [StructField(f.name, f.dataType, True) for f in fields]
 
-# video_cls frames: one row per sampled frame of each clip that decoded.
-PREDICTIONS_VIDEO_FRAMES = StructType(
-    [
-        StructField("record_id", StringType(), False),
-        StructField("frame_index", IntegerType(), False),
-        StructField("timestamp_s", DoubleType(), True),
-        StructField("features", ArrayType(FloatType()), False),
-        StructField("imagenet_label", StringType(), True),
-        StructField("imagenet_prob", FloatType(), True),
-        StructField("model_version", StringType(), False),
-        StructField("inferred_at", TimestampType(), False),
-    ]
-)
+
+_RECORD_ID = StructField("record_id", StringType(), False)
+
+# image_cls and imagenet predictions.
+PREDICTIONS_TOPK = StructType([_RECORD_ID, *_GOLD_PASSTHROUGH, *TOPK_FIELDS, *PREDICTION_META])
+
+# text_cls predictions; the class order is recorded in the table's _classes.json.
+PREDICTIONS_CLASS = StructType([_RECORD_ID, *_GOLD_PASSTHROUGH, *CLASS_FIELDS, *PREDICTION_META])
+
+# video_cls: one row per clip, and one row per sampled frame of each clip that decoded.
+_FRAMES_USED = StructField("frames_used", IntegerType(), True)
+PREDICTIONS_VIDEO_CLIPS = StructType([_RECORD_ID, *_GOLD_PASSTHROUGH, *CLASS_FIELDS, _FRAMES_USED, *PREDICTION_META])
+PREDICTIONS_VIDEO_FRAMES = StructType([_RECORD_ID, *FRAME_FIELDS, *PREDICTION_META[1:3]])
+
+# The video mapInPandas output both video tables are cut from: frame rows carrying their clip's
+# prediction (a clip that could not be used is one row with its error), plus gold split/label.
+VIDEO_INFER_ROWS = StructType(nullable([_RECORD_ID, *FRAME_FIELDS, *CLASS_FIELDS, _FRAMES_USED, *PREDICTION_META, *_GOLD_PASSTHROUGH]))
 
 TABLES: dict[str, StructType] = {
     "bronze/images": BRONZE_FILES,

@@ -15,7 +15,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from deepbatch.infer.image import ImageNetClassifier
-from deepbatch.infer.run import TOPK_FIELDS, run_infer
+from deepbatch.infer.run import run_infer
 from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, series_udf, summarise_workers
 from deepbatch.infer.text import TrainedTextClassifier
 from deepbatch.io import read_partition
@@ -33,7 +33,7 @@ def test_udf_matches_the_core_and_loads_the_model_once_per_worker(spark) -> None
     rows.append(("empty", b""))
     df = spark.createDataFrame(rows, "record_id string, content binary").repartition(4)  # more tasks than workers
     stats = spark.sparkContext.accumulator({}, WorkerStatsParam())
-    udf = series_udf(CoreSpec("imagenet", options=(("batch_size", 2), ("top_k", 3))), TOPK_FIELDS, stats)
+    udf = series_udf(CoreSpec("imagenet", options=(("batch_size", 2), ("top_k", 3))), T.TOPK_FIELDS, stats)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "2")  # several batches per task
     try:
         got = df.withColumn("p", udf(F.col("content"))).select("record_id", "p.*").cache()

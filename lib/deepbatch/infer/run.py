@@ -27,7 +27,7 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DoubleType, FloatType, IntegerType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import StructField, StructType
 
 from deepbatch.config import INFER_TARGETS, Conf
 from deepbatch.errors import ConfigError, MissingInputError
@@ -39,29 +39,6 @@ from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
 
 log = logging.getLogger(__name__)
-
-TOPK_FIELDS = [StructField("top_labels", ArrayType(StringType())), StructField("top_probs", ArrayType(FloatType()))]
-CLASS_FIELDS = [StructField("predicted", StringType()), StructField("predicted_prob", FloatType()),
-                StructField("class_probs", ArrayType(FloatType()))]  # fmt: skip
-FRAME_ROWS = StructType(
-    [
-        StructField("record_id", StringType()),
-        StructField("frame_index", IntegerType()),
-        StructField("timestamp_s", DoubleType()),
-        StructField("features", ArrayType(FloatType())),
-        StructField("imagenet_label", StringType()),
-        StructField("imagenet_prob", FloatType()),
-        *CLASS_FIELDS,
-        StructField("frames_used", IntegerType()),
-        StructField("error", StringType()),
-        StructField("model_version", StringType()),
-        StructField("inferred_at", TimestampType()),
-        StructField("infer_ms", DoubleType()),
-        StructField("split", StringType()),
-        StructField("label", StringType()),
-    ]
-)
-
 
 def models_root(conf: Conf) -> str:
     root = conf.path("models")
@@ -171,7 +148,7 @@ def infer_image_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publish
     gold, path = _read_gold(spark, conf, "image_cls", run_date)
     model_dir = str(latest_model_dir(models_root(conf), "image_cls", conf.infer.model_version))
     spec = _spec(conf, "image", model_dir, top_k=conf.infer.image.top_k, batch_size=conf.infer.batch_size)
-    _score_series(spark, conf, run_date, pub, "image_cls", gold, "content", spec, TOPK_FIELDS, T.PREDICTIONS_TOPK,
+    _score_series(spark, conf, run_date, pub, "image_cls", gold, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
                   F.col("top_labels").getItem(0), [path, model_dir])  # fmt: skip
 
 
@@ -186,7 +163,7 @@ def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, pub: Publishe
         raise ConfigError(f"infer.imagenet.input {path} lacks column(s) {sorted(missing)}; it needs record_id and content (image bytes)")
     df = df.select("record_id", "content", F.lit(None).cast("string").alias("split"), F.lit(None).cast("string").alias("label"))
     spec = _spec(conf, "imagenet", top_k=conf.infer.imagenet.top_k, batch_size=conf.infer.batch_size)
-    _score_series(spark, conf, run_date, pub, "imagenet", df, "content", spec, TOPK_FIELDS, T.PREDICTIONS_TOPK,
+    _score_series(spark, conf, run_date, pub, "imagenet", df, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
                   F.col("top_labels").getItem(0), [path])  # fmt: skip
 
 
@@ -199,7 +176,7 @@ def infer_text_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publishe
         model_dir = str(latest_model_dir(models_root(conf), "text_cls", conf.infer.model_version))
         spec = _spec(conf, "text", model_dir, batch_size=conf.infer.batch_size)
     classes = _classes_of(spec)
-    _score_series(spark, conf, run_date, pub, "text_cls", gold, "text", spec, CLASS_FIELDS, T.PREDICTIONS_CLASS,
+    _score_series(spark, conf, run_date, pub, "text_cls", gold, "text", spec, T.CLASS_FIELDS, T.PREDICTIONS_CLASS,
                   F.col("predicted"), [path, spec.model_dir], classes)  # fmt: skip
 
 
@@ -231,7 +208,7 @@ def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publish
     n_by_path = clips.where(F.col("content").isNull()).count()
     job = _Scoring(spark, conf, run_date, "video_cls", n_in, v.arrow_batch)
     rows = clips.repartition(_partitions(spark, n_in, v.clips_per_task)).mapInPandas(
-        frames_fn(spec, job.stats, passthrough=["split", "label"]), FRAME_ROWS  # type: ignore[arg-type]
+        frames_fn(spec, job.stats, passthrough=["split", "label"]), T.VIDEO_INFER_ROWS  # type: ignore[arg-type]
     )
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:

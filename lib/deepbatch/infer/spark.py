@@ -22,18 +22,12 @@ from typing import Any
 import pandas as pd
 from pyspark.accumulators import AccumulatorParam
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import StructField, StructType
+
+from deepbatch.schemas import tables as T
 
 _CORES: dict[tuple[Any, ...], Any] = {}
 _LOADS: dict[tuple[Any, ...], int] = {}
-
-META_FIELDS = [
-    StructField("error", StringType()),
-    StructField("model_version", StringType()),
-    StructField("inferred_at", TimestampType()),
-    StructField("infer_ms", DoubleType()),
-]
-
 
 def cached_core(key: tuple[Any, ...], build: Callable[[], Any]) -> tuple[Any, int]:
     """The core for ``key`` in this Python process, built on first use; (core, times built)."""
@@ -168,7 +162,7 @@ def _score(spec: CoreSpec, stats: Any, batches: Iterator[Any]) -> Iterator[tuple
 
 def series_udf(spec: CoreSpec, prediction_fields: list[StructField], stats: Any = None) -> Any:
     """pandas UDF over one column (image bytes or text) -> struct(prediction fields, error, model_version, inferred_at, infer_ms)."""
-    schema = StructType([*prediction_fields, *META_FIELDS])
+    schema = StructType(T.nullable([*prediction_fields, *T.PREDICTION_META]))
 
     @pandas_udf(schema)  # type: ignore[call-overload]
     def predict(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
