@@ -1,10 +1,15 @@
-"""The ``deepbatch`` command: one sub-command per stage plus ``pipeline`` and ``demo-data``.
+"""The ``deepbatch`` command: one sub-command per stage plus ``pipeline``, ``recover`` and ``demo-data``.
 
     deepbatch <command> [--conf conf/local.yaml] [--run-date YYYY-MM-DD] [key.path=value ...]
 
 Exit codes: 0 success; 1 failure; 2 bad config or arguments; 3 quarantine
 threshold exceeded; 4 reconciliation failed; 5 a dataset has too few row
-groups for the training workers.
+groups for the training workers; 6 another live run holds the stage's lock
+for that run date.
+
+Every command first recovers the data root: commits interrupted by a crash are
+rolled forward (or, if they never reached their commit point, back).
+``deepbatch recover`` does only that and prints what it did.
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ import argparse
 import datetime as dt
 import json
 import logging
+import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepbatch.config import INFER_TARGETS, TASKS, Conf, load_conf
+from deepbatch.config import INFER_TARGETS, Conf, load_conf
 from deepbatch.errors import ConfigError, DeepbatchError
 from deepbatch.logs import FORMATS, setup_logging, stage_context
 from deepbatch.pipeline import STAGES
@@ -28,35 +33,20 @@ log = logging.getLogger("deepbatch")
 
 
 
-def _stage_fn(name: str, chosen: tuple[str, ...] | None) -> Callable[..., dict[str, Any]]:
-    """The stage's runner; ``chosen`` is --task (None: every task, or infer.targets for infer)."""
-    from deepbatch.stages import run
-
-    tasks = tuple(t for t in chosen if t in TASKS) if chosen else TASKS
-
-    if name == "analyse":
-        from deepbatch.stages.analyse import run_analyse
-
-        return run_analyse
-    if name == "materialize":
-        from deepbatch.datasets.materialize import run_materialize
-
-        return lambda spark, conf, run_date: run_materialize(spark, conf, run_date, tasks)
-    if name == "train":
-        from deepbatch.train.launch import run_train
-
-        return lambda spark, conf, run_date: {"stage": "train", "tables": [], "runs": [run_train(spark, conf, run_date, t) for t in tasks]}
-    if name == "infer":
-        from deepbatch.infer.run import run_infer
-
-        return lambda spark, conf, run_date: run_infer(spark, conf, run_date, chosen)
-    fn: Callable[..., dict[str, Any]] = getattr(run, f"run_{name}")
-    return fn
+def valid_run_date(text: str) -> bool:
+    """Only YYYY-MM-DD: Python 3.11 also parses 20261127, which would name another partition."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return False
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="deepbatch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=[*STAGES, "pipeline", "demo-data"])
+    p.add_argument("command", choices=[*STAGES, "pipeline", "demo-data", "recover"])
     p.add_argument("--conf", default="conf/local.yaml", help="conf YAML (default: conf/local.yaml)")
     p.add_argument("--run-date", default=dt.date.today().isoformat(), help="YYYY-MM-DD (default: today)")
     p.add_argument("--task", action="append", choices=INFER_TARGETS,
@@ -74,44 +64,68 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         p.error("--force, --from and --to apply to `deepbatch pipeline` only (a single stage always runs)")
     if args.task and "imagenet" in args.task and args.command not in ("infer", "pipeline"):
         p.error("--task imagenet is an inference target only (deepbatch infer --task imagenet)")
-    try:
-        dt.date.fromisoformat(args.run_date)
-    except ValueError:
-        p.error(f"--run-date must be YYYY-MM-DD, got {args.run_date!r}")
+    if not valid_run_date(args.run_date):
+        p.error(f"--run-date must be a calendar date written YYYY-MM-DD (e.g. 2026-11-27), got {args.run_date!r}")
     return args
+
+
+def recover_data_root(conf: Conf, spark: Any = None) -> dict[str, list[str]]:
+    """Roll interrupted commits on the data root forward or back (see deepbatch.commit.recovery)."""
+    from deepbatch.commit import LockSettings, recover
+    from deepbatch.storage import open_store
+
+    locking = LockSettings(conf.locks.stale_after_s, conf.locks.heartbeat_s)
+    report = recover(open_store(conf.data_root, spark), conf.data_root, locking).to_dict()
+    if report:
+        log.warning("recovery on %s: %s", conf.data_root, json.dumps(report), extra={"event": "recovered", "recovery": report})
+    return report
+
+
+def _skip_or_run(store: Any, conf: Conf, run_date: str, name: str, key: str) -> dict[str, Any] | None:
+    """The completion record that lets a pipeline skip ``name``, or None (and the reason logged) when it runs."""
+    from deepbatch.pipeline import why_run
+
+    reason, record = why_run(store, conf, run_date, name, key)
+    if record is not None:
+        log.info("stage %s: skipped: published for run_date=%s as commit %s at %s with the same settings and inputs; "
+                 "--force reruns it", name, run_date, record["commit_id"], record.get("finished_at"),
+                 extra={"event": "stage_skipped", "stage": name, "run_date": run_date})  # fmt: skip
+        return record
+    log.info("stage %s: runs: %s", name, reason)
+    return None
 
 
 def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, ...] | None = None,
                skip_done: bool = False) -> list[dict[str, Any]]:  # fmt: skip
-    """Run ``stages`` in order. With ``skip_done`` (pipeline runs without --force), leading stages
-    already published for this run date with the same settings are skipped; once one runs, all later ones do."""
-    from deepbatch.io import Storage
-    from deepbatch.pipeline import mark_done, should_skip
+    """Recover the data root, then run ``stages`` in order. With ``skip_done`` (pipeline runs without
+    --force), leading stages whose completion record still holds are skipped; once one runs, all later ones do."""
+    from deepbatch.pipeline import SPECS, mark_done, stage_hash, upstream_commits
     from deepbatch.session import get_session
+    from deepbatch.storage import open_store
 
     spark = get_session(conf)
     spark.sparkContext.setLogLevel("WARN")
-    storage = Storage(spark)
+    store = open_store(conf.data_root, spark)
+    recover_data_root(conf, spark)
     results: list[dict[str, Any]] = []
     running = not skip_done
     for name in stages:
+        key = stage_hash(conf, name, tasks)  # before the stage reads: acquire's landing fingerprint
         if not running:
-            record = should_skip(storage, conf, run_date, name, tasks)
+            record = _skip_or_run(store, conf, run_date, name, key)
             if record is not None:
-                log.info("stage %s: skipped: published for run_date=%s with the same settings at %s (stage hash %s); "
-                         "--force reruns it", name, run_date, record.get("finished_at"), record["stage_hash"],
-                         extra={"event": "stage_skipped", "stage": name, "run_date": run_date})  # fmt: skip
                 results.append({"stage": name, "skipped": True, "tables": [], "record": record})
                 continue
             running = True
+        inputs = upstream_commits(store, conf, run_date, name)
         t0 = time.monotonic()
         log.info("stage %s: start (run_date=%s, conf=%s)", name, run_date, conf.hash(),
                  extra={"event": "stage_start", "stage": name, "run_date": run_date})  # fmt: skip
         with stage_context(name, run_date):
-            manifest = _stage_fn(name, tasks)(spark, conf, run_date)
+            manifest = SPECS[name].runner(spark, conf, run_date, tasks)
         duration = time.monotonic() - t0
-        mark_done(storage, conf, run_date, name, tasks, duration)
-        log.info("stage %s: done in %.1f s", name, duration,
+        mark_done(store, conf, run_date, name, tasks, key, manifest, inputs, duration)
+        log.info("stage %s: done in %.1f s (commit %s)", name, duration, manifest.get("commit_id"),
                  extra={"event": "stage_done", "stage": name, "run_date": run_date, "duration_s": round(duration, 1),
                         "tables": _counts(manifest)})  # fmt: skip
         results.append(manifest)
@@ -121,6 +135,16 @@ def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, .
 def _counts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     keys = ("table", "records_in", "records_out", "quarantined", "deduplicated")
     return [{k: t.get(k) for k in keys} for t in manifest.get("tables", [])]
+
+
+def _session_if_remote(conf: Conf) -> Any:
+    from deepbatch.storage import is_local
+
+    if is_local(conf.data_root):
+        return None
+    from deepbatch.session import get_session
+
+    return get_session(conf)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = build_landing_zone(conf)
             print(json.dumps(summary.to_dict(), indent=2))
+            return 0
+        if args.command == "recover":
+            print(json.dumps(recover_data_root(conf, _session_if_remote(conf)), indent=2))
             return 0
         if args.command == "pipeline":
             from deepbatch.pipeline import select

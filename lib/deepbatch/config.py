@@ -85,6 +85,14 @@ class QualityConf:
 
 
 @dataclass(frozen=True)
+class LocksConf:
+    """One writer per stage and run date (see deepbatch.commit.lock)."""
+
+    stale_after_s: float = 120.0  # a lock whose heartbeat is older than this may be taken over
+    heartbeat_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class DatasetsConf:
     """Petastorm training sets materialised from the gold tables."""
 
@@ -187,6 +195,7 @@ class Conf:
     tasks: TasksConf = field(default_factory=TasksConf)
     split: SplitConf = field(default_factory=SplitConf)
     quality: QualityConf = field(default_factory=QualityConf)
+    locks: LocksConf = field(default_factory=LocksConf)
     datasets: DatasetsConf = field(default_factory=DatasetsConf)
     train: TrainConf = field(default_factory=TrainConf)
     infer: InferConf = field(default_factory=InferConf)
@@ -370,6 +379,9 @@ def validate(conf: Conf) -> Conf:
         raise ConfigError("conf keys infer.video.frames_per_clip/max_frames/arrow_batch/clips_per_task must be >= 1, every_n and max_inline_mb >= 0")
     if inf.image.top_k < 1 or inf.imagenet.top_k < 1:
         raise ConfigError("conf keys infer.image.top_k and infer.imagenet.top_k must be >= 1")
+    if conf.locks.heartbeat_s <= 0 or conf.locks.stale_after_s < 3 * conf.locks.heartbeat_s:
+        raise ConfigError("conf keys locks.heartbeat_s must be > 0 and locks.stale_after_s >= 3 x heartbeat_s "
+                          "(a live writer must never look stale)")
     if not conf.data_root:
         raise ConfigError("conf key 'data_root' must not be empty")
     return conf

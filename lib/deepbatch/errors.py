@@ -35,3 +35,25 @@ class QuarantineThresholdExceeded(DeepbatchError):
 
 class DemoDataError(DeepbatchError):
     exit_code = 1
+
+
+class LockHeldError(DeepbatchError):
+    """Another live run holds the lock for this stage and run date."""
+
+    exit_code = 6
+
+
+class CommitRecoveryError(DeepbatchError):
+    """An interrupted commit cannot be rolled forward: its staged data is gone."""
+
+    exit_code = 1
+
+
+class ResumeMismatchError(DeepbatchError):
+    """--resume with a checkpoint made for another dataset version, class list or model."""
+
+    exit_code = 2
+
+
+class TrainingIncompleteError(DeepbatchError):
+    exit_code = 1

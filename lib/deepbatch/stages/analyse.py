@@ -15,10 +15,13 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from deepbatch.commit import Commit
 from deepbatch.config import Conf
-from deepbatch.io import Publisher, Storage, TableCounts, read_partition
+from deepbatch.manifests import TableCounts
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
+from deepbatch.storage import Storage
+from deepbatch.tables import read_partition
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +139,7 @@ def run_analyse(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
     """Profile gold tables and publish reports/<run_date>/ (report.html, report.json, PNGs)."""
     from deepbatch.report import render_report
 
-    pub = Publisher(spark, conf.data_root, "analyse", run_date, conf.hash())
-    try:
+    with Commit.for_stage(spark, conf, "analyse", run_date) as commit:
         tasks: dict[str, Any] = {}
         inputs = []
         for task, schema in T.GOLD_SCHEMAS.items():
@@ -156,10 +158,7 @@ def run_analyse(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
         report["comparison"] = compare_runs(report, previous_report(spark, conf, run_date))
         files = render_report(report)
         files["report.json"] = json.dumps(report, indent=2).encode()
-        pub.stage_files("reports", conf.path("reports", run_date), files)
+        commit.stage_files("reports", conf.path("reports", run_date), files)
         rows = sum(t["rows"] for t in tasks.values())
-        pub.add_manifest(TableCounts("reports", rows, rows, inputs=inputs, extra={"files": sorted(files)}))
-    except Exception:
-        pub.abort()
-        raise
-    return pub.publish()
+        commit.add_manifest(TableCounts("reports", rows, rows, inputs=inputs, extra={"files": sorted(files)}))
+    return commit.summary

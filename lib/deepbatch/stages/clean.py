@@ -55,6 +55,9 @@ VIDEO_PROBE = StructType(
 
 @pandas_udf(IMAGE_PROBE)  # type: ignore[call-overload]
 def probe_images_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    from deepbatch.commit.failpoints import task_failpoint
+
+    task_failpoint("clean.probe_images")
     for content in batches:
         yield pd.DataFrame([probe_image(b).__dict__ for b in content], columns=IMAGE_PROBE.names)
 

@@ -17,15 +17,18 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.errors import MissingInputError, QuarantineThresholdExceeded
-from deepbatch.io import FileEntry, Publisher, Storage, TableCounts, file_sha256, list_files, matches, read_partition
+from deepbatch.manifests import TableCounts
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
 from deepbatch.stages import clean as C
 from deepbatch.stages import integrate as I
 from deepbatch.stages.acquire import SOURCES, Source, read_source
 from deepbatch.stages.quality import quarantine_rows, reason_counts, valid_rows
+from deepbatch.storage import FileEntry, Storage, file_sha256, list_files, matches
+from deepbatch.tables import read_partition
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +70,12 @@ def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
     ingested are read: a file whose (path, size, mtime) is in the file manifest is not
     opened, and a file whose (path, content hash) is, was only touched and is skipped.
     """
-    pub = Publisher(spark, conf.data_root, "acquire", run_date, conf.hash())
-    landing = conf.path("landing")
-    storage = Storage(spark)
-    incremental = conf.acquire.mode == "incremental"
-    seen = Ingested.load(spark, conf, run_date) if incremental else Ingested(frozenset(), frozenset())
-    entries: list[DataFrame] = []
-    try:
+    with Commit.for_stage(spark, conf, "acquire", run_date) as commit:
+        landing = conf.path("landing")
+        storage = Storage(spark)
+        incremental = conf.acquire.mode == "incremental"
+        seen = Ingested.load(spark, conf, run_date) if incremental else Ingested(frozenset(), frozenset())
+        entries: list[DataFrame] = []
         for src in SOURCES:
             path = f"{landing}/{src.landing}"
             if not storage.exists(path):
@@ -98,20 +100,17 @@ def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
                 df = df.join(F.broadcast(touched), ["source_path", "content_hash"], "left_anti")
             n_in = df.count()
             table = f"bronze/{src.name}"
-            n_out = pub.stage_table(table, df, src.bronze_schema)
-            bronze = spark.read.parquet(pub.staged_path(table)) if src.kind == "files" else None
+            n_out = commit.stage_table(table, df, src.bronze_schema)
+            bronze = spark.read.parquet(commit.staged_path(table)) if src.kind == "files" else None
             entries.append(_file_entries(spark, src, listing, bronze, file_hashes, run_date))
             extra = {"mode": conf.acquire.mode, "files": len(listing)} if incremental else {}
-            pub.add_manifest(TableCounts(table, n_in, n_out, inputs=[f"{path}/{src.glob}"], extra=extra))
+            commit.add_manifest(TableCounts(table, n_in, n_out, inputs=[f"{path}/{src.glob}"], extra=extra))
             log.info("acquire %-13s %7d records landed%s", src.name, n_out,
                      f" from {len(listing)} new files" if incremental else "")  # fmt: skip
         manifest = reduce(DataFrame.unionByName, entries)
-        n_files = pub.stage_table("bronze/_files", manifest, T.BRONZE_FILE_MANIFEST)
-        pub.add_manifest(TableCounts("bronze/_files", n_files, n_files, extra={"mode": conf.acquire.mode}))
-    except Exception:
-        pub.abort()
-        raise
-    return pub.publish()
+        n_files = commit.stage_table("bronze/_files", manifest, T.BRONZE_FILE_MANIFEST)
+        commit.add_manifest(TableCounts("bronze/_files", n_files, n_files, extra={"mode": conf.acquire.mode}))
+    return commit.summary
 
 
 _CLEAN: tuple[tuple[str, T.StructType, T.StructType, str | None], ...] = (
@@ -149,8 +148,7 @@ def _check_threshold(counts: TableCounts, limit: float) -> None:
 
 def run_clean(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
     """bronze -> silver + quarantine/clean, with reconciliation and the quarantine threshold."""
-    pub = Publisher(spark, conf.data_root, "clean", run_date, conf.hash())
-    try:
+    with Commit.for_stage(spark, conf, "clean", run_date) as commit:
         for source, bronze_schema, silver_schema, binary_col in _CLEAN:
             describe_job(spark, "clean", source, run_date)
             bronze_path = conf.path("bronze", source)
@@ -162,24 +160,21 @@ def run_clean(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
                 _, quarantined, deduplicated = reason_counts(checked)
                 table = f"silver/{source}"
                 qtable = f"quarantine/clean/{source}"
-                n_out = pub.stage_table(table, checked.transform(valid_rows()), silver_schema)
+                n_out = commit.stage_table(table, checked.transform(valid_rows()), silver_schema)
                 counts = TableCounts(table, n_in, n_out, quarantined, deduplicated, inputs=[bronze_path])
                 counts.reconcile()
                 _check_threshold(counts, conf.quality.max_quarantine_fraction)
-                n_q = pub.stage_table(qtable, checked.transform(quarantine_rows("clean", source, binary_col)), T.QUARANTINE)
-                pub.add_manifest(counts)
+                n_q = commit.stage_table(qtable, checked.transform(quarantine_rows("clean", source, binary_col)), T.QUARANTINE)
+                commit.add_manifest(counts)
                 rejected = {**quarantined, **deduplicated}
-                pub.add_manifest(TableCounts(qtable, sum(rejected.values()), n_q, extra={"by_reason": rejected}))
+                commit.add_manifest(TableCounts(qtable, sum(rejected.values()), n_q, extra={"by_reason": rejected}))
             finally:
                 checked.unpersist()
             log.info(
                 "clean   %-13s in=%d out=%d quarantined=%s deduplicated=%s",
                 source, n_in, n_out, quarantined or "{}", deduplicated or "{}",
             )  # fmt: skip
-    except Exception:
-        pub.abort()
-        raise
-    return pub.publish()
+    return commit.summary
 
 
 # task -> (content source, label source, content schema); gold schemas in T.GOLD_SCHEMAS.
@@ -194,8 +189,7 @@ def run_integrate(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, A
     """silver -> gold/<task> with class index and hash split; orphan labels to quarantine."""
     import json
 
-    pub = Publisher(spark, conf.data_root, "integrate", run_date, conf.hash())
-    try:
+    with Commit.for_stage(spark, conf, "integrate", run_date) as commit:
         for task, (content_src, labels_src, content_schema) in _TASK_INPUTS.items():
             describe_job(spark, "integrate", task, run_date)
             classes = getattr(conf.tasks, task).classes
@@ -210,23 +204,20 @@ def run_integrate(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, A
             gold = I.build_task_table(content, labels, classes, conf.split.train, conf.split.val, conf.split.seed)
             table = f"gold/{task}"
             n_in = content.count()
-            n_out = pub.stage_table(table, gold, T.GOLD_SCHEMAS[task])
-            staged = spark.read.parquet(pub.staged_path(table))
+            n_out = commit.stage_table(table, gold, T.GOLD_SCHEMAS[task])
+            staged = spark.read.parquet(commit.staged_path(table))
             split_counts = {r["split"]: int(r["count"]) for r in staged.groupBy("split").count().collect()}
             extra: dict[str, Any] = {"splits": dict(sorted(split_counts.items()))}
             if labels is not None and labels_src is not None:
                 qtable = f"quarantine/integrate/{labels_src}"
-                n_orphan = pub.stage_table(qtable, I.orphan_labels(labels, content, labels_src), T.QUARANTINE)
+                n_orphan = commit.stage_table(qtable, I.orphan_labels(labels, content, labels_src), T.QUARANTINE)
                 n_labels = labels.count()
                 labelled = n_out - split_counts.get(I.UNLABELLED, 0)
                 extra["labels_in"] = n_labels
-                pub.add_manifest(
+                commit.add_manifest(
                     TableCounts(qtable, n_labels, labelled, {"ORPHAN_LABEL": n_orphan} if n_orphan else {}, inputs=[inputs[1]])
                 )
-            pub.add_manifest(TableCounts(table, n_in, n_out, inputs=inputs, extra=extra))
-            pub.add_file(table, "_class_map.json", json.dumps(I.class_map(classes), indent=2))
+            commit.add_manifest(TableCounts(table, n_in, n_out, inputs=inputs, extra=extra))
+            commit.add_file(table, "_class_map.json", json.dumps(I.class_map(classes), indent=2))
             log.info("integrate %-9s in=%d out=%d splits=%s", task, n_in, n_out, extra["splits"])
-    except Exception:
-        pub.abort()
-        raise
-    return pub.publish()
+    return commit.summary

@@ -50,8 +50,11 @@ class HorovodDist:
 
     def prepare(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer]:
         hvd = self.hvd
-        hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        # Optimiser state first: on a rank whose optimiser has no state yet, horovod initialises it
+        # with a zero-gradient step(), which moves the weights under Adam/weight decay. Broadcasting
+        # the parameters afterwards leaves every rank with rank 0's weights whatever that step did.
         hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+        hvd.broadcast_parameters(model.state_dict(), root_rank=0)
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         return model, hvd.DistributedOptimizer(optimizer, named_parameters=trainable)
 

@@ -16,10 +16,11 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from deepbatch.commit import Commit
 from deepbatch.config import TASKS, Conf
 from deepbatch.datasets.materialize import check_row_groups, dataset_url
-from deepbatch.errors import ConfigError, MissingInputError
-from deepbatch.io import Storage
+from deepbatch.errors import ConfigError, MissingInputError, ResumeMismatchError, TrainingIncompleteError
+from deepbatch.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, b
         weights = [n / (len(classes) * balance[c]) if balance.get(c) else 0.0 for c in classes]
     settings, preprocessing = model_settings(conf, task)
     model_version = conf.train.version or run_date
-    return {
+    params = {
         "task": task,
         "backend": backend,
         "classes": classes,
@@ -70,8 +71,30 @@ def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, b
         "val_url": dataset_url(f"{ds_root}/val"),
         "test_url": dataset_url(f"{ds_root}/test"),
         "model_dir": _local_dir(conf.path("models", task, model_version)),
+        "export_dir": _local_dir(conf.path("models", task, model_version)),  # run_train exports into its commit
+        "checkpoint_dir": _local_dir(conf.path("checkpoints", task, model_version)),
         "dataset_version": version,
     }
+    if conf.train.resume:
+        check_resumable(params)
+    return params
+
+
+def check_resumable(params: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint made for another dataset version, class list or model."""
+    from deepbatch.train.loop import checkpoint_meta
+
+    meta_path = Path(params["checkpoint_dir"]) / "last.json"
+    if not meta_path.is_file():
+        return
+    saved, now = json.loads(meta_path.read_text()), json.loads(json.dumps(checkpoint_meta(params), sort_keys=True))
+    differs = sorted(k for k in now if saved.get(k) != now[k])
+    if differs:
+        raise ResumeMismatchError(
+            f"cannot resume {params['task']} from {meta_path.parent}: the checkpoint was made with other "
+            f"{', '.join(differs)} ({', '.join(f'{k}: {saved.get(k)!r} then, {now[k]!r} now' for k in differs)}). "
+            "Train from scratch without --resume, or resume with the settings and dataset version it was made with."
+        )
 
 
 def launch(spark: SparkSession, params: dict[str, Any], launcher: str, num_proc: int) -> list[dict[str, Any]]:
@@ -99,13 +122,19 @@ def launch(spark: SparkSession, params: dict[str, Any], launcher: str, num_proc:
     raise ConfigError(f"unknown launcher {launcher!r}: expected horovod, torch_distributor or local")
 
 
-def run_train(spark: SparkSession, conf: Conf, run_date: str, task: str) -> dict[str, Any]:
-    """Train one task and return a manifest-like summary (also written beside the model)."""
+def train_task(spark: SparkSession, conf: Conf, run_date: str, task: str, commit: Commit) -> dict[str, Any]:
+    """Train one task and stage its model folder in ``commit``; returns the run's summary."""
     launcher = conf.train.launcher
     backend = {"horovod": "horovod", "torch_distributor": "torch", "local": "local"}[launcher]
     params = training_params(spark, conf, run_date, task, backend if conf.train.num_proc > 1 else "local")
+    staging = commit.staging_dir(f"models/{task}")
+    params["export_dir"] = _local_dir(staging)
     t0 = time.monotonic()
     results = launch(spark, params, launcher, conf.train.num_proc)
+    export = Path(params["export_dir"])
+    if not (export / "model.safetensors").is_file():
+        raise TrainingIncompleteError(f"training {task} ended after {results[0]['epochs_done']} epochs without writing a model "
+                                      f"to {export}; see the worker logs above, then rerun with --resume.")  # fmt: skip
     summary = {
         "stage": "train",
         "task": task,
@@ -120,13 +149,27 @@ def run_train(spark: SparkSession, conf: Conf, run_date: str, task: str) -> dict
         "weights_checksums": [r["weights_checksum"] for r in results],
         "duration_s": round(time.monotonic() - t0, 1),
     }
-    model_dir = Path(params["model_dir"])
     if summary["test_accuracy"] is not None:
         from deepbatch.train.tracking import default_tracking_uri, log_to_mlflow
 
         uri = conf.train.tracking_uri or default_tracking_uri(conf.data_root)
-        summary["mlflow_run_id"] = log_to_mlflow(uri, summary, model_dir)
+        summary["mlflow_run_id"] = log_to_mlflow(uri, summary, export)
         summary["mlflow_tracking_uri"] = uri
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "_train_manifest.json").write_text(json.dumps(summary, indent=2))
+    (export / "_train_manifest.json").write_text(json.dumps(summary, indent=2))
+    commit.register_folder(f"models/{task}", staging, conf.path("models", task, conf.train.version or run_date), 1)
     return summary
+
+
+def run_train(spark: SparkSession, conf: Conf, run_date: str, task: str) -> dict[str, Any]:
+    """Train one task and publish its model folder as one commit of the train stage."""
+    with Commit.for_stage(spark, conf, "train", run_date) as commit:
+        summary = train_task(spark, conf, run_date, task, commit)
+        commit.extra["runs"] = [summary]
+    return summary
+
+
+def run_train_stage(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple[str, ...]) -> dict[str, Any]:
+    """Train every task; all model folders are published together as the train stage's commit."""
+    with Commit.for_stage(spark, conf, "train", run_date) as commit:
+        commit.extra["runs"] = [train_task(spark, conf, run_date, t, commit) for t in tasks]
+    return commit.summary

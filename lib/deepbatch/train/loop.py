@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,139 +99,215 @@ def weights_checksum(model: nn.Module) -> float:
     return total
 
 
-def train_fn(params: dict[str, Any]) -> dict[str, Any]:
-    """Train one task on this worker's shard; returns metrics and a weights checksum."""
-    from deepbatch.models.builders import build_model
-    from deepbatch.train.cached import encode_split, epoch_order, supports_feature_cache
-    from deepbatch.train.data import count_shard_rows, make_loader, to_inputs
-    from deepbatch.train.dist import make_dist, unwrap
-    from deepbatch.train.outputs import classification_metrics, load_checkpoint, save_checkpoint, save_model_folder
+@dataclass
+class Feed:
+    """Where a rank's training batches come from: cached frozen features, or an endless Petastorm reader."""
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    dist = make_dist(params["backend"])
+    steps: int
+    n_rows: int
+    feats: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    loader: Any = None
+    batches: Any = None
+
+    def stop(self) -> None:
+        if self.loader is not None:
+            self.loader.reader.stop()
+            self.loader.reader.join()
+
+
+def _set_threads() -> None:
     if not torch.cuda.is_available():
         # Ranks on one host share its cores; oversubscribed threads slow every rank down.
         local_size = int(os.environ.get("HOROVOD_LOCAL_SIZE") or os.environ.get("LOCAL_WORLD_SIZE") or 1)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_size))
-    task, hp, classes = params["task"], params["hparams"], params["classes"]
-    out_dir, ckpt = Path(params["model_dir"]), Path(params["model_dir"]) / "checkpoints" / "last.pt"
-    device = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    torch.manual_seed(params["seed"])
-    model = build_model(task, len(classes), params["model_settings"]).to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    # Horovod convention: scale the learning rate by the number of workers.
-    optimizer = make_optimizer(hp["optimizer"], trainable, hp["lr"] * dist.size, hp["momentum"], hp["weight_decay"])
-    scheduler = make_scheduler(hp["lr_schedule"], optimizer, hp["epochs"])
+
+
+def checkpoint_meta(params: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint must share with a run that resumes it."""
+    return {"task": params["task"], "dataset_version": params["dataset_version"], "classes": params["classes"],
+            "model_settings": params["model_settings"]}  # fmt: skip
+
+
+def restore(params: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any, dist: Any) -> dict[str, Any]:
+    """Every rank loads the last checkpoint (when resuming), so optimiser state and weights agree
+    everywhere before the launcher's broadcasts; then rank 0's progress state is shared."""
+    from deepbatch.train.outputs import load_checkpoint
+
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_val_acc": -1.0, "stale": 0}
-    if params["resume"] and dist.rank == 0 and ckpt.is_file():
+    ckpt = Path(params["checkpoint_dir"]) / "last.pt"
+    if params["resume"] and ckpt.is_file():
         saved = load_checkpoint(ckpt)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["rng"])
         state = saved["state"]
-        log.info("resuming %s from epoch %d (%s)", task, state["epoch"], ckpt)
-    state = dist.broadcast_object(state)
-    if params["resume"]:
-        scheduler.load_state_dict(dist.broadcast_object(scheduler.state_dict()))
-    model, optimizer = dist.prepare(model, optimizer)
-    weight = torch.tensor(params["class_weights"], dtype=torch.float32, device=device) if params["class_weights"] else None
+        if dist.rank == 0:
+            log.info("resuming %s from epoch %d (%s)", params["task"], state["epoch"], ckpt)
+    return dict(dist.broadcast_object(state))
 
-    bs = hp["batch_size"]
-    use_cache = supports_feature_cache(unwrap(model))
-    eval_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = {} if use_cache else None
-    if use_cache:
-        shard = make_loader(params["train_url"], task, bs, cur_shard=dist.rank, shard_count=dist.size, num_epochs=1)
+
+def make_feed(params: dict[str, Any], model: nn.Module, dist: Any, device: torch.device, first_epoch: int) -> Feed:
+    """Cached frozen features for the rank's shard, or an endless shuffled reader; equal steps on every rank."""
+    from deepbatch.train.cached import encode_split, supports_feature_cache
+    from deepbatch.train.data import count_shard_rows, make_loader
+
+    task, bs, url = params["task"], params["hparams"]["batch_size"], params["train_url"]
+    feed = Feed(steps=0, n_rows=0)
+    if supports_feature_cache(model):
+        shard = make_loader(url, task, bs, cur_shard=dist.rank, shard_count=dist.size, num_epochs=1)
         t_enc = time.monotonic()
-        feats, labels = encode_split(unwrap(model), shard, task, device)
-        log.info("%s rank %d: frozen-encoder features for %d rows in %.1f s", task, dist.rank, len(labels), time.monotonic() - t_enc)
-        n_rows = len(labels)
+        feed.feats, feed.labels = encode_split(model, shard, task, device)
+        log.info("%s rank %d: frozen-encoder features for %d rows in %.1f s", task, dist.rank, len(feed.labels), time.monotonic() - t_enc)
+        feed.n_rows = len(feed.labels)
     else:
-        n_rows = count_shard_rows(params["train_url"], dist.rank, dist.size)
-    steps = dist.allreduce_min(n_rows // bs)
-    if steps == 0:
-        raise RuntimeError(f"a rank's shard of {params['train_url']} holds fewer than batch_size={bs} rows; lower batch_size or add data")
-    loader = None if use_cache else make_loader(params["train_url"], task, bs, cur_shard=dist.rank, shard_count=dist.size,
-                                                num_epochs=None, shuffle=True, seed=params["seed"] + 1000 * dist.rank + state["epoch"])  # fmt: skip
-    batches = iter(loader) if loader is not None else None
-    t_start, first_epoch = time.monotonic(), state["epoch"]
-    try:
-        for epoch in range(state["epoch"], hp["epochs"]):
-            model.train()
-            t0, loss_sum, correct, seen = time.monotonic(), 0.0, 0, 0
-            order = epoch_order(n_rows, params["seed"] + 1000 * dist.rank + epoch) if use_cache else None
-            for step in range(steps):
-                optimizer.zero_grad()
-                if order is not None:
-                    idx = order[step * bs : (step + 1) * bs]
-                    y = labels[idx]
-                    logits = model(features=feats[idx])
-                else:
-                    x, y = to_inputs(task, next(batches), device)  # type: ignore[arg-type]
-                    logits = model(*x)
-                loss = nn.functional.cross_entropy(logits, y, weight=weight)
-                if hp["l1"] > 0:
-                    loss = loss + hp["l1"] * sum(p.abs().sum() for p in trainable)
-                loss.backward()
-                optimizer.step()
-                loss_sum += float(loss.detach()) * len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(y)
-            scheduler.step()
-            dist.sync_buffers(model)
-            train_loss = dist.allreduce_mean(loss_sum / seen)
-            train_acc = dist.allreduce_mean(correct / seen)
-            rate = dist.allreduce_mean(seen / (time.monotonic() - t0)) * dist.size
-            record = None
-            if dist.rank == 0:
-                val_loss, vy, vp = evaluate(unwrap(model), params["val_url"], task, bs, device, eval_cache)
-                val_acc = float((vy == vp).mean()) if len(vy) else float("nan")
-                record = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_acc": round(train_acc, 5),
-                          "val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5), "samples_per_s": round(rate, 1)}  # fmt: skip
-                state["history"].append(record)
-                improved = val_acc > state["best_val_acc"] or (np.isnan(val_acc) and epoch + 1 == hp["epochs"])
-                if improved:
-                    state["best_val_acc"], state["stale"] = val_acc, 0
-                    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-                    torch.save(unwrap(model).state_dict(), out_dir / "checkpoints" / "best.pt")
-                else:
-                    state["stale"] += 1
-                state["epoch"] = epoch + 1
-                save_checkpoint(ckpt, {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                                       "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "state": state})  # fmt: skip
-                eta = (time.monotonic() - t_start) / (epoch + 1 - first_epoch) * (hp["epochs"] - epoch - 1)
-                log.info("%s epoch %d/%d loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f samples/s | ETA %.0f s",
-                         task, epoch + 1, hp["epochs"], train_loss, train_acc, val_loss, val_acc, rate, eta)  # fmt: skip
-            state = dist.broadcast_object(state)
-            if params.get("stop_after_epochs") and state["epoch"] >= params["stop_after_epochs"]:
-                break  # used by tests to simulate a killed run
-            if state["stale"] > hp["patience"]:
-                if dist.rank == 0:
-                    log.info("%s: early stop, no val improvement for %d epochs", task, state["stale"])
-                break
-    finally:
-        if loader is not None:
-            loader.reader.stop()
-            loader.reader.join()
+        feed.n_rows = count_shard_rows(url, dist.rank, dist.size)
+    feed.steps = dist.allreduce_min(feed.n_rows // bs)
+    if feed.steps == 0:
+        raise RuntimeError(f"a rank's shard of {url} holds fewer than batch_size={bs} rows; lower batch_size or add data")
+    if feed.feats is None:
+        feed.loader = make_loader(url, task, bs, cur_shard=dist.rank, shard_count=dist.size, num_epochs=None,
+                                  shuffle=True, seed=params["seed"] + 1000 * dist.rank + first_epoch)  # fmt: skip
+        feed.batches = iter(feed.loader)
+    return feed
 
+
+def train_epoch(params: dict[str, Any], model: nn.Module, optimizer: Any, feed: Feed, epoch: int, dist: Any,
+                device: torch.device, weight: torch.Tensor | None) -> tuple[float, int, int]:  # fmt: skip
+    """One epoch of feed.steps steps; returns (summed loss, correct, seen) on this rank."""
+    from deepbatch.train.cached import epoch_order
+    from deepbatch.train.data import to_inputs
+
+    hp, bs, task = params["hparams"], params["hparams"]["batch_size"], params["task"]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    order = epoch_order(feed.n_rows, params["seed"] + 1000 * dist.rank + epoch) if feed.feats is not None else None
+    for step in range(feed.steps):
+        optimizer.zero_grad()
+        if order is not None:
+            idx = order[step * bs : (step + 1) * bs]
+            y, logits = feed.labels[idx], model(features=feed.feats[idx])  # type: ignore[index]
+        else:
+            x, y = to_inputs(task, next(feed.batches), device)
+            logits = model(*x)
+        loss = nn.functional.cross_entropy(logits, y, weight=weight)
+        if hp["l1"] > 0:
+            loss = loss + hp["l1"] * sum(p.abs().sum() for p in trainable)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    return loss_sum, correct, seen
+
+
+def end_epoch_on_rank0(params: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any],
+                       record: dict[str, Any], device: torch.device, cache: Any) -> dict[str, Any]:  # fmt: skip
+    """Validate, keep the best weights, and checkpoint (both files written atomically)."""
+    from deepbatch.train.outputs import save_checkpoint
+
+    ckpt_dir = Path(params["checkpoint_dir"])
+    val_loss, vy, vp = evaluate(model, params["val_url"], params["task"], params["hparams"]["batch_size"], device, cache)
+    val_acc = float((vy == vp).mean()) if len(vy) else float("nan")
+    record.update({"val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5)})
+    state["history"].append(record)
+    if val_acc > state["best_val_acc"] or (np.isnan(val_acc) and record["epoch"] == params["hparams"]["epochs"]):
+        state["best_val_acc"], state["stale"] = val_acc, 0
+        save_checkpoint(ckpt_dir / "best.pt", model.state_dict())
+    else:
+        state["stale"] += 1
+    state["epoch"] = record["epoch"]
+    save_checkpoint(ckpt_dir / "last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "state": state},
+                    meta=checkpoint_meta(params))  # fmt: skip
+    return state
+
+
+def export_model(params: dict[str, Any], model: nn.Module, state: dict[str, Any], device: torch.device, world: int, cache: Any) -> float:
+    """Rank 0: reload the best epoch, evaluate on test, write the model folder; returns test accuracy."""
+    from deepbatch.train.outputs import classification_metrics, load_checkpoint, save_model_folder
+
+    task, classes, hp = params["task"], params["classes"], params["hparams"]
+    out_dir = Path(params["export_dir"])
+    model.load_state_dict(load_checkpoint(Path(params["checkpoint_dir"]) / "best.pt"))
+    test_loss, ty, tp = evaluate(model, params["test_url"], task, hp["batch_size"], device, cache)
+    metrics = {"task": task, "history": state["history"], "best_val_acc": state["best_val_acc"], "test_loss": test_loss,
+               "test": classification_metrics(ty, tp, classes), "world_size": world, "hparams": hp}  # fmt: skip
+    save_model_folder(out_dir, model.state_dict(), {"task": task, "model_settings": params["model_settings"], "num_classes": len(classes)},
+                      {c: i for i, c in enumerate(classes)}, params["preprocessing"], metrics)  # fmt: skip
+    if task == "text_cls":
+        from deepbatch.infer.text import save_text_assets
+
+        save_text_assets(out_dir, params["preprocessing"]["tokenizer"], model.encoder)
+    log.info("%s: test accuracy %.4f on %d rows; model written to %s", task, metrics["test"]["accuracy"], metrics["test"]["n"], out_dir)
+    return float(metrics["test"]["accuracy"])
+
+
+def run_epochs(params: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any],
+               feed: Feed, dist: Any, device: torch.device, cache: Any) -> dict[str, Any]:  # fmt: skip
+    """The epoch loop from the restored epoch: train, average, rank 0 validates and checkpoints, early stop."""
+    from deepbatch.train.dist import unwrap
+
+    hp, task = params["hparams"], params["task"]
+    weight = torch.tensor(params["class_weights"], dtype=torch.float32, device=device) if params["class_weights"] else None
+    t_start, first_epoch = time.monotonic(), state["epoch"]
+    for epoch in range(state["epoch"], hp["epochs"]):
+        t0 = time.monotonic()
+        loss_sum, correct, seen = train_epoch(params, model, optimizer, feed, epoch, dist, device, weight)
+        scheduler.step()
+        dist.sync_buffers(model)
+        record = {"epoch": epoch + 1, "train_loss": round(dist.allreduce_mean(loss_sum / seen), 5),
+                  "train_acc": round(dist.allreduce_mean(correct / seen), 5),
+                  "samples_per_s": round(dist.allreduce_mean(seen / (time.monotonic() - t0)) * dist.size, 1)}  # fmt: skip
+        if dist.rank == 0:
+            state = end_epoch_on_rank0(params, unwrap(model), optimizer, scheduler, state, record, device, cache)
+            eta = (time.monotonic() - t_start) / (epoch + 1 - first_epoch) * (hp["epochs"] - epoch - 1)
+            log.info("%s epoch %d/%d loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f samples/s | ETA %.0f s", task, epoch + 1,
+                     hp["epochs"], record["train_loss"], record["train_acc"], record["val_loss"], record["val_acc"],
+                     record["samples_per_s"], eta)  # fmt: skip
+        state = dist.broadcast_object(state)
+        if params.get("stop_after_epochs") and state["epoch"] >= params["stop_after_epochs"]:
+            break  # used by tests to simulate a killed run
+        if state["stale"] > hp["patience"]:
+            if dist.rank == 0:
+                log.info("%s: early stop, no val improvement for %d epochs", task, state["stale"])
+            break
+    return state
+
+
+def train_fn(params: dict[str, Any]) -> dict[str, Any]:
+    """Train one task on this worker's shard; returns metrics and a weights checksum."""
+    from deepbatch.models.builders import build_model
+    from deepbatch.train.cached import supports_feature_cache
+    from deepbatch.train.dist import make_dist, unwrap
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    dist = make_dist(params["backend"])
+    _set_threads()
+    hp = params["hparams"]
+    device = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    torch.manual_seed(params["seed"])
+    model = build_model(params["task"], len(params["classes"]), params["model_settings"]).to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    # Horovod convention: scale the learning rate by the number of workers.
+    optimizer = make_optimizer(hp["optimizer"], trainable, hp["lr"] * dist.size, hp["momentum"], hp["weight_decay"])
+    scheduler = make_scheduler(hp["lr_schedule"], optimizer, hp["epochs"])
+    state = restore(params, model, optimizer, scheduler, dist)
+    model, optimizer = dist.prepare(model, optimizer)
+    cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = {} if supports_feature_cache(unwrap(model)) else None
+    feed = make_feed(params, unwrap(model), dist, device, state["epoch"])
+    try:
+        state = run_epochs(params, model, optimizer, scheduler, state, feed, dist, device, cache)
+    finally:
+        feed.stop()
     # Every rank's weights after its last step (before rank 0 swaps in the best epoch's).
     checksum = weights_checksum(unwrap(model))
     summary: dict[str, Any] = {"epochs_done": state["epoch"], "history": state["history"]}
     finished = state["epoch"] >= hp["epochs"] or state["stale"] > hp["patience"]
     if dist.rank == 0 and finished:
-        final = unwrap(model)
-        final.load_state_dict(torch.load(out_dir / "checkpoints" / "best.pt", map_location=device, weights_only=True))
-        test_loss, ty, tp = evaluate(final, params["test_url"], task, bs, device, eval_cache)
-        metrics = {"task": task, "history": state["history"], "best_val_acc": state["best_val_acc"], "test_loss": test_loss,
-                   "test": classification_metrics(ty, tp, classes), "world_size": dist.size, "hparams": hp}  # fmt: skip
-        save_model_folder(out_dir, final.state_dict(), {"task": task, "model_settings": params["model_settings"], "num_classes": len(classes)},
-                          {c: i for i, c in enumerate(classes)}, params["preprocessing"], metrics)  # fmt: skip
-        if task == "text_cls":
-            from deepbatch.infer.text import save_text_assets
-
-            save_text_assets(out_dir, params["preprocessing"]["tokenizer"], final.encoder)
-        summary["test_accuracy"] = metrics["test"]["accuracy"]
-        log.info("%s: test accuracy %.4f on %d rows; model written to %s", task, metrics["test"]["accuracy"], metrics["test"]["n"], out_dir)
+        summary["test_accuracy"] = export_model(params, unwrap(model), state, device, dist.size, cache)
     # Every rank returns rank 0's summary: TorchDistributor hands back an arbitrary rank's value.
     summary = dist.broadcast_object(summary)
     if params.get("rank_report_dir"):

@@ -28,12 +28,23 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
     }
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomic: write beside, then rename, so a kill mid-write leaves the previous checkpoint."""
+def _atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
+    """Atomic: write beside, fsync, then rename, so a kill mid-write leaves the previous checkpoint.
+
+    ``meta`` (what a resume must match) goes to ``<name>.json`` beside it, written first."""
+    if meta is not None:
+        _atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=2, sort_keys=True).encode()))
+    _atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -1,0 +1,369 @@
+"""File listing and the two file stores the stages and the commit protocol use.
+
+``HadoopStore`` goes through Hadoop's FileSystem API on the driver's JVM, so the
+same code reaches ``hdfs://`` and ``s3a://``. ``LocalStore`` does the same few
+operations with the operating system's calls for local data roots: it needs no
+Spark session (the commit protocol, locks and recovery run without one) and
+gives true exclusive creation (``O_EXCL``) for lock files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Hadoop glob braces to fnmatch patterns: ``*.{png,jpg}`` -> ``['*.png', '*.jpg']``."""
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    head, tail = pattern[: m.start()], pattern[m.end() :]
+    return [p for alt in m.group(1).split(",") for p in expand_braces(head + alt + tail)]
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # as Spark's file sources spell it: file:/abs/path, or scheme://authority/path
+    size: int
+    mtime_ms: int
+
+
+def _arrow_fs(root: str) -> tuple[Any, str, str]:
+    """(pyarrow filesystem, path inside it, prefix that turns a listed path back into Spark's spelling)."""
+    from pyarrow import fs as pafs
+
+    if "://" in root:
+        filesystem, path = pafs.FileSystem.from_uri(root.replace("s3a://", "s3://", 1))
+        scheme, rest = root.split("://", 1)
+        prefix = "file:" if scheme == "file" else f"{scheme}://{rest.split('/', 1)[0]}"
+        if scheme == "file":
+            path = "/" + path.lstrip("/")
+        return filesystem, path, prefix
+    if root.startswith("file:"):
+        return pafs.LocalFileSystem(), root[len("file:") :], "file:"
+    return pafs.LocalFileSystem(), os.path.abspath(root), "file:"
+
+
+def list_files(root: str) -> list[FileEntry]:
+    """Every file under root (local path or URI), recursively, sorted by path; [] if root is absent."""
+    from pyarrow import fs as pafs
+
+    filesystem, path, prefix = _arrow_fs(root)
+    try:
+        infos = filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    except FileNotFoundError:
+        return []
+    return sorted((
+        FileEntry(prefix + ("/" + i.path.lstrip("/") if prefix != "file:" else i.path), int(i.size or 0),
+                  int(i.mtime_ns // 1_000_000) if i.mtime_ns else 0)
+        for i in infos
+        if i.type == pafs.FileType.File
+    ), key=lambda f: f.path)  # fmt: skip
+
+
+def matches(path: str, glob: str) -> bool:
+    """Whether a file's name matches a Hadoop-style name glob (``*.{png,jpg}``), ignoring case."""
+    name = path.rsplit("/", 1)[-1].lower()
+    return any(fnmatch.fnmatchcase(name, p.lower()) for p in expand_braces(glob))
+
+
+def list_zero_length_files(root: str, glob: str) -> list[tuple[str, int]]:
+    """Empty files under root matching a Hadoop-style name glob: (path as Spark spells it, mtime ms)."""
+    return [(f.path, f.mtime_ms) for f in list_files(root) if f.size == 0 and matches(f.path, glob)]
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes (local path, ``file:`` or any pyarrow-readable URI), streamed."""
+    from pyarrow import fs as pafs
+
+    if path.startswith("file:") or "://" not in path:
+        filesystem, inner = pafs.LocalFileSystem(), path[len("file:") :] if path.startswith("file:") else path
+        inner = "/" + inner.lstrip("/") if path.startswith("file:") else inner
+    else:
+        filesystem, inner = pafs.FileSystem.from_uri(path.replace("s3a://", "s3://", 1))
+    h = hashlib.sha256()
+    with filesystem.open_input_stream(inner) as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(root: str) -> str:
+    """A hash of every file's path, size and modification time under root: changes when the input does."""
+    h = hashlib.sha256()
+    for f in list_files(root):
+        h.update(f"{f.path}\t{f.size}\t{f.mtime_ms}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class FileStore(Protocol):
+    """The operations stages, commits, locks and recovery need from a file system."""
+
+    def exists(self, path: str) -> bool: ...
+    def delete(self, path: str) -> None: ...
+    def mkdirs(self, path: str) -> None: ...
+    def rename(self, src: str, dst: str) -> None: ...
+    def list_dirs(self, path: str) -> list[str]: ...
+    def list_names(self, path: str) -> list[str]: ...
+    def write_bytes(self, path: str, data: bytes) -> None: ...
+    def write_text(self, path: str, text: str) -> None: ...
+    def read_text(self, path: str) -> str: ...
+    def create_exclusive(self, path: str, text: str) -> bool: ...
+    def exchange(self, a: str, b: str) -> bool: ...
+    def tree_size(self, path: str) -> tuple[int, int]: ...
+
+
+def is_local(root: str) -> bool:
+    return "://" not in root or root.startswith("file://")
+
+
+def local_path(path: str) -> str:
+    """A local path from a plain path, ``file:/x`` or ``file:///x``."""
+    if path.startswith("file://"):
+        return path[len("file://") :] or "/"
+    if path.startswith("file:"):
+        return path[len("file:") :]
+    return path
+
+
+def _renameat2() -> Any:
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn
+
+
+class LocalStore:
+    """FileStore over the local file system (os calls; no Spark needed)."""
+
+    _RENAME_EXCHANGE = 2
+    _AT_FDCWD = -100
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(local_path(path))
+
+    def delete(self, path: str) -> None:
+        p = local_path(path)
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+        elif os.path.lexists(p):
+            os.remove(p)
+
+    def mkdirs(self, path: str) -> None:
+        os.makedirs(local_path(path), exist_ok=True)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Atomic rename; refuses an existing destination (a rename into it would nest the folders)."""
+        s, d = local_path(src), local_path(dst)
+        if os.path.lexists(d):
+            raise FileExistsError(f"cannot move {src} to {dst}: the destination exists")
+        os.makedirs(os.path.dirname(d) or ".", exist_ok=True)
+        os.rename(s, d)
+
+    def exchange(self, a: str, b: str) -> bool:
+        """Swap two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE).
+
+        False where the OS or file system cannot (then callers move aside and in, two renames)."""
+        import ctypes
+
+        fn = _renameat2()
+        if fn is None:
+            return False
+        if fn(self._AT_FDCWD, os.fsencode(local_path(a)), self._AT_FDCWD, os.fsencode(local_path(b)), self._RENAME_EXCHANGE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err in (22, 38, 95, 18):  # EINVAL, ENOSYS, EOPNOTSUPP, EXDEV: not supported here
+            return False
+        raise OSError(err, f"could not exchange {a} and {b}: {os.strerror(err)}")
+
+    def list_dirs(self, path: str) -> list[str]:
+        p = local_path(path)
+        return sorted(n for n in os.listdir(p) if os.path.isdir(os.path.join(p, n))) if os.path.isdir(p) else []
+
+    def list_names(self, path: str) -> list[str]:
+        p = local_path(path)
+        return sorted(os.listdir(p)) if os.path.isdir(p) else []
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write beside, fsync, then rename over: a reader sees the old file or the new one."""
+        p = Path(local_path(path))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+
+    def write_text(self, path: str, text: str) -> None:
+        self.write_bytes(path, text.encode("utf-8"))
+
+    def read_text(self, path: str) -> str:
+        return Path(local_path(path)).read_text(encoding="utf-8")
+
+    def create_exclusive(self, path: str, text: str) -> bool:
+        """Create a file only if none exists (O_EXCL); False when another writer got there first."""
+        p = local_path(path)
+        os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def tree_size(self, path: str) -> tuple[int, int]:
+        """(files, bytes) under path: a file counts as itself."""
+        p = local_path(path)
+        if os.path.isfile(p):
+            return 1, os.path.getsize(p)
+        files = total = 0
+        for d, _, names in os.walk(p):
+            for n in names:
+                files += 1
+                total += os.path.getsize(os.path.join(d, n))
+        return files, total
+
+
+class HadoopStore:
+    """FileStore over Hadoop's FileSystem on the driver's JVM (hdfs://, s3a://, any Hadoop scheme)."""
+
+    def __init__(self, spark: Any):
+        self._spark = spark
+        self._jvm: Any = spark._jvm
+        self._hconf = spark._jsc.hadoopConfiguration()
+
+    def _path(self, path: str) -> Any:
+        return self._jvm.org.apache.hadoop.fs.Path(path)
+
+    def _fs(self, path: str) -> Any:
+        return self._path(path).getFileSystem(self._hconf)
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs(path).exists(self._path(path)))
+
+    def delete(self, path: str) -> None:
+        if self.exists(path):
+            self._fs(path).delete(self._path(path), True)
+
+    def mkdirs(self, path: str) -> None:
+        self._fs(path).mkdirs(self._path(path))
+
+    def rename(self, src: str, dst: str) -> None:
+        """Refuses an existing destination: Hadoop would move src *into* it (run_date=D/run_date=D)."""
+        if self.exists(dst):
+            raise FileExistsError(f"cannot move {src} to {dst}: the destination exists")
+        parent = self._path(dst).getParent()
+        self._fs(dst).mkdirs(parent)
+        if not self._fs(src).rename(self._path(src), self._path(dst)):
+            raise OSError(f"could not rename {src} to {dst}; check permissions on {parent}")
+
+    def list_dirs(self, path: str) -> list[str]:
+        if not self.exists(path):
+            return []
+        statuses = self._fs(path).listStatus(self._path(path))
+        return sorted(str(s.getPath().getName()) for s in statuses if s.isDirectory())
+
+    def list_names(self, path: str) -> list[str]:
+        if not self.exists(path):
+            return []
+        return sorted(str(s.getPath().getName()) for s in self._fs(path).listStatus(self._path(path)))
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """One create-and-close: a single PUT on object stores; on HDFS visible once closed."""
+        out = self._fs(path).create(self._path(path), True)
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+
+    def write_text(self, path: str, text: str) -> None:
+        self.write_bytes(path, text.encode("utf-8"))
+
+    def read_text(self, path: str) -> str:
+        fs = self._fs(path)
+        p = self._path(path)
+        length = int(fs.getFileStatus(p).getLen())
+        stream = fs.open(p)
+        try:
+            buf = self._jvm.java.io.ByteArrayOutputStream()
+            self._jvm.org.apache.hadoop.io.IOUtils.copyBytes(stream, buf, max(length, 1), False)
+            return bytes(buf.toByteArray()).decode("utf-8")
+        finally:
+            stream.close()
+
+    def create_exclusive(self, path: str, text: str) -> bool:
+        """create(overwrite=false): atomic on HDFS; on S3 only with conditional writes (see README)."""
+        try:
+            out = self._fs(path).create(self._path(path), False)
+        except Exception as e:  # py4j wraps FileAlreadyExistsException
+            if "FileAlreadyExists" in str(e) or "already exists" in str(e):
+                return False
+            raise
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+        return True
+
+    def exchange(self, a: str, b: str) -> bool:
+        return False  # Hadoop has no atomic swap: the commit moves the old version aside, then the new one in
+
+    def tree_size(self, path: str) -> tuple[int, int]:
+        summary = self._fs(path).getContentSummary(self._path(path))
+        return int(summary.getFileCount()), int(summary.getLength())
+
+    def zero_length_files(self, root: str, glob: str) -> list[tuple[str, int]]:
+        """(path, mtime ms) of every empty file under root whose name matches glob.
+
+        Spark's file sources skip zero-length files when planning a scan, so
+        acquire lists them itself to land them as records instead of losing them.
+        The listing uses pyarrow's filesystems (one C++ call for the whole tree);
+        per-file calls through the JVM gateway cost milliseconds each.
+        """
+        try:
+            return list_zero_length_files(root, glob)
+        except (pa.ArrowException, ValueError, OSError) as e:  # scheme pyarrow cannot open
+            log.warning("pyarrow cannot list %s (%s); listing through Hadoop, which is slow for many files", root, e)
+        if not self.exists(root):
+            return []
+        accept = self._jvm.org.apache.hadoop.fs.GlobFilter(glob)
+        it = self._fs(root).listFiles(self._path(root), True)
+        out = []
+        while it.hasNext():
+            st = it.next()
+            if st.getLen() == 0 and accept.accept(st.getPath()):
+                out.append((str(st.getPath().toString()), int(st.getModificationTime())))
+        return sorted(out)
+
+
+# The name the stages have always used for the Hadoop store.
+Storage = HadoopStore
+
+
+def open_store(root: str, spark: Any = None) -> FileStore:
+    """The store for a data root: the local one for local paths, Hadoop's for any other scheme."""
+    if is_local(root):
+        return LocalStore()
+    if spark is None:
+        raise ValueError(f"{root} is not a local path: its store needs a Spark session (Hadoop FileSystem)")
+    return HadoopStore(spark)
