@@ -5,7 +5,7 @@ CONF     ?= conf/local.yaml
 RUN_DATE ?= $(shell date +%F)
 PYTEST_ARGS ?=
 
-.PHONY: setup run demo-data test test-unit test-integration test-e2e test-cluster bench lock lock-airflow package clean
+.PHONY: setup run demo-data test test-unit test-integration test-e2e test-faults test-cluster bench lock lock-airflow package clean
 
 setup:
 	@bash tools/bootstrap.sh
@@ -29,6 +29,9 @@ test-integration: setup
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 test-cluster: setup
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
+test-faults: setup
+	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
 test-e2e: setup
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)

@@ -34,7 +34,7 @@ setup(
     ],
     extras_require={
         "ml": ["petastorm==0.13.1", "transformers>=5,<6", "safetensors", "pillow"],
-        "dev": ["pytest", "chispa"],
+        "dev": ["pytest", "chispa", "duckdb", "polars"],
         # The Airflow side of scheduling (jobs/airflow/deepbatch_dag.py); tested in its own venv.
         "airflow": ["apache-airflow>=3,<4", "apache-airflow-providers-apache-spark>=5"],
     },

@@ -79,9 +79,11 @@ BRONZE_TEXT = StructType(
         StructField("text", StringType(), True),
         StructField("label", StringType(), True),
         StructField("movie", StringType(), True),
-        StructField("raw_record", StringType(), True),
-        StructField("parse_error", StringType(), True),
+        StructField("raw_record", StringType(), True),  # the line as valid UTF-8 (invalid bytes as U+FFFD)
+        StructField("raw_bytes", BinaryType(), True),  # the line's bytes exactly as they landed
+        StructField("parse_error", StringType(), True),  # "<REASON>: detail" when the line is unusable
         *LINEAGE_FIELDS,
+        StructField("source_line", LongType(), True),  # 1-based line in its file (0: a row for a whole file)
     ]
 )
 
@@ -92,8 +94,12 @@ BRONZE_LABELS = StructType(
         StructField("raw_record", StringType(), True),
         StructField("parse_error", StringType(), True),
         *LINEAGE_FIELDS,
+        StructField("source_line", LongType(), True),
     ]
 )
+
+# The bronze shape of each kind of record source.
+BRONZE_RECORDS_OF = {"jsonl": BRONZE_TEXT, "csv": BRONZE_LABELS}
 
 # The file manifest kept with the bronze tables: every landing file each run date ingested.
 # Incremental acquire skips a file whose (path, size, mtime) or (path, content hash) an

@@ -82,6 +82,7 @@ class QualityConf:
     max_quarantine_fraction: float = 0.05
     min_text_chars: int = 1
     max_video_probe_frames: int = 10000
+    max_image_pixels: int = 50_000_000  # larger images (by their header) are quarantined as IMAGE_TOO_LARGE
 
 
 @dataclass(frozen=True)

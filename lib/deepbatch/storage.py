@@ -73,6 +73,13 @@ def list_files(root: str) -> list[FileEntry]:
     ), key=lambda f: f.path)  # fmt: skip
 
 
+def relative_path(listed: str, root: str) -> str:
+    """A path as list_files spells it, relative to the root it was listed under."""
+    _, path, prefix = _arrow_fs(root)
+    base = prefix + ("/" + path.lstrip("/") if prefix != "file:" else path)
+    return listed[len(base) :].lstrip("/") if listed.startswith(base) else listed.rsplit("/", 1)[-1]
+
+
 def matches(path: str, glob: str) -> bool:
     """Whether a file's name matches a Hadoop-style name glob (``*.{png,jpg}``), ignoring case."""
     name = path.rsplit("/", 1)[-1].lower()
@@ -98,6 +105,13 @@ def file_sha256(path: str) -> str:
         while chunk := f.read(8 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_bytes(path: str) -> bytes:
+    """A whole file's bytes (local path, ``file:`` or any pyarrow-readable URI)."""
+    filesystem, inner, _ = _arrow_fs(path)
+    with filesystem.open_input_stream(inner) as f:
+        return bytes(f.read())
 
 
 def fingerprint(root: str) -> str:

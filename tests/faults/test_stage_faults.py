@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_a_second_concurrent_writer_fails_fast_and_the_first_publishes(spark, fr
     lock = root / "_locks" / "clean" / f"run_date={RUN_DATE}.lock"
     staged = root / "_staging"
     while not (lock.exists() and staged.exists() and any(staged.iterdir())) and first.poll() is None:
-        pass
+        time.sleep(0.2)
     second = _cli(root, "clean")
     out2, _ = second.communicate(timeout=600)
     go.touch()

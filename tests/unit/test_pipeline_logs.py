@@ -82,3 +82,14 @@ def test_task_progress_lines_estimate_eta_from_finished_tasks() -> None:
 
     assert task_line("clean silver/images", 2, 8, 10.0) == "clean silver/images: 2/8 tasks (25%), ETA 30 s"
     assert task_line("x", 0, 4, 3.0).endswith("ETA ?")
+
+
+def test_run_date_accepts_only_yyyy_mm_dd() -> None:
+    from deepbatch.cli import main, valid_run_date
+
+    assert valid_run_date("2026-11-27")
+    for bad in ("20261127", "2026-11-31", "2026-1-27", "2026-11-27T00:00", " 2026-11-27", "2026W481"):
+        assert not valid_run_date(bad), bad
+    with pytest.raises(SystemExit) as e:
+        main(["clean", "--run-date", "20261127"])
+    assert e.value.code == 2

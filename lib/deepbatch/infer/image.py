@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepbatch.infer.common import ModelFolder, error_text, is_empty, pick_device
-from deepbatch.media.image import decode_image, image_to_array, sniff_format, to_channels
+from deepbatch.media.image import ImageTooLarge, decode_image, image_to_array, sniff_format, to_channels
 
 IMAGENET_SIZE = 224
 RESIZE_SHORTER = 256
@@ -125,8 +125,10 @@ class TopKImageCore:
             try:
                 pixels.append(self.prepare_one(data))
                 ok.append(i)
-            except ValueError as e:
-                errors[i] = error_text("UNDECODABLE_IMAGE", e)
+            except ImageTooLarge as e:
+                errors[i] = error_text("IMAGE_TOO_LARGE", e)
+            except Exception as e:  # noqa: BLE001 - one record's failure is that row's error, never the batch's
+                errors[i] = error_text("UNDECODABLE_IMAGE", f"{type(e).__name__}: {e}")
         if not pixels:
             return ok, None
         host = torch.from_numpy(np.stack(pixels))  # N×H×W×C: as N×C×H×W this is already channels_last

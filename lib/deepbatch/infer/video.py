@@ -149,8 +149,8 @@ class VideoClipClassifier:
                 err = None if frames else error_text("UNDECODABLE_VIDEO", "no frame could be decoded")
             except FileNotFoundError as e:
                 idx, frames, fps, err = [], [], 0.0, error_text("MISSING_FILE", e)
-            except ValueError as e:
-                idx, frames, fps, err = [], [], 0.0, error_text("UNDECODABLE_VIDEO", e)
+            except Exception as e:  # noqa: BLE001 - one clip's failure is that clip's error row
+                idx, frames, fps, err = [], [], 0.0, error_text("UNDECODABLE_VIDEO", f"{type(e).__name__}: {e}")
             per_clip.append((r.record_id, idx, frames, fps, err))
         all_frames = [f for _, _, frames, _, _ in per_clip for f in frames]
         rows: list[dict[str, Any]] = []

@@ -1,14 +1,28 @@
-"""Image decode checks. Pure functions: bytes in, plain values out."""
+"""Image decode checks. Pure functions: bytes in, plain values out.
+
+Formats are sniffed from the content, never from the file name. The pixel count is
+read from the header before anything is decoded, so a small file that declares a
+huge canvas (a decompression bomb) is refused without allocating it.
+"""
 
 from __future__ import annotations
 
+import io
+import struct
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-# Leading bytes of the formats deepbatch accepts.
-_MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"BM": "bmp", b"RIFF": "webp"}
+DEFAULT_MAX_PIXELS = 50_000_000
+
+# Leading bytes of the formats deepbatch accepts (WebP: RIFF....WEBP, checked in sniff_format).
+_MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"BM": "bmp", b"GIF87a": "gif", b"GIF89a": "gif",
+          b"II*\x00": "tiff", b"MM\x00*": "tiff"}  # fmt: skip
+
+
+class ImageTooLarge(ValueError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -22,20 +36,116 @@ class ImageProbe:
 
 
 def sniff_format(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
     for magic, name in _MAGIC.items():
         if data.startswith(magic):
             return name
     return None
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Decode to an HxWxC uint8 array (C is 1 for greyscale); raise ValueError if unreadable."""
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first SOFn segment."""
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            return w, h
+        i += 2 + length
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8L" and len(data) >= 25:
+        b = int.from_bytes(data[21:25], "little")
+        return 1 + (b & 0x3FFF), 1 + ((b >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and len(data) >= 30:
+        return struct.unpack("<H", data[26:28])[0] & 0x3FFF, struct.unpack("<H", data[28:30])[0] & 0x3FFF
+    return None
+
+
+def declared_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """(width, height) as the header declares it, without decoding; None when not found."""
+    try:
+        if fmt == "png" and len(data) >= 24:
+            w, h = struct.unpack(">II", data[16:24])
+            return w, h
+        if fmt == "jpeg":
+            return _jpeg_size(data)
+        if fmt == "bmp" and len(data) >= 26:
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+        if fmt == "gif" and len(data) >= 10:
+            w, h = struct.unpack("<HH", data[6:10])
+            return w, h
+        if fmt == "webp":
+            return _webp_size(data)
+    except struct.error:
+        return None
+    return None  # TIFF: OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS) applies while decoding
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """8 bits per channel, preserving order: 16-bit scales by 1/257, floats in [0, 1] by 255."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.floating):
+        f = np.nan_to_num(img.astype(np.float64), nan=0.0)
+        scale = 255.0 if f.size and float(f.max()) <= 1.0 else 1.0
+        return np.clip(np.rint(f * scale), 0, 255).astype(np.uint8)
+    info = np.iinfo(img.dtype)
+    f = (img.astype(np.float64) - info.min) / (info.max - info.min)
+    return np.clip(np.rint(f * 255), 0, 255).astype(np.uint8)
+
+
+def _decode_gif(data: bytes) -> np.ndarray | None:
+    """The first frame of a GIF (OpenCV's wheel has no GIF decoder), as BGR."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(0)
+        rgb = np.asarray(im.convert("RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode to an HxWxC uint8 array (C is 1 for greyscale).
+
+    Raises ImageTooLarge when the header declares more than max_pixels, and ValueError when the
+    bytes are unreadable; any decoder error (cv2.error, MemoryError, ...) becomes a ValueError."""
+    fmt = sniff_format(data)
+    size = declared_size(data, fmt) if fmt else None
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageTooLarge(f"header declares {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, above {max_pixels:,}")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None and fmt == "gif":
+            img = _decode_gif(data)
+    except cv2.error as e:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+            raise ImageTooLarge(f"OpenCV refused the image size: {str(e).strip().splitlines()[-1]}") from e
+        raise ValueError(f"OpenCV could not decode the bytes: {str(e).strip().splitlines()[-1]}") from e
+    except (MemoryError, OSError, SyntaxError) as e:
+        raise ValueError(f"decoder failed: {type(e).__name__}: {e}") from e
     if img is None or img.size == 0:
         raise ValueError("OpenCV could not decode the bytes")
+    if img.shape[0] * img.shape[1] > max_pixels:
+        raise ImageTooLarge(f"{img.shape[1]}x{img.shape[0]} pixels, above {max_pixels:,}")
     if img.ndim == 2:
         img = img[:, :, None]
-    return img
+    return to_uint8(img)
 
 
 def _png_is_complete(data: bytes) -> bool:
@@ -43,37 +153,50 @@ def _png_is_complete(data: bytes) -> bool:
     return data.rstrip(b"\x00")[-12:].find(b"IEND") != -1
 
 
-def probe_image(data: bytes | None) -> ImageProbe:
-    """Check that bytes are a complete, decodable image and report its geometry."""
+def _truncation(data: bytes, fmt: str) -> str | None:
+    if fmt == "png" and not _png_is_complete(data):
+        return "PNG is truncated (no IEND chunk)"
+    if fmt == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return "JPEG is truncated (no EOI marker)"
+    return None
+
+
+def probe_image(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageProbe:
+    """Check that bytes are a complete, decodable image of a sane size and report its geometry.
+
+    Never raises: whatever goes wrong with one record is its reason and detail."""
     if data is None or len(data) == 0:
         return ImageProbe(None, None, None, None, "EMPTY_FILE", "zero-byte file")
     fmt = sniff_format(data)
     if fmt is None:
-        return ImageProbe(None, None, None, None, "UNSUPPORTED_FORMAT", f"unknown magic bytes {data[:8].hex()}")
-    if fmt == "png" and not _png_is_complete(data):
-        return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", "PNG is truncated (no IEND chunk)")
-    if fmt == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", "JPEG is truncated (no EOI marker)")
+        return ImageProbe(None, None, None, None, "UNSUPPORTED_FORMAT", f"not an image format deepbatch reads (magic bytes {data[:8].hex()})")
+    truncated = _truncation(data, fmt)
+    if truncated:
+        return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", truncated)
     try:
-        img = decode_image(data)
-    except ValueError as e:
-        return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", str(e))
+        img = decode_image(data, max_pixels)
+    except ImageTooLarge as e:
+        return ImageProbe(None, None, None, fmt, "IMAGE_TOO_LARGE", str(e))
+    except Exception as e:  # noqa: BLE001 - one record's failure must never stop the stage
+        return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", f"{type(e).__name__}: {e}"[:500])
     h, w, c = img.shape
     return ImageProbe(int(w), int(h), int(c), fmt, None, None)
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
-    """A decoded OpenCV image (grey, BGR or BGRA) as HxWx1 grey or HxWx3 RGB."""
+    """A decoded OpenCV image (grey, grey+alpha, BGR or BGRA) as HxWx1 grey or HxWx3 RGB."""
+    if img.shape[2] == 2:  # grey + alpha
+        img = img[:, :, :1]
     if channels == 1:
-        return img if img.shape[2] == 1 else cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)[:, :, None]
+        return img if img.shape[2] == 1 else cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2GRAY)[:, :, None]
     if img.shape[2] == 1:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     return cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2RGB)
 
 
-def image_to_array(data: bytes, size: int, channels: int) -> np.ndarray:
+def image_to_array(data: bytes, size: int, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode and resize to size×size×channels uint8 (area interpolation when shrinking)."""
-    img = to_channels(decode_image(data), channels)
+    img = to_channels(decode_image(data, max_pixels), channels)
     if img.shape[:2] != (size, size):
         interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
         img = cv2.resize(img, (size, size), interpolation=interp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,8 +36,8 @@ def clip_file(data: bytes, suffix: str = ".mp4") -> Iterator[str]:
         os.unlink(path)
 
 
-def probe_video_file(path: str, max_frames: int = 10000) -> VideoProbe:
-    """Open a clip, read its first frame, and count decodable frames (up to max_frames)."""
+def probe_video_file(path: str, max_frames: int = 10000, max_seconds: float = 120.0) -> VideoProbe:
+    """Open a clip, read its first frame, and count decodable frames (up to max_frames, within max_seconds)."""
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
@@ -45,10 +46,13 @@ def probe_video_file(path: str, max_frames: int = 10000) -> VideoProbe:
         if not ok or frame is None:
             return VideoProbe(None, None, None, None, 0, "UNDECODABLE_VIDEO", "first frame is not readable")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        count = 1
+        count, deadline = 1, time.monotonic() + max_seconds
         # grab() demuxes and decodes without converting to BGR: the cheap way to count.
         while count < max_frames and cap.grab():
             count += 1
+            if time.monotonic() > deadline:
+                return VideoProbe(None, None, None, None, count, "VIDEO_TOO_SLOW",
+                                  f"decoding took longer than {max_seconds:.0f} s after {count} frames")
         h, w = frame.shape[:2]
         c = 1 if frame.ndim == 2 else int(frame.shape[2])
         if fps <= 0:
@@ -58,12 +62,22 @@ def probe_video_file(path: str, max_frames: int = 10000) -> VideoProbe:
         cap.release()
 
 
-def probe_video(data: bytes | None, max_frames: int = 10000, suffix: str = ".mp4") -> VideoProbe:
-    """Probe clip bytes (through a temporary file)."""
+def probe_video(data: bytes | None, max_frames: int = 10000, suffix: str = ".mp4", max_seconds: float = 120.0) -> VideoProbe:
+    """Probe clip bytes (through a temporary file). Never raises: a failure is the record's reason.
+
+    Still images are refused whatever their name: FFmpeg would open a JPEG as a one-frame video."""
+    from deepbatch.media.image import sniff_format
+
     if data is None or len(data) == 0:
         return VideoProbe(None, None, None, None, None, "EMPTY_FILE", "zero-byte file")
-    with clip_file(data, suffix) as path:
-        return probe_video_file(path, max_frames)
+    still = sniff_format(data)
+    if still is not None:
+        return VideoProbe(None, None, None, None, None, "NOT_A_VIDEO", f"the bytes are a {still.upper()} image, not a video")
+    try:
+        with clip_file(data, suffix) as path:
+            return probe_video_file(path, max_frames, max_seconds)
+    except Exception as e:  # noqa: BLE001 - one record's failure must never stop the stage
+        return VideoProbe(None, None, None, None, None, "UNDECODABLE_VIDEO", f"{type(e).__name__}: {e}"[:500])
 
 
 def sample_frames_file(path: str, frames: int, size: int) -> np.ndarray:

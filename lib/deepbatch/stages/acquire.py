@@ -25,7 +25,7 @@ from deepbatch.schemas.tables import (
     LANDING_TEXT,
 )
 from deepbatch.stages.quality import Transform
-from deepbatch.storage import Storage
+from deepbatch.storage import FileEntry, list_files, matches, relative_path
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Source:
     name: str  # bronze table name, e.g. "images" -> bronze/images
     kind: str  # "files" | "jsonl" | "csv"
     landing: str  # path under <data_root>/landing
-    glob: str  # file name pattern
+    glob: str  # record sources: the files read as records (case-insensitive); file sources land every file
     bronze_schema: StructType
 
 
@@ -77,7 +77,8 @@ def with_file_lineage(run_date: str) -> Transform:
 
 
 def with_record_lineage(run_date: str, id_col: str, fields: list[str]) -> Transform:
-    """Parsed JSON/CSV rows -> bronze record rows, keeping the raw line of malformed ones."""
+    """Parsed CSV rows -> bronze record rows, keeping the raw line of malformed ones and each row's place in its file."""
+    from pyspark.sql import Window
 
     def _(df: DataFrame) -> DataFrame:
         raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f) for f in [id_col, *fields]])))
@@ -85,60 +86,152 @@ def with_record_lineage(run_date: str, id_col: str, fields: list[str]) -> Transf
         # quarantine record can be traced back.
         salvaged = F.regexp_extract(F.col(CORRUPT), '"' + id_col + r'"\s*:\s*"([^"]*)"', 1)
         record_id = F.coalesce(F.col(id_col), F.when(salvaged != "", salvaged))
-        return df.select(
+        placed = df.select("*", F.col("_metadata.file_path").alias("source_path"), F.col("_metadata.file_block_start").alias("_block"),
+                           F.monotonically_increasing_id().alias("_seq"))  # fmt: skip
+        line = F.row_number().over(Window.partitionBy("source_path").orderBy("_block", "_seq")).cast("long")
+        return placed.select(
             record_id.alias("record_id"),
             *[F.col(f) for f in fields],
             raw.alias("raw_record"),
-            F.when(F.col(CORRUPT).isNotNull(), F.lit("record does not parse against the landing schema")).alias(
+            F.when(F.col(CORRUPT).isNotNull(), F.lit("MALFORMED_RECORD: record does not parse against the landing schema")).alias(
                 "parse_error"
             ),
-            F.col("_metadata.file_path").alias("source_path"),
+            F.col("source_path"),
             F.col("_metadata.file_size").alias("file_size"),
             F.col("_metadata.file_modification_time").alias("modification_time"),
             F.lit(run_date).alias("ingest_run_date"),
             F.sha2(raw, 256).alias("content_hash"),
+            line.alias("source_line"),
         )
 
     return _
 
 
-def empty_files(spark: SparkSession, root: str, glob: str, only: set[str] | None = None) -> DataFrame:
-    """Zero-length files as binaryFile rows (Spark's scan skips them; we must not)."""
-    rows = [
-        (path, datetime.fromtimestamp(mtime / 1000, tz=timezone.utc), 0, b"")
-        for path, mtime in Storage(spark).zero_length_files(root, glob)
-        if only is None or path in only
-    ]
+def spark_skips(entry: FileEntry, root: str) -> bool:
+    """Files Spark's file sources never return: zero-length ones, and hidden names (``.x``, ``_x``)."""
+    rel = relative_path(entry.path, root)
+    hidden = any(c.startswith(".") or (c.startswith("_") and "=" not in c) for c in rel.split("/") if c)
+    return entry.size == 0 or hidden
+
+
+def source_files(src: Source, folder: str, sharing: tuple[Source, ...]) -> list[FileEntry]:
+    """Every file under the source's landing folder that it claims: those matching its glob (case-
+    insensitively), plus, for the first source of a shared folder, those that match no source's glob."""
+    mine = []
+    for f in list_files(folder):
+        if matches(f.path, src.glob):
+            mine.append(f)
+        elif src is sharing[0] and not any(matches(f.path, o.glob) for o in sharing):
+            mine.append(f)
+    return mine
+
+
+def driver_read(spark: SparkSession, entries: list[FileEntry]) -> DataFrame:
+    """binaryFile-shaped rows for files Spark's scan skips, read on the driver (they are few and small)."""
+    from deepbatch.storage import read_bytes
+
+    rows = [(f.path, datetime.fromtimestamp(f.mtime_ms / 1000, tz=timezone.utc), f.size, read_bytes(f.path) if f.size else b"")
+            for f in entries]  # fmt: skip
     return spark.createDataFrame(rows, BINARY_FILE)
 
 
-def read_source(spark: SparkSession, source: Source, landing_root: str, run_date: str, only: list[str] | None = None) -> DataFrame:
-    """Read one landing source into its bronze shape: every file under it, or only the files in ``only``."""
-    path = f"{landing_root.rstrip('/')}/{source.landing}"
-    if only is not None and not only:
-        return spark.createDataFrame([], source.bronze_schema)
-    target: str | list[str] = path if only is None else only
-    if source.kind == "files":
-        raw = (
-            spark.read.format("binaryFile")
-            .option("pathGlobFilter", source.glob)
-            .option("recursiveFileLookup", "true")
-            .load(target)
-        )
-        if [f.name for f in raw.schema.fields] != [f.name for f in BINARY_FILE.fields]:
-            raise RuntimeError(f"binaryFile source returned unexpected columns {raw.columns}")
-        empties = empty_files(spark, path, source.glob, None if only is None else set(only))
-        return raw.unionByName(empties).transform(with_file_lineage(run_date))
-    reader = (
-        spark.read.option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT)
-        .option("pathGlobFilter", source.glob)
-        .option("recursiveFileLookup", "true")
-    )
+def read_files(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], everything: bool, run_date: str) -> DataFrame:
+    """Every claimed file as a bronze row: formats are sniffed from the bytes by clean, never from names."""
+    skipped = [f for f in files if spark_skips(f, folder)]
+    scanned = [f.path for f in files if not spark_skips(f, folder)]
+    extra = driver_read(spark, skipped)
+    if not scanned:
+        return extra.transform(with_file_lineage(run_date))
+    raw = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(folder if everything else scanned)
+    if [f.name for f in raw.schema.fields] != [f.name for f in BINARY_FILE.fields]:
+        raise RuntimeError(f"binaryFile source returned unexpected columns {raw.columns}")
+    return raw.unionByName(extra).transform(with_file_lineage(run_date))
+
+
+def unusable_record_files(spark: SparkSession, source: Source, entries: list[FileEntry], run_date: str) -> DataFrame:
+    """One bronze row per record file deepbatch cannot read as records: empty, hidden, or of another format."""
+    from deepbatch.schemas.tables import BRONZE_RECORDS_OF
+
+    rows = []
+    for f in entries:
+        name = f.path.rsplit("/", 1)[-1]
+        if f.size == 0:
+            err = "EMPTY_FILE: zero-byte file"
+        elif not matches(f.path, source.glob):
+            err = f"UNSUPPORTED_FORMAT: {name} does not match {source.glob}: not read as {source.kind} records"
+        else:
+            err = f"UNSUPPORTED_FORMAT: {name} is hidden (starts with . or _); Spark's readers skip such files"
+        rows.append({"record_id": name.rsplit(".", 1)[0], "parse_error": err, "source_path": f.path, "file_size": f.size,
+                     "modification_time": datetime.fromtimestamp(f.mtime_ms / 1000, tz=timezone.utc),
+                     "ingest_run_date": run_date, "source_line": 0})  # fmt: skip
+    schema = BRONZE_RECORDS_OF[source.kind]
+    return spark.createDataFrame([tuple(r.get(c) for c in schema.names) for r in rows], schema)
+
+
+def numbered_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """Every line of the given text files with its file lineage and 1-based line number.
+
+    The number comes from the split's byte offset, then the order within the split: the same
+    for any partitioning, so "the first line of the first file" is well defined for dedup."""
+    from pyspark.sql import Window
+
+    lines = spark.read.format("text").load(paths).select(
+        "value", F.col("_metadata.file_path").alias("source_path"), F.col("_metadata.file_size").alias("file_size"),
+        F.col("_metadata.file_modification_time").alias("modification_time"),
+        F.col("_metadata.file_block_start").alias("_block"), F.monotonically_increasing_id().alias("_seq"))  # fmt: skip
+    w = Window.partitionBy("source_path").orderBy("_block", "_seq")
+    return lines.withColumn("source_line", F.row_number().over(w).cast("long")).drop("_block", "_seq")
+
+
+def json_records(run_date: str, id_col: str, fields: list[str]) -> Transform:
+    """Numbered raw lines -> bronze text rows. A line that is not valid UTF-8, is blank, does not parse,
+    or holds an array/object where a string belongs keeps its raw bytes and gets a coded parse_error."""
+
+    def _(lines: DataFrame) -> DataFrame:
+        raw_bytes = F.col("value").cast("binary")
+        text = F.decode(F.encode(F.col("value"), "UTF-8"), "UTF-8")  # invalid bytes -> U+FFFD: always valid UTF-8
+        parsed = F.from_json(F.col("value"), LANDING_TEXT, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+        drifted = [F.when(F.col("value").rlike(rf'(?<!\\)"{f}"\s*:\s*[\[{{]'), F.lit(f)) for f in [id_col, *fields]]
+        error = (F.when(F.encode(F.col("value"), "UTF-8") != raw_bytes, F.concat(F.lit("INVALID_UTF8: line "), F.col("source_line"), F.lit(" is not valid UTF-8")))
+                 .when(F.trim(text) == "", F.lit("MALFORMED_RECORD: blank line"))
+                 .when(F.col("_j")[CORRUPT].isNotNull() | F.col("_j").isNull(), F.lit("MALFORMED_RECORD: record does not parse against the landing schema"))
+                 .when(F.concat_ws(",", *drifted) != "", F.concat(F.lit("SCHEMA_MISMATCH: an array or object where a string belongs in field(s) "), F.concat_ws(",", *drifted))))  # fmt: skip
+        salvaged = F.regexp_extract(text, '"' + id_col + r'"\s*:\s*"([^"]*)"', 1)
+        ok = F.col("_error").isNull()
+        return (lines.withColumn("_j", parsed).withColumn("_error", error).select(
+            F.coalesce(F.when(ok | F.col("_j")[id_col].isNotNull(), F.col("_j")[id_col]), F.when(salvaged != "", salvaged)).alias("record_id"),
+            *[F.when(ok, F.col("_j")[f]).alias(f) for f in fields], text.alias("raw_record"), raw_bytes.alias("raw_bytes"),
+            F.col("_error").alias("parse_error"), "source_path", "file_size", "modification_time",
+            F.lit(run_date).alias("ingest_run_date"), F.sha2(raw_bytes, 256).alias("content_hash"), "source_line"))  # fmt: skip
+
+    return _
+
+
+def read_records(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], run_date: str) -> DataFrame:
+    """Every claimed record file: readable ones line by line, the rest as one coded row each."""
+    readable = [f for f in files if f.size > 0 and matches(f.path, source.glob) and not spark_skips(f, folder)]
+    unusable = unusable_record_files(spark, source, [f for f in files if f not in readable], run_date)
+    if not readable:
+        return unusable
+    paths = [f.path for f in readable]
     if source.kind == "jsonl":
-        parsed = reader.schema(LANDING_TEXT).json(target)
-        return parsed.transform(with_record_lineage(run_date, "review_id", ["text", "label", "movie"]))
-    if source.kind == "csv":
-        parsed = reader.schema(LANDING_LABELS).option("header", "true").option("encoding", "UTF-8").csv(target)
-        return parsed.transform(with_record_lineage(run_date, "id", ["label"]))
-    raise ValueError(f"unknown source kind {source.kind!r}")
+        parsed = numbered_lines(spark, paths).transform(json_records(run_date, "review_id", ["text", "label", "movie"]))
+    elif source.kind == "csv":
+        reader = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+        parsed = (reader.schema(LANDING_LABELS).option("header", "true").option("encoding", "UTF-8").csv(paths)
+                  .transform(with_record_lineage(run_date, "id", ["label"])))  # fmt: skip
+    else:
+        raise ValueError(f"unknown source kind {source.kind!r}")
+    return parsed.unionByName(unusable)
+
+
+def read_source(spark: SparkSession, source: Source, landing_root: str, run_date: str, files: list[FileEntry],
+                everything: bool = True) -> DataFrame:  # fmt: skip
+    """One landing source in its bronze shape: a row for every file (and every line of a record file)
+    in ``files``; ``everything`` says they are all the folder holds (full mode), so Spark may list it itself."""
+    folder = f"{landing_root.rstrip('/')}/{source.landing}"
+    if not files:
+        return spark.createDataFrame([], source.bronze_schema)
+    if source.kind == "files":
+        return read_files(spark, source, folder, files, everything, run_date)
+    return read_records(spark, source, folder, files, run_date)

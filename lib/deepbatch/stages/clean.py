@@ -16,10 +16,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
-from deepbatch.media.image import probe_image
+from deepbatch.media.image import DEFAULT_MAX_PIXELS, probe_image
 from deepbatch.media.text import normalise_text
 from deepbatch.media.video import probe_video
 from deepbatch.stages.quality import (
+    DETAIL,
+    REASON,
     Transform,
     canonical_label,
     flag_duplicates,
@@ -53,13 +55,16 @@ VIDEO_PROBE = StructType(
 )
 
 
-@pandas_udf(IMAGE_PROBE)  # type: ignore[call-overload]
-def probe_images_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-    from deepbatch.commit.failpoints import task_failpoint
+def probe_images_udf(max_pixels: int) -> object:
+    @pandas_udf(IMAGE_PROBE)  # type: ignore[call-overload]
+    def _probe(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from deepbatch.commit.failpoints import task_failpoint
 
-    task_failpoint("clean.probe_images")
-    for content in batches:
-        yield pd.DataFrame([probe_image(b).__dict__ for b in content], columns=IMAGE_PROBE.names)
+        task_failpoint("clean.probe_images")
+        for content in batches:
+            yield pd.DataFrame([probe_image(b, max_pixels).__dict__ for b in content], columns=IMAGE_PROBE.names)
+
+    return _probe
 
 
 def probe_videos_udf(max_frames: int) -> object:
@@ -90,11 +95,12 @@ def _apply_probe(probe_col: str) -> Transform:
     return _
 
 
-def check_images(bronze: DataFrame) -> DataFrame:
-    """Decode-validate images, record geometry, and deduplicate by id and by content."""
+def check_images(bronze: DataFrame, max_pixels: int = DEFAULT_MAX_PIXELS) -> DataFrame:
+    """Decode-validate images (refusing more than max_pixels), record geometry, and deduplicate by id and by content."""
+    probe = probe_images_udf(max_pixels)
     return (
         bronze.transform(start_checks())
-        .withColumn("_probe", probe_images_udf(F.col("content")))
+        .withColumn("_probe", probe(F.col("content")))  # type: ignore[operator]
         .transform(flag_missing_id())
         .transform(_apply_probe("_probe"))
         .select("*", *[F.col("_probe")[c].alias(c) for c in ("width", "height", "channels", "image_format")])
@@ -129,11 +135,29 @@ def normalise_whitespace(col: str) -> Transform:
     return _
 
 
+def flag_parse_errors() -> Transform:
+    """acquire's ``"<REASON>: detail"`` parse errors become that reason (MALFORMED_RECORD when uncoded)."""
+
+    def _(df: DataFrame) -> DataFrame:
+        err = F.col("parse_error")
+        code = F.regexp_extract(err, r"^([A-Z][A-Z0-9_]+): ", 1)
+        detail = F.when(code != "", F.regexp_replace(err, r"^[A-Z][A-Z0-9_]+: ", "")).otherwise(err)
+        tagged = df.withColumn("_code", F.when(code != "", code).otherwise(F.lit("MALFORMED_RECORD")))
+        hit = F.col(REASON).isNull() & err.isNotNull()
+        return (tagged.withColumn(DETAIL, F.when(hit, detail).otherwise(F.col(DETAIL)))
+                .withColumn(REASON, F.when(hit, F.col("_code")).otherwise(F.col(REASON))).drop("_code"))  # fmt: skip
+
+    return _
+
+
+RECORD_ORDER = ("modification_time", "source_path", "source_line")
+
+
 def check_text(bronze: DataFrame, classes: list[str], min_chars: int) -> DataFrame:
     """Parse errors, ids, empty text and unknown labels; normalise text and labels; dedup."""
     return (
         bronze.transform(start_checks())
-        .transform(flag_when(F.col("parse_error").isNotNull(), "MALFORMED_RECORD", F.col("parse_error")))
+        .transform(flag_parse_errors())
         .transform(flag_missing_id())
         .transform(normalise_whitespace("text"))
         .withColumn("text_chars", F.coalesce(F.length("text"), F.lit(0)).cast("int"))
@@ -145,8 +169,8 @@ def check_text(bronze: DataFrame, classes: list[str], min_chars: int) -> DataFra
         .withColumn("movie", F.trim(F.col("movie")))
         # Duplicates are judged on the normalised text, so whitespace variants collapse.
         .withColumn("content_hash", F.sha2(F.coalesce(F.col("text"), F.lit("")), 256))
-        .transform(flag_duplicates("record_id", "DUPLICATE_ID"))
-        .transform(flag_duplicates("content_hash", "DUPLICATE_CONTENT"))
+        .transform(flag_duplicates("record_id", "DUPLICATE_ID", RECORD_ORDER))
+        .transform(flag_duplicates("content_hash", "DUPLICATE_CONTENT", RECORD_ORDER))
     )
 
 
@@ -154,10 +178,10 @@ def check_labels(bronze: DataFrame, classes: list[str]) -> DataFrame:
     """Label table rows: parse errors, ids, unknown labels (canonicalised), one row per id."""
     return (
         bronze.transform(start_checks())
-        .transform(flag_when(F.col("parse_error").isNotNull(), "MALFORMED_RECORD", F.col("parse_error")))
+        .transform(flag_parse_errors())
         .withColumn("record_id", F.trim(F.col("record_id")))
         .transform(flag_missing_id())
         .transform(flag_unknown_label("label", classes))
         .withColumn("label", F.coalesce(canonical_label("label", classes), F.col("label")))
-        .transform(flag_duplicates("record_id", "DUPLICATE_ID"))
+        .transform(flag_duplicates("record_id", "DUPLICATE_ID", RECORD_ORDER))
     )

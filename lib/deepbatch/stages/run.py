@@ -25,9 +25,9 @@ from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
 from deepbatch.stages import clean as C
 from deepbatch.stages import integrate as I
-from deepbatch.stages.acquire import SOURCES, Source, read_source
+from deepbatch.stages.acquire import SOURCES, Source, read_source, source_files
 from deepbatch.stages.quality import quarantine_rows, reason_counts, valid_rows
-from deepbatch.storage import FileEntry, Storage, file_sha256, list_files, matches
+from deepbatch.storage import FileEntry, Storage, file_sha256
 from deepbatch.tables import read_partition
 
 log = logging.getLogger(__name__)
@@ -63,50 +63,57 @@ def _file_entries(spark: SparkSession, src: Source, listing: list[FileEntry], br
                                             F.lit(run_date).alias("ingest_run_date"))  # fmt: skip
 
 
+def _new_files(src: Source, listing: list[FileEntry], seen: Ingested) -> tuple[list[FileEntry], dict[str, str]]:
+    """The files this run lands (incremental: those no earlier run date ingested) and, for record
+    sources, their content hashes (few, larger files, hashed once here; file sources' hashes come
+    with their bronze rows)."""
+    if seen.keys:
+        listing = [f for f in listing if (f.path, f.size, f.mtime_ms) not in seen.keys]
+    file_hashes = {f.path: file_sha256(f.path) for f in listing} if src.kind != "files" else {}
+    if seen.keys and src.kind != "files":  # touched but unchanged record files are not new
+        listing = [f for f in listing if (f.path, file_hashes[f.path]) not in seen.hashes]
+    return listing, file_hashes
+
+
+def _land_source(spark: SparkSession, conf: Conf, commit: Commit, src: Source, seen: Ingested, run_date: str) -> DataFrame:
+    """Stage bronze/<source> for one source; returns its file-manifest rows."""
+    landing = conf.path("landing")
+    path = f"{landing}/{src.landing}"
+    if not Storage(spark).exists(path):
+        raise MissingInputError(
+            f"landing folder {path} for source {src.name!r} does not exist; build the demo landing "
+            "zone with `deepbatch demo-data` or point data_root at your landing zone."
+        )
+    describe_job(spark, "acquire", src.name, run_date)
+    sharing = tuple(o for o in SOURCES if o.landing == src.landing)
+    listing, file_hashes = _new_files(src, source_files(src, path, sharing), seen)
+    df = read_source(spark, src, landing, run_date, listing, everything=not seen.keys and len(sharing) == 1)
+    if seen.hashes and src.kind == "files":
+        touched = spark.createDataFrame(sorted(seen.hashes), "source_path string, content_hash string")
+        df = df.join(F.broadcast(touched), ["source_path", "content_hash"], "left_anti")
+    n_in = df.count()
+    table = f"bronze/{src.name}"
+    n_out = commit.stage_table(table, df, src.bronze_schema)
+    bronze = spark.read.parquet(commit.staged_path(table)) if src.kind == "files" else None
+    extra = {"mode": conf.acquire.mode, "files": len(listing)}
+    commit.add_manifest(TableCounts(table, n_in, n_out, inputs=[path], extra=extra))
+    log.info("acquire %-13s %7d records landed from %d files", src.name, n_out, len(listing))
+    return _file_entries(spark, src, listing, bronze, file_hashes, run_date)
+
+
 def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
     """Land every source as bronze/<source>/run_date=D; records in = records out.
 
+    Every file under a source's landing folder becomes at least one bronze row: files whose
+    format deepbatch cannot use are landed too, and clean quarantines them with a reason.
     In incremental mode (``acquire.mode``) only landing files that no earlier run date
     ingested are read: a file whose (path, size, mtime) is in the file manifest is not
     opened, and a file whose (path, content hash) is, was only touched and is skipped.
     """
     with Commit.for_stage(spark, conf, "acquire", run_date) as commit:
-        landing = conf.path("landing")
-        storage = Storage(spark)
         incremental = conf.acquire.mode == "incremental"
         seen = Ingested.load(spark, conf, run_date) if incremental else Ingested(frozenset(), frozenset())
-        entries: list[DataFrame] = []
-        for src in SOURCES:
-            path = f"{landing}/{src.landing}"
-            if not storage.exists(path):
-                raise MissingInputError(
-                    f"landing folder {path} for source {src.name!r} does not exist; build the demo landing "
-                    "zone with `deepbatch demo-data` or point data_root at your landing zone."
-                )
-            describe_job(spark, "acquire", src.name, run_date)
-            listing = [f for f in list_files(path) if matches(f.path, src.glob)]
-            only: list[str] | None = None
-            if seen.keys:
-                listing = [f for f in listing if (f.path, f.size, f.mtime_ms) not in seen.keys]
-            # Record files (few, larger) are hashed once here; file sources' hashes come with their bronze rows.
-            file_hashes = {f.path: file_sha256(f.path) for f in listing} if src.kind != "files" else {}
-            if seen.keys:
-                if src.kind != "files":  # touched but unchanged record files are not new
-                    listing = [f for f in listing if (f.path, file_hashes[f.path]) not in seen.hashes]
-                only = [f.path for f in listing]
-            df = read_source(spark, src, landing, run_date, only)
-            if seen.hashes and src.kind == "files":
-                touched = spark.createDataFrame(sorted(seen.hashes), "source_path string, content_hash string")
-                df = df.join(F.broadcast(touched), ["source_path", "content_hash"], "left_anti")
-            n_in = df.count()
-            table = f"bronze/{src.name}"
-            n_out = commit.stage_table(table, df, src.bronze_schema)
-            bronze = spark.read.parquet(commit.staged_path(table)) if src.kind == "files" else None
-            entries.append(_file_entries(spark, src, listing, bronze, file_hashes, run_date))
-            extra = {"mode": conf.acquire.mode, "files": len(listing)} if incremental else {}
-            commit.add_manifest(TableCounts(table, n_in, n_out, inputs=[f"{path}/{src.glob}"], extra=extra))
-            log.info("acquire %-13s %7d records landed%s", src.name, n_out,
-                     f" from {len(listing)} new files" if incremental else "")  # fmt: skip
+        entries = [_land_source(spark, conf, commit, src, seen, run_date) for src in SOURCES]
         manifest = reduce(DataFrame.unionByName, entries)
         n_files = commit.stage_table("bronze/_files", manifest, T.BRONZE_FILE_MANIFEST)
         commit.add_manifest(TableCounts("bronze/_files", n_files, n_files, extra={"mode": conf.acquire.mode}))
@@ -116,7 +123,7 @@ def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
 _CLEAN: tuple[tuple[str, T.StructType, T.StructType, str | None], ...] = (
     ("images", T.BRONZE_FILES, T.SILVER_IMAGES, "content"),
     ("image_labels", T.BRONZE_LABELS, T.SILVER_LABELS, None),
-    ("text", T.BRONZE_TEXT, T.SILVER_TEXT, None),
+    ("text", T.BRONZE_TEXT, T.SILVER_TEXT, "raw_bytes"),
     ("videos", T.BRONZE_FILES, T.SILVER_VIDEOS, "content"),
     ("video_labels", T.BRONZE_LABELS, T.SILVER_LABELS, None),
     ("photos", T.BRONZE_FILES, T.SILVER_IMAGES, "content"),
@@ -125,12 +132,12 @@ _CLEAN: tuple[tuple[str, T.StructType, T.StructType, str | None], ...] = (
 
 def _clean_check(conf: Conf, source: str) -> Callable[[DataFrame], DataFrame]:
     checks: dict[str, Callable[[DataFrame], DataFrame]] = {
-        "images": C.check_images,
+        "images": lambda df: C.check_images(df, conf.quality.max_image_pixels),
         "image_labels": lambda df: C.check_labels(df, conf.tasks.image_cls.classes),
         "text": lambda df: C.check_text(df, conf.tasks.text_cls.classes, conf.quality.min_text_chars),
         "videos": lambda df: C.check_videos(df, conf.quality.max_video_probe_frames),
         "video_labels": lambda df: C.check_labels(df, conf.tasks.video_cls.classes),
-        "photos": C.check_images,
+        "photos": lambda df: C.check_images(df, conf.quality.max_image_pixels),
     }
     return checks[source]
 

@@ -1,0 +1,179 @@
+"""A catalogue of bad (and merely unusual) landing inputs, built by the tests themselves.
+
+Each case is (source, path under landing/, bytes, where it must end): ``"silver"`` for inputs
+deepbatch must accept, otherwise the quarantine reason code. Build for the category: images by
+content (any name, any case), pixel caps from headers, bit depths, still images posing as videos,
+and records with broken encodings, types or shapes.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    source: str  # the bronze/silver table it lands in
+    path: str  # under landing/
+    data: bytes
+    expect: str  # "silver" or a quarantine reason
+
+
+def _png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    return buf.tobytes()
+
+
+def _encode(img: np.ndarray, ext: str) -> bytes:
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    return buf.tobytes()
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A ~70-byte PNG whose header declares width x height (its data is one scanline)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00" * 2)) + _chunk(b"IEND", b"")
+
+
+def png_bomb(side: int = 12000) -> bytes:
+    """A real decompression bomb: side x side grey zeros, deflated to a few hundred KB."""
+    row = b"\x00" * (side + 1)
+    comp = zlib.compressobj(9)
+    body = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
+
+
+def ramp16() -> bytes:
+    return _png(np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (16, 1)))
+
+
+def _gif() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(buf, format="GIF")
+    return buf.getvalue()
+
+
+def _grey_alpha(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.dstack([rgb[:, :, 0], rgb[:, :, 1]])), mode="LA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _clip(frames: int = 6, size: int = 32) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = str(Path(d) / "c.avi")
+        w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (size, size))
+        for i in range(frames):
+            w.write(np.full((size, size, 3), 40 * i % 255, np.uint8))
+        w.release()
+        return Path(path).read_bytes()
+
+
+def image_cases(existing_png: bytes) -> list[Case]:
+    rgb = np.random.default_rng(3).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    jpg = _encode(rgb, ".jpg")
+    png = _png(rgb)
+    corrupt_idat = png[:40] + bytes(b ^ 0x5A for b in png[40:-12]) + png[-12:]
+    return [
+        Case("declared 40000x40000 PNG", "images", "images/odd/bomb_declared.png", declared_png(40000, 40000), "IMAGE_TOO_LARGE"),
+        Case("real decompression bomb", "images", "images/odd/bomb_real.png", png_bomb(), "IMAGE_TOO_LARGE"),
+        Case("16-bit ramp", "images", "images/odd/ramp16.png", ramp16(), "silver"),
+        Case("uppercase .JPG", "images", "images/odd/UPPER.JPG", jpg, "silver"),
+        Case("PNG named .jpg", "images", "images/odd/png_named.jpg", _png(rgb[:, ::-1]), "silver"),
+        Case("BMP", "images", "images/odd/picture_bmp.bmp", _encode(rgb[::-1], ".bmp"), "silver"),
+        Case("WebP", "images", "images/odd/picture_webp.webp", _encode(rgb[:, :, ::-1], ".webp"), "silver"),
+        Case("GIF (first frame)", "images", "images/odd/picture_gif.gif", _gif(), "silver"),
+        Case("TIFF", "images", "images/odd/picture_tiff.tiff", _encode(rgb[::-1, ::-1], ".tiff"), "silver"),
+        Case("grey + alpha PNG", "images", "images/odd/grey_alpha.png", _grey_alpha(rgb), "silver"),
+        Case("image in a hidden folder", "images", "images/_tmp/hidden_dir.png", _png(rgb[::2]), "silver"),
+        Case("no extension", "images", "images/odd/noext", _png(rgb[1:]), "silver"),
+        Case("text file among images", "images", "images/odd/notes.txt", b"just some notes\n", "UNSUPPORTED_FORMAT"),
+        Case("hidden junk file", "images", "images/odd/.DS_Store", b"\x00\x00\x00\x01Bud1" + b"\x00" * 40, "UNSUPPORTED_FORMAT"),
+        Case("random bytes named .png", "images", "images/odd/random.png", np.random.default_rng(1).bytes(300), "UNSUPPORTED_FORMAT"),
+        Case("zero-byte image", "images", "images/odd/empty.png", b"", "EMPTY_FILE"),
+        Case("truncated PNG", "images", "images/odd/truncated.png", png[: len(png) // 2], "UNDECODABLE_IMAGE"),
+        Case("truncated JPEG", "images", "images/odd/truncated.jpg", jpg[: len(jpg) // 2], "UNDECODABLE_IMAGE"),
+        Case("PNG with corrupt pixel data", "images", "images/odd/corrupt_idat.png", corrupt_idat, "UNDECODABLE_IMAGE"),
+        Case("copy of a landed image", "images", "images/odd/copy.png", existing_png, "DUPLICATE_CONTENT"),
+    ]
+
+
+def video_cases() -> list[Case]:
+    clip = _clip()
+    jpg = _encode(np.zeros((16, 16, 3), np.uint8), ".jpg")
+    return [
+        Case("JPEG named .mp4", "videos", "videos/odd/still.mp4", jpg, "NOT_A_VIDEO"),
+        Case("PNG named .avi", "videos", "videos/odd/still.avi", _png(np.zeros((8, 8), np.uint8)), "NOT_A_VIDEO"),
+        Case("text named .avi", "videos", "videos/odd/text.avi", b"not a video at all\n" * 20, "UNDECODABLE_VIDEO"),
+        Case("truncated clip", "videos", "videos/odd/truncated.avi", clip[:200], "UNDECODABLE_VIDEO"),
+        Case("zero-byte clip", "videos", "videos/odd/empty.mov", b"", "EMPTY_FILE"),
+        Case("uppercase .AVI clip", "videos", "videos/odd/CLIP.AVI", clip, "silver"),
+    ]
+
+
+def _jsonl(*lines: bytes) -> bytes:
+    return b"\n".join(lines) + b"\n"
+
+
+def text_cases() -> list[Case]:
+    body = _jsonl(
+        b'{"review_id": "odd-ok", "text": "A fine film.", "label": "fresh"}',
+        b'{"review_id": "odd-array", "text": ["a", "list"], "label": "fresh"}',
+        b'{"review_id": "odd-object", "text": {"nested": "x"}, "label": "fresh"}',
+        b'{"review_id": "odd-latin1", "text": "caf\xe9 cr\xe8me", "label": "fresh"}',
+        b"",
+        b'{"review_id": "odd-cut", "text": "cut off',
+        b'{"text": "no id at all", "label": "fresh"}',
+        b'{"review_id": 12345, "text": "A numeric id.", "label": "rotten"}',
+        b'{"review_id": "odd-label", "text": "Unknown label.", "label": "meh"}',
+        b'{"review_id": "odd-empty", "text": "   ", "label": "fresh"}',
+        b'{"review_id": "odd-dup", "text": "First of two with one id.", "label": "fresh"}',
+        b'{"review_id": "odd-dup", "text": "Second of two with one id.", "label": "rotten"}',
+        b'{"review_id": "odd-ok-2", "text": "A fine film.", "label": "fresh"}',
+    )
+    expect = ["silver", "SCHEMA_MISMATCH", "SCHEMA_MISMATCH", "INVALID_UTF8", "MALFORMED_RECORD", "MALFORMED_RECORD", "MISSING_ID",
+              "silver", "UNKNOWN_LABEL", "EMPTY_TEXT", "silver", "DUPLICATE_ID", "DUPLICATE_CONTENT"]  # fmt: skip
+    cases = [Case(f"text line {i + 1}", "text", f"text/odd.jsonl#{i + 1}", body, e) for i, e in enumerate(expect)]
+    return [*cases,
+            Case("a .txt among JSONL", "text", "text/readme.txt", b"these are notes, not records\n", "UNSUPPORTED_FORMAT"),
+            Case("zero-byte JSONL", "text", "text/empty.jsonl", b"", "EMPTY_FILE"),
+            Case("uppercase .JSONL", "text", "text/UPPER.JSONL#1", _jsonl(b'{"review_id": "odd-upper", "text": "Loud.", "label": "rotten"}'), "silver")]  # fmt: skip
+
+
+def label_cases() -> list[Case]:
+    body = b"id,label\nodd-l1,Coat\nodd-l2,NotAClass\n,Coat\nodd-l4,Caf\xe9\n"
+    expect = ["silver", "UNKNOWN_LABEL", "MISSING_ID", "UNKNOWN_LABEL"]
+    return [*[Case(f"label row {i + 1}", "image_labels", f"labels/image_labels_odd.csv#{i + 1}", body, e) for i, e in enumerate(expect)],
+            Case("stray file among label tables", "image_labels", "labels/notes.md", b"# notes\n", "UNSUPPORTED_FORMAT")]  # fmt: skip
+
+
+def all_cases(existing_png: bytes) -> list[Case]:
+    return [*image_cases(existing_png), *video_cases(), *text_cases(), *label_cases()]
+
+
+def write(landing: Path, cases: list[Case]) -> None:
+    for c in cases:
+        path = landing / c.path.split("#", 1)[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(c.data)
