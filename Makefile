@@ -5,7 +5,7 @@ CONF     ?= conf/local.yaml
 RUN_DATE ?= $(shell date +%F)
 PYTEST_ARGS ?=
 
-.PHONY: setup run demo-data test test-unit test-integration test-e2e test-faults test-cluster bench lock lock-airflow package clean
+.PHONY: setup run demo-data test test-fast test-unit test-integration test-e2e test-faults test-cluster bench lock lock-airflow package clean
 
 setup:
 	@bash tools/bootstrap.sh
@@ -22,6 +22,10 @@ demo-data: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+## The edit-test loop: everything but the tests marked slow.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-unit: setup
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""The ``deepbatch`` command: one sub-command per stage plus ``pipeline``, ``recover`` and ``demo-data``.
+"""The ``deepbatch`` command: one sub-command per stage plus ``pipeline``, ``status``, ``recover`` and ``demo-data``.
 
     deepbatch <command> [--conf conf/local.yaml] [--run-date YYYY-MM-DD] [key.path=value ...]
 
@@ -46,9 +46,10 @@ def valid_run_date(text: str) -> bool:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="deepbatch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=[*STAGES, "pipeline", "demo-data", "recover"])
+    p.add_argument("command", choices=[*STAGES, "pipeline", "demo-data", "recover", "status"])
     p.add_argument("--conf", default="conf/local.yaml", help="conf YAML (default: conf/local.yaml)")
-    p.add_argument("--run-date", default=dt.date.today().isoformat(), help="YYYY-MM-DD (default: today)")
+    p.add_argument("--run-date", default=None, help="YYYY-MM-DD (default: today; for status, the latest run date)")
+    p.add_argument("--json", action="store_true", help="status: print JSON instead of a table")
     p.add_argument("--task", action="append", choices=INFER_TARGETS,
                    help="materialize/train/infer: only this task (repeatable; default all); infer also takes imagenet")
     p.add_argument("--resume", action="store_true", help="train: continue from the last checkpoint")
@@ -64,7 +65,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         p.error("--force, --from and --to apply to `deepbatch pipeline` only (a single stage always runs)")
     if args.task and "imagenet" in args.task and args.command not in ("infer", "pipeline"):
         p.error("--task imagenet is an inference target only (deepbatch infer --task imagenet)")
-    if not valid_run_date(args.run_date):
+    if args.run_date is None and args.command != "status":
+        args.run_date = dt.date.today().isoformat()
+    if args.run_date is not None and not valid_run_date(args.run_date):
         p.error(f"--run-date must be a calendar date written YYYY-MM-DD (e.g. 2026-11-27), got {args.run_date!r}")
     return args
 
@@ -147,6 +150,21 @@ def _session_if_remote(conf: Conf) -> Any:
     return get_session(conf)
 
 
+def show_status(conf: Conf, run_date: str | None, as_json: bool) -> int:
+    """Print the standing of every stage for a run date; 0 only when every stage is ok."""
+    from deepbatch.status import render, run_date_status, run_dates
+    from deepbatch.storage import open_store
+
+    store = open_store(conf.data_root, _session_if_remote(conf))
+    dates = run_dates(store, conf)
+    if run_date is None and not dates:
+        print(f"no run has published anything under {conf.data_root} yet")
+        return 1
+    report = run_date_status(store, conf, run_date or dates[-1])
+    print(json.dumps(report, indent=2) if as_json else render(report))
+    return 0 if report["ok"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     setup_logging(args.verbose, args.log_format)
@@ -158,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = build_landing_zone(conf)
             print(json.dumps(summary.to_dict(), indent=2))
             return 0
+        if args.command == "status":
+            return show_status(conf, args.run_date, args.json)
         if args.command == "recover":
             print(json.dumps(recover_data_root(conf, _session_if_remote(conf)), indent=2))
             return 0

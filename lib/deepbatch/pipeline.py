@@ -186,7 +186,7 @@ def why_run(store: FileStore, conf: Conf, run_date: str, stage: str, key: str) -
     changed = [f"{u} {record.get('inputs', {}).get(u)} -> {c}" for u, c in now.items() if record.get("inputs", {}).get(u) != c]
     if changed:
         return f"its inputs were republished ({'; '.join(changed)})", None
-    problems = verify_outputs(store, record["commit_id"], record.get("outputs", []))
+    problems = verify_outputs(store, conf.data_root, record["commit_id"], record.get("outputs", []))
     if problems:
         return f"its outputs do not match commit {record['commit_id']}: {'; '.join(problems)}", None
     return None, record

@@ -31,7 +31,7 @@ from deepbatch.stages.run import run_acquire, run_clean, run_integrate
 from deepbatch.tables import read_partition
 from tests.conftest import REPO, RUN_DATE, TINY, make_conf
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 CLUSTER_CONF = str(REPO / "conf" / "cluster.yaml")
 

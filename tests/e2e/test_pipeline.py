@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from deepbatch.cli import main
-from tests.conftest import REPO, RUN_DATE, TINY
+from tests.conftest import REPO, RUN_DATE, TINY, assert_other_engines_read_every_table
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 LOCAL = str(REPO / "conf" / "local.yaml")
 
@@ -44,6 +44,33 @@ def test_demo_data_then_pipeline_reconciles_across_stages(spark, tmp_path) -> No
         assert infer[f"predictions/{task}"]["records_out"] == tables[f"gold/{task}"]["records_out"]
     assert infer["predictions/imagenet"]["records_out"] == tables["silver/photos"]["records_out"]
     assert (tmp_path / "predictions" / "imagenet" / f"run_date={RUN_DATE}" / "_manifest.json").is_file()
+    # Every table of every stage, Petastorm datasets included, is plain Parquet that other engines read.
+    assert assert_other_engines_read_every_table(tmp_path) > 30
+
+
+def _status(root: Path, capsys, *extra: str) -> tuple[int, dict]:
+    capsys.readouterr()
+    rc = main(["status", "--json", "--conf", LOCAL, f"data_root={root}", *extra])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def test_status_reports_every_stage_and_fails_on_a_broken_run_date(spark, tmp_path, capsys) -> None:
+    assert main(["demo-data", *_args(tmp_path)]) == 0
+    assert main(["pipeline", "--to", "materialize", *_args(tmp_path)]) == 0
+    rc, report = _status(tmp_path, capsys, "--run-date", RUN_DATE)
+    by_stage = {s["stage"]: s for s in report["stages"]}
+    assert [s for s in by_stage if by_stage[s]["status"] == "ok"] == ["acquire", "clean", "integrate", "analyse", "materialize"]
+    assert by_stage["train"]["status"] == "not run" and rc == 1  # a run date is only ok once every stage is
+    assert by_stage["clean"]["quarantined"]["EMPTY_FILE"] >= 1 and by_stage["clean"]["records_in"] > 0
+    assert set(by_stage["materialize"]["datasets"]) == {"image_cls", "text_cls", "video_cls"}
+    table = main(["status", "--conf", LOCAL, f"data_root={tmp_path}"])  # the latest run date, as a table
+    out = capsys.readouterr().out
+    assert table == 1 and f"run date {RUN_DATE}" in out and "integrate    ok" in out
+    part = next((tmp_path / "gold" / "text_cls" / f"run_date={RUN_DATE}").glob("*.parquet"))
+    part.unlink()  # a lost file: integrate no longer matches its commit
+    rc, report = _status(tmp_path, capsys, "--run-date", RUN_DATE)
+    integrate = next(s for s in report["stages"] if s["stage"] == "integrate")
+    assert rc == 1 and integrate["status"] == "inconsistent" and "changed since commit" in integrate["problems"][0]
 
 
 def test_quarantine_threshold_breach_exits_3_and_publishes_nothing(spark, fresh_conf) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from deepbatch.media.image import image_to_array, probe_image
-from tests.conftest import REPO, RUN_DATE, make_conf
+from tests.conftest import REPO, RUN_DATE, assert_other_engines_read_every_table, make_conf
 from tests.faults import catalogue
 
 pytestmark = pytest.mark.faults
@@ -73,16 +73,8 @@ def test_the_manifests_reconcile_and_every_landing_file_is_a_bronze_row(spark, c
 
 
 def test_duckdb_and_polars_read_every_published_table(catalogue_run) -> None:
-    import duckdb
-    import polars as pl
-
     root, _, _ = catalogue_run
-    files = [p for p in root.rglob("*.parquet") if not any(part.startswith("_") for part in p.relative_to(root).parts)]
-    assert len(files) > 10
-    for f in files:
-        n_duck = duckdb.sql(f"SELECT * FROM read_parquet('{f}')").fetchall()
-        frame = pl.read_parquet(f)
-        assert len(n_duck) == frame.height, f
+    assert assert_other_engines_read_every_table(root) > 10
 
 
 def test_a_decompression_bomb_is_refused_within_a_small_memory_bound() -> None:

@@ -47,7 +47,7 @@ def _assert_recovered(root: Path, expected: str) -> None:
     recover(store, str(root))
     assert _versions(root) == {t: expected for t in TABLES}
     summary = json.loads((root / f"manifests/run_date={D}/demo.json").read_text())
-    assert verify_outputs(store, summary["commit_id"], summary["outputs"]) == []
+    assert verify_outputs(store, str(root), summary["commit_id"], summary["outputs"]) == []
     for area in ("_staging", "_trash", "_commits"):
         left = list((root / area).iterdir()) if (root / area).exists() else []
         assert not left, f"{area} not cleaned: {left}"

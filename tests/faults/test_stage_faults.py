@@ -13,7 +13,7 @@ import pytest
 from deepbatch.cli import main
 from tests.conftest import REPO, RUN_DATE, TINY
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 LOCAL = str(REPO / "conf" / "local.yaml")
 SILVER = ("images", "image_labels", "text", "videos", "video_labels", "photos")
 
@@ -94,3 +94,38 @@ def test_retried_tasks_give_identical_outputs_without_duplicates(spark, fresh_co
     assert again == reference
     for rows in again.values():
         assert len(rows) == len(set(rows))
+
+
+GOLD = ("image_cls", "text_cls", "video_cls")
+
+
+@pytest.fixture(scope="module")
+def integrated(spark, landing_conf, tmp_path_factory):
+    """A data root after acquire -> clean -> integrate, and its gold rows: the clean run to compare with."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("integrated")
+    shutil.copytree(Path(landing_conf.data_root) / "landing", root / "landing", copy_function=shutil.copy2)
+    assert main(["pipeline", "--to", "integrate", *_args(root)]) == 0
+    return root, {t: _rows(spark, root / "gold" / t / f"run_date={RUN_DATE}") for t in GOLD}
+
+
+@pytest.mark.parametrize("failpoint", ["commit.staged", "commit.journaled", "commit.moved@2", "commit.moved@5", "commit.applied"])
+def test_integrate_killed_at_a_commit_step_ends_with_a_clean_runs_rows(spark, integrated, caplog, failpoint) -> None:
+    """The parameters run one after another on one data root, each starting from a clean state."""
+    root, reference = integrated
+    killed = _cli(root, "integrate", env={"DEEPBATCH_FAILPOINT": failpoint})
+    out, _ = killed.communicate(timeout=600)
+    assert killed.returncode == -9, out
+    for t in GOLD:  # never missing, not even before recovery
+        assert (root / "gold" / t / f"run_date={RUN_DATE}" / "_commit.json").is_file(), (failpoint, t)
+    caplog.set_level("INFO")
+    assert main(["pipeline", "--to", "integrate", *_args(root)]) == 0
+    assert {t: _rows(spark, root / "gold" / t / f"run_date={RUN_DATE}") for t in GOLD} == reference
+    assert _leftovers(root) == [] and not list((root / "_locks").rglob("*.lock"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("stage acquire: skipped") for m in messages) and any(m.startswith("stage clean: skipped") for m in messages)
+    # Killed before its commit point, integrate changed nothing and its record still holds; after it, the
+    # outputs hold the killed run's commit, which no record names, so integrate runs again.
+    reran = any(m.startswith("stage integrate: runs: its outputs do not match commit") for m in messages)
+    assert reran == (failpoint != "commit.staged"), messages

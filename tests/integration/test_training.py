@@ -49,6 +49,7 @@ def test_row_group_check_refuses_a_dataset_too_small_for_the_workers(materialize
         check_row_groups(url, 50, 2)
 
 
+@pytest.mark.slow
 def test_horovod_two_processes_end_with_identical_weights(spark, materialized) -> None:
     conf, _ = materialized
     conf2 = make_conf(conf.data_root, "train.launcher=horovod", "train.num_proc=2", "train.version=hvd")
@@ -67,6 +68,7 @@ def test_horovod_two_processes_end_with_identical_weights(spark, materialized) -
     assert (run_dir / "artifacts" / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_torch_distributor_two_processes_end_with_identical_weights(spark, materialized, tmp_path) -> None:
     conf, _ = materialized
     conf2 = make_conf(conf.data_root, "train.launcher=torch_distributor", "train.num_proc=2", "train.version=ddp")
@@ -91,6 +93,7 @@ def test_resume_after_a_kill_reaches_the_same_final_epoch(spark, materialized) -
 
 
 @pytest.mark.faults
+@pytest.mark.slow
 def test_horovod_resume_leaves_every_rank_with_identical_weights(spark, materialized, tmp_path) -> None:
     """Adam with weight decay: a rank without optimiser state would move on horovod's zero-gradient step."""
     conf, _ = materialized

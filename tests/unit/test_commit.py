@@ -40,8 +40,8 @@ def test_commit_replaces_a_partition_exactly_and_writes_manifests(spark, tmp_pat
     assert (manifest["records_in"], manifest["records_out"], manifest["conf_hash"]) == (3, 3, "abc")
     stage = json.loads((tmp_path / f"manifests/run_date={D}/demo.json").read_text())
     assert [t["table"] for t in stage["tables"]] == ["silver/x"]
-    assert stage["commit_id"] == c.commit_id and stage["outputs"][0]["path"] == f"{root}/silver/x/run_date={D}"
-    assert verify_outputs(LocalStore(), c.commit_id, stage["outputs"]) == []
+    assert stage["commit_id"] == c.commit_id and stage["outputs"][0]["path"] == f"silver/x/run_date={D}"
+    assert verify_outputs(LocalStore(), root, c.commit_id, stage["outputs"]) == []
     for leftover in ("_staging", "_trash", "_commits"):
         assert not (tmp_path / leftover).exists() or not any((tmp_path / leftover).iterdir()), leftover
     assert not (tmp_path / "_locks/demo" / f"run_date={D}.lock").exists()
@@ -123,7 +123,7 @@ def test_recovery_rolls_a_journaled_commit_forward_and_an_unjournaled_one_back(t
     assert report.rolled_forward == [forward.commit_id] and report.rolled_back == [back.commit_id]
     for table in ("a", "b"):
         assert (tmp_path / f"silver/{table}/run_date={D}/data.txt").read_text() == "v2"
-    assert verify_outputs(store, forward.commit_id, journal["outputs"]) == []
+    assert verify_outputs(store, root, forward.commit_id, journal["outputs"]) == []
     assert sorted(os.listdir(tmp_path)) == ["_commits", "_locks", "_staging", "_trash", "manifests", "silver"]
     assert not any(any((tmp_path / d).iterdir()) for d in ("_commits", "_staging", "_trash"))
 
@@ -155,9 +155,9 @@ def test_verify_outputs_names_missing_replaced_and_changed_outputs(tmp_path) -> 
     import shutil
 
     shutil.rmtree(tmp_path / f"silver/b/run_date={D}")
-    problems = verify_outputs(store, c.commit_id, outputs)
+    problems = verify_outputs(store, root, c.commit_id, outputs)
     assert len(problems) == 2 and "changed since commit" in problems[0] and "is missing" in problems[1]
-    assert verify_outputs(store, "other", outputs[:1])[0].endswith(f"holds commit {c.commit_id}, not other")
+    assert verify_outputs(store, root, "other", outputs[:1])[0].endswith(f"holds commit {c.commit_id}, not other")
 
 
 def test_zero_length_listing_matches_hadoop_globs_ignoring_case(tmp_path) -> None:

@@ -175,6 +175,10 @@ class Commit:
         return manifest
 
     # --- commit --------------------------------------------------------------------------
+    def _relative(self, target: str) -> str:
+        """Output paths in manifests and records are relative to the data root, so a moved root still verifies."""
+        return target[len(self.root) + 1 :] if target.startswith(self.root + "/") else target
+
     def _stage_summary(self, outputs: list[dict[str, Any]]) -> dict[str, Any]:
         return {"stage": self.stage, "run_date": self.run_date, "conf_hash": self.conf_hash, "commit_id": self.commit_id,
                 "run_id": self.commit_id, "duration_s": round(time.monotonic() - self.started, 3),
@@ -187,7 +191,7 @@ class Commit:
         for i, s in enumerate(self._staged):
             self.store.write_text(f"{s.staging}/{MARKER}", marker)
             files, size = self.store.tree_size(s.staging)
-            outputs.append({"path": s.target, "files": files, "bytes": size})
+            outputs.append({"path": self._relative(s.target), "files": files, "bytes": size})
             moves.append({"src": s.staging, "dst": s.target, "aside": f"{self.root}/_trash/{self.commit_id}/{i}"})
         self.summary = self._stage_summary(outputs)
         summary_src = f"{self.staging_root}/_stage_manifest.json"

@@ -120,11 +120,13 @@ def recover(store: FileStore, data_root: str, locking: LockSettings | None = Non
     return report
 
 
-def verify_outputs(store: FileStore, commit_id: str, outputs: list[dict[str, Any]]) -> list[str]:
-    """What is wrong with a commit's published outputs now: missing, replaced by another commit, or changed."""
+def verify_outputs(store: FileStore, root: str, commit_id: str, outputs: list[dict[str, Any]]) -> list[str]:
+    """What is wrong with a commit's published outputs now: missing, replaced by another commit, or changed.
+
+    Output paths are relative to the data root ``root`` (absolute ones are taken as they are)."""
     problems = []
     for o in outputs:
-        path = o["path"]
+        path = o["path"] if o["path"].startswith("/") or "://" in o["path"] else f"{root.rstrip('/')}/{o['path']}"
         if not store.exists(path):
             problems.append(f"{path} is missing")
             continue

@@ -1,0 +1,50 @@
+"""deepbatch status on a data root built with real commits and completion records (no Spark needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deepbatch.commit import Commit, LockSettings
+from deepbatch.pipeline import mark_done, upstream_commits
+from deepbatch.status import render, run_date_status, run_dates
+from deepbatch.storage import LocalStore
+from tests.conftest import make_conf
+
+pytestmark = pytest.mark.unit
+D = "2026-11-27"
+
+
+def _publish(conf, stage: str, table: str, rows: int) -> dict:
+    store = LocalStore()
+    inputs = upstream_commits(store, conf, D, stage)
+    c = Commit(None, conf.data_root, stage, D, conf.hash(), locking=LockSettings(enabled=False))
+    c.stage_files(table, conf.path(table, f"run_date={D}"), {"part-0.parquet": b"x" * rows})
+    from deepbatch.manifests import TableCounts
+
+    c.add_manifest(TableCounts(table, rows, rows - 1, {"EMPTY_FILE": 1}))
+    summary = c.publish()
+    mark_done(store, conf, D, stage, None, "hash", summary, inputs, 1.5)
+    return summary
+
+
+def test_status_follows_commits_inputs_and_interruptions(tmp_path) -> None:
+    conf, store = make_conf(tmp_path), LocalStore()
+    _publish(conf, "acquire", "bronze/x", 5)
+    _publish(conf, "clean", "silver/x", 4)
+    report = run_date_status(store, conf, D)
+    st = {s["stage"]: s for s in report["stages"]}
+    assert run_dates(store, conf) == [D] and not report["ok"]
+    assert (st["acquire"]["status"], st["clean"]["status"], st["integrate"]["status"]) == ("ok", "ok", "not run")
+    assert (st["clean"]["records_in"], st["clean"]["records_out"], st["clean"]["quarantined"]) == (4, 3, {"EMPTY_FILE": 1})
+    _publish(conf, "acquire", "bronze/x", 6)  # a standalone acquire: clean's input changed
+    st = {s["stage"]: s for s in run_date_status(store, conf, D)["stages"]}
+    assert st["acquire"]["status"] == "ok" and st["clean"]["status"] == "outdated"
+    assert "acquire published again" in st["clean"]["problems"][0]
+    (tmp_path / "_commits").mkdir(exist_ok=True)
+    (tmp_path / "_commits" / f"clean-{D}-0000abcd.json").write_text(json.dumps({"moves": []}))
+    st = {s["stage"]: s for s in run_date_status(store, conf, D)["stages"]}
+    assert st["clean"]["status"] == "interrupted" and "deepbatch recover" in st["clean"]["problems"][-1]
+    text = render(run_date_status(store, conf, D))
+    assert text.startswith(f"run date {D} ({tmp_path}): NOT OK") and "clean        interrupted" in text
