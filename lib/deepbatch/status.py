@@ -46,9 +46,12 @@ def _summary(store: FileStore, conf: Conf, run_date: str, stage: str) -> dict[st
 
 
 def _counts(summary: dict[str, Any]) -> dict[str, Any]:
-    tables = summary.get("tables", [])
+    """Records in and out over the stage's data tables (quarantine tables and the file manifest
+    only restate them), and everything quarantined or deduplicated, by reason."""
+    every = summary.get("tables", [])
+    tables = [t for t in every if not t["table"].startswith(("quarantine/", "bronze/_files"))]
     quarantined: dict[str, int] = {}
-    for t in tables:
+    for t in every:
         for reason, n in {**t.get("quarantined", {}), **t.get("deduplicated", {})}.items():
             quarantined[reason] = quarantined.get(reason, 0) + int(n)
     return {"tables": len(tables), "records_in": sum(int(t.get("records_in", 0)) for t in tables),
@@ -99,7 +102,7 @@ def run_date_status(store: FileStore, conf: Conf, run_date: str) -> dict[str, An
 def _line(s: dict[str, Any]) -> str:
     q = ", ".join(f"{k}={v}" for k, v in s.get("quarantined", {}).items()) or "-"
     dur = f"{s['duration_s']:.1f} s" if s.get("duration_s") is not None else "-"
-    counts = f"{s.get('records_in', '-'):>9} {s.get('records_out', '-'):>9}" if "records_in" in s else f"{'-':>9} {'-':>9}"
+    counts = f"{s['records_in']:>9} {s['records_out']:>9}" if s.get("tables") else f"{'-':>9} {'-':>9}"
     return f"{s['stage']:<12} {s['status']:<13} {s.get('commit_id') or '-':<36} {s.get('finished_at') or '-':<26} {dur:>9} {counts}  {q}"
 
 

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import pyarrow as pa
-
 log = logging.getLogger(__name__)
 
 
@@ -84,11 +82,6 @@ def matches(path: str, glob: str) -> bool:
     """Whether a file's name matches a Hadoop-style name glob (``*.{png,jpg}``), ignoring case."""
     name = path.rsplit("/", 1)[-1].lower()
     return any(fnmatch.fnmatchcase(name, p.lower()) for p in expand_braces(glob))
-
-
-def list_zero_length_files(root: str, glob: str) -> list[tuple[str, int]]:
-    """Empty files under root matching a Hadoop-style name glob: (path as Spark spells it, mtime ms)."""
-    return [(f.path, f.mtime_ms) for f in list_files(root) if f.size == 0 and matches(f.path, glob)]
 
 
 def file_sha256(path: str) -> str:
@@ -345,29 +338,6 @@ class HadoopStore:
     def tree_size(self, path: str) -> tuple[int, int]:
         summary = self._fs(path).getContentSummary(self._path(path))
         return int(summary.getFileCount()), int(summary.getLength())
-
-    def zero_length_files(self, root: str, glob: str) -> list[tuple[str, int]]:
-        """(path, mtime ms) of every empty file under root whose name matches glob.
-
-        Spark's file sources skip zero-length files when planning a scan, so
-        acquire lists them itself to land them as records instead of losing them.
-        The listing uses pyarrow's filesystems (one C++ call for the whole tree);
-        per-file calls through the JVM gateway cost milliseconds each.
-        """
-        try:
-            return list_zero_length_files(root, glob)
-        except (pa.ArrowException, ValueError, OSError) as e:  # scheme pyarrow cannot open
-            log.warning("pyarrow cannot list %s (%s); listing through Hadoop, which is slow for many files", root, e)
-        if not self.exists(root):
-            return []
-        accept = self._jvm.org.apache.hadoop.fs.GlobFilter(glob)
-        it = self._fs(root).listFiles(self._path(root), True)
-        out = []
-        while it.hasNext():
-            st = it.next()
-            if st.getLen() == 0 and accept.accept(st.getPath()):
-                out.append((str(st.getPath().toString()), int(st.getModificationTime())))
-        return sorted(out)
 
 
 # The name the stages have always used for the Hadoop store.

@@ -160,16 +160,16 @@ def test_verify_outputs_names_missing_replaced_and_changed_outputs(tmp_path) -> 
     assert verify_outputs(store, root, "other", outputs[:1])[0].endswith(f"holds commit {c.commit_id}, not other")
 
 
-def test_zero_length_listing_matches_hadoop_globs_ignoring_case(tmp_path) -> None:
-    from deepbatch.storage import expand_braces, list_zero_length_files
+def test_source_files_claim_every_file_matching_globs_ignoring_case(tmp_path) -> None:
+    from deepbatch.stages.acquire import SOURCES, source_files
+    from deepbatch.storage import expand_braces, matches
 
     assert expand_braces("*.{png,jpg}") == ["*.png", "*.jpg"]
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    (tmp_path / "a" / "empty.png").write_bytes(b"")
-    (tmp_path / "a" / "b" / "empty.JPG").write_bytes(b"")
-    (tmp_path / "a" / "empty.txt").write_bytes(b"")
-    (tmp_path / "a" / "full.png").write_bytes(b"x")
-    for root in (str(tmp_path), f"file://{tmp_path}"):
-        got = [p for p, _ in list_zero_length_files(root, "*.{png,jpg}")]
-        assert got == [f"file:{tmp_path}/a/b/empty.JPG", f"file:{tmp_path}/a/empty.png"]
-    assert list_zero_length_files(str(tmp_path / "missing"), "*") == []
+    assert matches("file:/x/A.JPG", "*.{png,jpg}") and not matches("file:/x/a.txt", "*.{png,jpg}")
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for name in ("image_labels.csv", "IMAGE_LABELS_2.CSV", "video_labels.csv", "notes.md", ".hidden"):
+        (labels / name).write_text("x")
+    sharing = tuple(s for s in SOURCES if s.landing == "labels")
+    claimed = {s.name: [f.path.rsplit("/", 1)[-1] for f in source_files(s, str(labels), sharing)] for s in sharing}
+    assert claimed == {"image_labels": [".hidden", "IMAGE_LABELS_2.CSV", "image_labels.csv", "notes.md"], "video_labels": ["video_labels.csv"]}

@@ -107,11 +107,16 @@ def with_record_lineage(run_date: str, id_col: str, fields: list[str]) -> Transf
     return _
 
 
+def _spark_hides(name: str) -> bool:
+    """Spark's rule for names its file index leaves out (InMemoryFileIndex.shouldFilterOutPathName)."""
+    if name.startswith(("_metadata", "_common_metadata")):
+        return False
+    return (name.startswith("_") and "=" not in name) or name.startswith(".") or name.endswith("._COPYING_")
+
+
 def spark_skips(entry: FileEntry, root: str) -> bool:
-    """Files Spark's file sources never return: zero-length ones, and hidden names (``.x``, ``_x``)."""
-    rel = relative_path(entry.path, root)
-    hidden = any(c.startswith(".") or (c.startswith("_") and "=" not in c) for c in rel.split("/") if c)
-    return entry.size == 0 or hidden
+    """Files Spark's file sources never return: zero-length ones, and hidden names (``.x``, ``_x``) at any depth."""
+    return entry.size == 0 or any(_spark_hides(c) for c in relative_path(entry.path, root).split("/") if c)
 
 
 def source_files(src: Source, folder: str, sharing: tuple[Source, ...]) -> list[FileEntry]:
