@@ -114,6 +114,11 @@ def test_pipeline_skips_published_stages_reruns_on_change_and_force_gives_the_sa
     caplog.clear()
     assert main(["pipeline", *upto, *_args(root, "split.seed=99")]) == 0  # only integrate reads split.*
     assert _skipped(caplog, "acquire") and _skipped(caplog, "clean") and _ran(caplog, "integrate")
+    assert main(["acquire", *_args(root)]) == 0  # a standalone acquire republishes clean's input
+    caplog.clear()
+    assert main(["pipeline", *upto, *_args(root)]) == 0
+    assert _skipped(caplog, "acquire") and _ran(caplog, "clean") and _ran(caplog, "integrate")
+    assert any(r.getMessage().startswith("stage clean: runs: its inputs were republished (acquire") for r in caplog.records)
     caplog.clear()
     assert main(["pipeline", "--force", *upto, *_args(root)]) == 0
     assert all(_ran(caplog, s) for s in ("acquire", "clean", "integrate"))

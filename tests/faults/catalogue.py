@@ -58,6 +58,15 @@ def png_bomb(side: int = 12000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
 
 
+def tiff_bomb(side: int = 8000) -> bytes:
+    """A deflated TIFF of side x side zeros: no header parser here, OpenCV's own limit must refuse it."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((side, side), np.uint8)).save(buf, format="TIFF", compression="tiff_deflate")
+    return buf.getvalue()
+
+
 def ramp16() -> bytes:
     return _png(np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (16, 1)))
 
@@ -105,6 +114,12 @@ def image_cases(existing_png: bytes) -> list[Case]:
         Case("WebP", "images", "images/odd/picture_webp.webp", _encode(rgb[:, :, ::-1], ".webp"), "silver"),
         Case("GIF (first frame)", "images", "images/odd/picture_gif.gif", _gif(), "silver"),
         Case("TIFF", "images", "images/odd/picture_tiff.tiff", _encode(rgb[::-1, ::-1], ".tiff"), "silver"),
+        Case("PPM (Netpbm)", "images", "images/odd/picture_ppm.ppm", _encode(rgb, ".ppm"), "silver"),
+        Case("PGM with a comment", "images", "images/odd/picture_pgm.pgm", b"P5\n# made by hand\n4 2\n255\n" + bytes(range(0, 256, 32)), "silver"),
+        Case("Sun raster", "images", "images/odd/picture_sr.sr", _encode(rgb[::-1], ".sr"), "silver"),
+        Case("Radiance HDR (float)", "images", "images/odd/picture_hdr.hdr", _encode(rgb.astype(np.float32) / 255, ".hdr"), "silver"),
+        Case("PPM declaring 40000x40000", "images", "images/odd/bomb_declared.ppm", b"P6\n40000 40000\n255\n" + b"\x00" * 64, "IMAGE_TOO_LARGE"),
+        Case("TIFF bomb (64 MP, deflated)", "images", "images/odd/bomb_tiff.tif", tiff_bomb(), "IMAGE_TOO_LARGE"),
         Case("grey + alpha PNG", "images", "images/odd/grey_alpha.png", _grey_alpha(rgb), "silver"),
         Case("image in a hidden folder", "images", "images/_tmp/hidden_dir.png", _png(rgb[::2]), "silver"),
         Case("no extension", "images", "images/odd/noext", _png(rgb[1:]), "silver"),

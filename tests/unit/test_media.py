@@ -67,3 +67,35 @@ def test_real_clips_frame_counts() -> None:
 def test_probe_video_rejects_garbage_and_empty() -> None:
     assert probe_video(b"").reason == "EMPTY_FILE"
     assert probe_video(np.random.default_rng(0).bytes(2048)).reason == "UNDECODABLE_VIDEO"
+
+
+def test_every_catalogue_image_probes_to_its_reason_without_spark() -> None:
+    from deepbatch.media.image import probe_image
+    from tests.faults import catalogue
+
+    existing = cv2.imencode(".png", np.zeros((5, 5), np.uint8))[1].tobytes()
+    for case in catalogue.image_cases(existing):
+        if case.expect == "DUPLICATE_CONTENT":  # decided across records, in Spark
+            continue
+        probe = probe_image(case.data)
+        assert (probe.reason or "silver") == case.expect, (case.name, probe)
+
+
+def test_still_images_are_not_videos_and_any_video_failure_is_a_reason() -> None:
+    from deepbatch.media.video import probe_video
+    from tests.faults import catalogue
+
+    for case in catalogue.video_cases():
+        probe = probe_video(case.data, suffix="." + case.path.rsplit(".", 1)[-1].lower())
+        assert (probe.reason or "silver") == case.expect, (case.name, probe)
+
+
+def test_higher_bit_depths_scale_to_8_bits_in_order() -> None:
+    from deepbatch.media.image import to_uint8
+
+    ramp16 = np.arange(0, 65536, 257, dtype=np.uint16)
+    assert np.array_equal(to_uint8(ramp16), np.arange(256, dtype=np.uint8))
+    floats = np.linspace(0.0, 1.0, 11, dtype=np.float32)
+    out = to_uint8(floats)
+    assert out[0] == 0 and out[-1] == 255 and (np.diff(out.astype(int)) > 0).all()
+    assert to_uint8(np.array([-3.0, 0.5, np.nan], np.float32)).tolist() == [0, 128, 0]

@@ -8,6 +8,7 @@ huge canvas (a decompression bomb) is refused without allocating it.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
 
@@ -16,9 +17,16 @@ import numpy as np
 
 DEFAULT_MAX_PIXELS = 50_000_000
 
-# Leading bytes of the formats deepbatch accepts (WebP: RIFF....WEBP, checked in sniff_format).
+# Leading bytes of the formats deepbatch accepts: what OpenCV decodes, plus GIF's first frame
+# (WebP is RIFF....WEBP and the Netpbm family is parsed, both in sniff_format).
 _MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"BM": "bmp", b"GIF87a": "gif", b"GIF89a": "gif",
-          b"II*\x00": "tiff", b"MM\x00*": "tiff"}  # fmt: skip
+          b"II*\x00": "tiff", b"MM\x00*": "tiff", b"#?RADIANCE": "hdr", b"#?RGBE": "hdr", b"\x59\xa6\x6a\x95": "sunraster",
+          b"\x00\x00\x00\x0cjP  \r\n\x87\n": "jp2", b"\xff\x4f\xff\x51": "jp2"}  # fmt: skip
+# Netpbm (PBM/PGM/PPM/PFM): magic, then width and height in ASCII, comments allowed; PAM names them.
+_NETPBM = re.compile(rb"^P([1-6Ff])\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)")
+_PAM = re.compile(rb"^P7\s.*?WIDTH\s+(\d+).*?HEIGHT\s+(\d+)", re.S)
+
+# OpenCV's own pixel limit for the formats whose header is not read here: see deepbatch/__init__.py.
 
 
 class ImageTooLarge(ValueError):
@@ -35,9 +43,20 @@ class ImageProbe:
     detail: str | None
 
 
+def _netpbm_size(data: bytes) -> tuple[int, int] | None:
+    head = data[:512]
+    m = _NETPBM.match(head)
+    if m:
+        return int(m.group(2)), int(m.group(3))
+    m = _PAM.match(head)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def sniff_format(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data[:1] == b"P" and _netpbm_size(data) is not None:
+        return "netpbm"
     for magic, name in _MAGIC.items():
         if data.startswith(magic):
             return name
@@ -90,9 +109,14 @@ def declared_size(data: bytes, fmt: str) -> tuple[int, int] | None:
             return w, h
         if fmt == "webp":
             return _webp_size(data)
+        if fmt == "netpbm":
+            return _netpbm_size(data)
+        if fmt == "sunraster" and len(data) >= 12:
+            w, h = struct.unpack(">II", data[4:12])
+            return w, h
     except struct.error:
         return None
-    return None  # TIFF: OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS) applies while decoding
+    return None  # TIFF, JPEG 2000, Radiance HDR: OpenCV's own limit (OPENCV_IO_MAX_IMAGE_PIXELS) applies
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
