@@ -152,24 +152,23 @@ def _jsonl(*lines: bytes) -> bytes:
 
 
 def text_cases() -> list[Case]:
-    body = _jsonl(
-        b'{"review_id": "odd-ok", "text": "A fine film.", "label": "fresh"}',
-        b'{"review_id": "odd-array", "text": ["a", "list"], "label": "fresh"}',
-        b'{"review_id": "odd-object", "text": {"nested": "x"}, "label": "fresh"}',
-        b'{"review_id": "odd-latin1", "text": "caf\xe9 cr\xe8me", "label": "fresh"}',
-        b"",
-        b'{"review_id": "odd-cut", "text": "cut off',
-        b'{"text": "no id at all", "label": "fresh"}',
-        b'{"review_id": 12345, "text": "A numeric id.", "label": "rotten"}',
-        b'{"review_id": "odd-label", "text": "Unknown label.", "label": "meh"}',
-        b'{"review_id": "odd-empty", "text": "   ", "label": "fresh"}',
-        b'{"review_id": "odd-dup", "text": "First of two with one id.", "label": "fresh"}',
-        b'{"review_id": "odd-dup", "text": "Second of two with one id.", "label": "rotten"}',
-        b'{"review_id": "odd-ok-2", "text": "A fine film.", "label": "fresh"}',
-    )
-    expect = ["silver", "SCHEMA_MISMATCH", "SCHEMA_MISMATCH", "INVALID_UTF8", "MALFORMED_RECORD", "MALFORMED_RECORD", "MISSING_ID",
-              "silver", "UNKNOWN_LABEL", "EMPTY_TEXT", "silver", "DUPLICATE_ID", "DUPLICATE_CONTENT"]  # fmt: skip
-    cases = [Case(f"text line {i + 1}", "text", f"text/odd.jsonl#{i + 1}", body, e) for i, e in enumerate(expect)]
+    lines = [
+        ("a good record", b'{"review_id": "odd-ok", "text": "A fine film.", "label": "fresh"}', "silver"),
+        ("JSON array as text", b'{"review_id": "odd-array", "text": ["a", "list"], "label": "fresh"}', "SCHEMA_MISMATCH"),
+        ("JSON object as text", b'{"review_id": "odd-object", "text": {"nested": "x"}, "label": "fresh"}', "SCHEMA_MISMATCH"),
+        ("latin-1 bytes (not UTF-8)", b'{"review_id": "odd-latin1", "text": "caf\xe9 cr\xe8me", "label": "fresh"}', "INVALID_UTF8"),
+        ("blank line", b"", "MALFORMED_RECORD"),
+        ("line cut mid-record", b'{"review_id": "odd-cut", "text": "cut off', "MALFORMED_RECORD"),
+        ("record without an id", b'{"text": "no id at all", "label": "fresh"}', "MISSING_ID"),
+        ("numeric id", b'{"review_id": 12345, "text": "A numeric id.", "label": "rotten"}', "silver"),
+        ("label outside the classes", b'{"review_id": "odd-label", "text": "Unknown label.", "label": "meh"}', "UNKNOWN_LABEL"),
+        ("whitespace-only text", b'{"review_id": "odd-empty", "text": "   ", "label": "fresh"}', "EMPTY_TEXT"),
+        ("first of two lines with one id", b'{"review_id": "odd-dup", "text": "First of two with one id.", "label": "fresh"}', "silver"),
+        ("second of two lines with one id", b'{"review_id": "odd-dup", "text": "Second of two with one id.", "label": "rotten"}', "DUPLICATE_ID"),
+        ("same text as line 1, later line", b'{"review_id": "odd-ok-2", "text": "A fine film.", "label": "fresh"}', "DUPLICATE_CONTENT"),
+    ]  # fmt: skip
+    body = _jsonl(*[line for _, line, _ in lines])
+    cases = [Case(f"JSONL: {name}", "text", f"text/odd.jsonl#{i + 1}", body, e) for i, (name, _, e) in enumerate(lines)]
     return [*cases,
             Case("a .txt among JSONL", "text", "text/readme.txt", b"these are notes, not records\n", "UNSUPPORTED_FORMAT"),
             Case("zero-byte JSONL", "text", "text/empty.jsonl", b"", "EMPTY_FILE"),
@@ -177,9 +176,10 @@ def text_cases() -> list[Case]:
 
 
 def label_cases() -> list[Case]:
-    body = b"id,label\nodd-l1,Coat\nodd-l2,NotAClass\n,Coat\nodd-l4,Caf\xe9\n"
-    expect = ["silver", "UNKNOWN_LABEL", "MISSING_ID", "UNKNOWN_LABEL"]
-    return [*[Case(f"label row {i + 1}", "image_labels", f"labels/image_labels_odd.csv#{i + 1}", body, e) for i, e in enumerate(expect)],
+    rows = [("a good label row", b"odd-l1,Coat", "silver"), ("label outside the classes", b"odd-l2,NotAClass", "UNKNOWN_LABEL"),
+            ("row without an id", b",Coat", "MISSING_ID"), ("latin-1 label", b"odd-l4,Caf\xe9", "UNKNOWN_LABEL")]  # fmt: skip
+    body = b"id,label\n" + b"\n".join(r for _, r, _ in rows) + b"\n"
+    return [*[Case(f"CSV: {name}", "image_labels", f"labels/image_labels_odd.csv#{i + 1}", body, e) for i, (name, _, e) in enumerate(rows)],
             Case("stray file among label tables", "image_labels", "labels/notes.md", b"# notes\n", "UNSUPPORTED_FORMAT")]  # fmt: skip
 
 
