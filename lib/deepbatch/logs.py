@@ -50,6 +50,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class Py4jRetryFilter(logging.Filter):
+    """Drops py4j's own note that it is retrying a command on a fresh connection.
+
+    With pinned threads (PySpark's default), a connection the JVM closed when its Python
+    thread ended (horovod.spark.run's driver threads do this) fails once with
+    ConnectionResetError; py4j then logs the traceback at INFO through the root logger and
+    retries, successfully. If the retry fails too, the caller gets the exception as usual.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "root" and record.levelno <= logging.INFO
+                    and record.pathname.replace("\\", "/").endswith("py4j/java_gateway.py")
+                    and record.getMessage() == "Exception while sending command.")  # fmt: skip
+
+
 def setup_logging(verbose: bool = False, fmt: str | None = None) -> None:
     """Configure the root logger once per process: console (default) or JSON lines."""
     fmt = fmt or os.environ.get("DEEPBATCH_LOG_FORMAT", "console")
@@ -61,6 +76,8 @@ def setup_logging(verbose: bool = False, fmt: str | None = None) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s", datefmt="%H:%M:%S"))
     handler._deepbatch = True  # type: ignore[attr-defined]
+    if not verbose:
+        handler.addFilter(Py4jRetryFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_deepbatch", False)]:  # ours from an earlier call only
         root.removeHandler(old)

@@ -93,3 +93,16 @@ def test_run_date_accepts_only_yyyy_mm_dd() -> None:
     with pytest.raises(SystemExit) as e:
         main(["clean", "--run-date", "20261127"])
     assert e.value.code == 2
+
+
+def test_only_py4j_retry_notes_are_dropped_from_the_console() -> None:
+    from deepbatch.logs import Py4jRetryFilter
+
+    f = Py4jRetryFilter()
+    gateway = "/venv/lib/python3.11/site-packages/py4j/java_gateway.py"
+    retry = logging.LogRecord("root", logging.INFO, gateway, 1038, "Exception while sending command.", (), None)
+    assert not f.filter(retry)
+    for kept in (logging.LogRecord("root", logging.ERROR, gateway, 1038, "Exception while sending command.", (), None),
+                 logging.LogRecord("root", logging.INFO, "/x/other.py", 1, "Exception while sending command.", (), None),
+                 logging.LogRecord("deepbatch", logging.INFO, gateway, 1, "stage clean: done", (), None)):  # fmt: skip
+        assert f.filter(kept)
