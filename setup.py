@@ -17,9 +17,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=[*find_packages("lib"), "deepbatch.schemas"],
+    # models/data holds the ImageNet class names: a data-only package, declared so setuptools ships it.
+    packages=[*find_packages("lib"), "deepbatch.schemas", "deepbatch.models.data"],
     package_dir={"deepbatch": "lib/deepbatch", "deepbatch.schemas": "schemas"},
-    package_data={"deepbatch": ["models/data/*.txt", "models/data/*.md"]},
+    package_data={"deepbatch.models.data": ["*.txt", "*.md"]},
     include_package_data=True,
     install_requires=[
         # torch is deliberately not listed here: a plain `torch` requirement pulls a

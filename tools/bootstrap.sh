@@ -55,9 +55,9 @@ fi
 # --- venv + torch (alone) ---------------------------------------------------
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY_BOOT" -m venv "$VENV"; }
 PIP=(pip_quiet "$VENV/bin/python" -m pip --disable-pip-version-check -q)
-# pip warns once per package about find-links/index locations that do not exist on
-# some machines; those lines say nothing about deepbatch, so they are filtered.
-pip_quiet() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
+# pip's known-harmless lines (missing find-links locations, the two-step torch/setuptools
+# note, setuptools' editable-install banner) are filtered; see tools/quiet_pip.awk.
+pip_quiet() { "$@" > >(awk -f "$root/tools/quiet_pip.awk") 2> >(awk -f "$root/tools/quiet_pip.awk" >&2); }
 "${PIP[@]}" install -U "pip>=24" >/dev/null
 if ! "$VENV/bin/python" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   log "installing torch==$TORCH_VERSION (CPU wheel)"
