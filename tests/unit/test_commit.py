@@ -83,7 +83,7 @@ def test_a_second_writer_fails_fast_naming_the_holder(tmp_path) -> None:
     acquire_lock(store, str(tmp_path), "clean", D).release()  # released on exit
 
 
-def test_a_lock_of_a_dead_process_or_with_an_old_heartbeat_is_taken_over(tmp_path) -> None:
+def test_a_lock_of_a_dead_process_a_reused_pid_or_an_old_heartbeat_is_taken_over(tmp_path) -> None:
     store, path = LocalStore(), lock_path(str(tmp_path), "clean", D)
     dead = {"token": "x", "host": socket.gethostname(), "pid": 2**22 + 7, "heartbeat": time.time(), "started_at": "t"}
     store.create_exclusive(path, json.dumps(dead))
@@ -91,6 +91,9 @@ def test_a_lock_of_a_dead_process_or_with_an_old_heartbeat_is_taken_over(tmp_pat
     silent = {**dead, "host": "elsewhere", "heartbeat": time.time() - 500}
     store.create_exclusive(path, json.dumps(silent))
     acquire_lock(store, str(tmp_path), "clean", D, stale_after_s=120).release()
+    reused = {**dead, "pid": os.getpid(), "process_start": "1"}  # an earlier process that had our pid
+    store.create_exclusive(path, json.dumps(reused))
+    acquire_lock(store, str(tmp_path), "clean", D).release()
     live = {**silent, "heartbeat": time.time()}
     store.create_exclusive(path, json.dumps(live))
     with pytest.raises(LockHeldError, match="elsewhere"):

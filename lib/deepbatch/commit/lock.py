@@ -39,6 +39,15 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
+def process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux /proc), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -49,9 +58,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _holder_alive_here(holder: dict[str, Any]) -> bool:
+    """Whether the holder's process still runs on this host (the same process, not a reused pid)."""
+    pid = int(holder.get("pid", -1))
+    if pid <= 0 or not _pid_alive(pid):
+        return False
+    started = holder.get("process_start")
+    return started is None or process_start(pid) in (None, started)
+
+
 def is_stale(holder: dict[str, Any], stale_after_s: float) -> bool:
-    """Dead on this host, or silent for longer than stale_after_s anywhere."""
-    if holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1))):
+    """Its process is gone from this host (a reused pid does not count), or it was silent for longer
+    than stale_after_s anywhere."""
+    if holder.get("host") == socket.gethostname() and not _holder_alive_here(holder):
         return True
     return _now() - float(holder.get("heartbeat", 0)) > stale_after_s
 
@@ -128,8 +147,8 @@ def acquire(store: FileStore, root: str, stage: str, run_date: str, command: str
     path = lock_path(root, stage, run_date)
     token = uuid.uuid4().hex
     for _ in range(3):
-        owner = {"token": token, "host": socket.gethostname(), "pid": os.getpid(), "command": command,
-                 "started_at": _iso(_now()), "heartbeat": _now()}  # fmt: skip
+        owner = {"token": token, "host": socket.gethostname(), "pid": os.getpid(), "process_start": process_start(os.getpid()),
+                 "command": command, "started_at": _iso(_now()), "heartbeat": _now()}  # fmt: skip
         if store.create_exclusive(path, json.dumps(owner)):
             lock = Lock(store, path, token, owner, heartbeat_s)
             if heartbeat:
