@@ -140,6 +140,27 @@ def _counts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: t.get(k) for k in keys} for t in manifest.get("tables", [])]
 
 
+def log_tables(manifests: list[dict[str, Any]]) -> None:
+    """One line per table a stage published, and per model it trained."""
+    for m in manifests:
+        for t in m.get("tables", []):
+            log.info("%-10s %-32s in=%-7s out=%-7s quarantined=%s deduplicated=%s", m["stage"], t["table"], t["records_in"],
+                     t["records_out"], t["quarantined"] or "{}", t["deduplicated"] or "{}")  # fmt: skip
+        for r in m.get("runs", []):
+            log.info("train      %-10s test_accuracy=%s epochs=%s launcher=%s model=%s",
+                     r["task"], r["test_accuracy"], r["epochs_done"], r["launcher"], r["model_dir"])  # fmt: skip
+
+
+def print_run_summary(conf: Conf, run_date: str) -> None:
+    """The end of a pipeline run: every stage's standing (deepbatch status) and where the report is."""
+    from deepbatch.status import render, run_date_status
+    from deepbatch.storage import open_store
+
+    report = run_date_status(open_store(conf.data_root, _session_if_remote(conf)), conf, run_date)
+    print(render(report))
+    print(f"report: {conf.path('reports', run_date, 'report.html')}")
+
+
 def _session_if_remote(conf: Conf) -> Any:
     from deepbatch.storage import is_local
 
@@ -189,16 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             stages = [args.command]
         tasks = tuple(args.task) if args.task else None
         manifests = run_stages(conf, args.run_date, stages, tasks, skip_done=args.command == "pipeline" and not args.force)
-        for m in manifests:
-            for t in m.get("tables", []):
-                log.info(
-                    "%-10s %-32s in=%-7s out=%-7s quarantined=%s deduplicated=%s",
-                    m["stage"], t["table"], t["records_in"], t["records_out"],
-                    t["quarantined"] or "{}", t["deduplicated"] or "{}",
-                )  # fmt: skip
-            for r in m.get("runs", []):
-                log.info("train      %-10s test_accuracy=%s epochs=%s launcher=%s model=%s",
-                         r["task"], r["test_accuracy"], r["epochs_done"], r["launcher"], r["model_dir"])  # fmt: skip
+        if args.command == "pipeline":
+            print_run_summary(conf, args.run_date)
+        else:
+            log_tables(manifests)
         return 0
     except ConfigError as e:
         log.error("config error: %s", e)

@@ -82,6 +82,9 @@ def setup_logging(verbose: bool = False, fmt: str | None = None) -> None:
     for old in [h for h in root.handlers if getattr(h, "_deepbatch", False)]:  # ours from an earlier call only
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # deepbatch's own lines at INFO; libraries (horovod's rendezvous, mlflow, py4j, ...) only from
+    # WARNING up, unless --verbose.
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("deepbatch").setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("py4j", "urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

