@@ -152,7 +152,6 @@ def build_model(task: str, num_classes: int, settings: dict[str, Any]) -> nn.Mod
         return CompactCNN(int(settings.get("in_channels", 1)), num_classes, int(settings.get("width", 32)), float(settings.get("dropout", 0.25)))
     if task == "text_cls":
         from transformers import AutoModel
-
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a "Loading weights" bar per rank says nothing a log line would not

@@ -59,10 +59,10 @@ def make_loader(url: str, task: str, batch_size: int, *, cur_shard: int | None =
 
 def count_shard_rows(url: str, cur_shard: int, shard_count: int) -> int:
     """Rows in one rank's shard, read from the label column only (no decoding)."""
-    from petastorm import make_reader
-
     import contextlib
     import io
+
+    from petastorm import make_reader
 
     n = 0
     # Leaving the reader's block prints "Cache cleanup complete." (petastorm 0.13.1), once per rank.
