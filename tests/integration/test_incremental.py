@@ -19,6 +19,7 @@ def _landed(manifest: dict) -> dict[str, int]:
     return {t["table"].split("/", 1)[1]: t["records_out"] for t in manifest["tables"]}
 
 
+@pytest.mark.slow
 def test_incremental_acquire_ingests_each_file_exactly_once(spark, landing_conf, tmp_path) -> None:
     for root in ("full", "inc"):
         shutil.copytree(Path(landing_conf.data_root) / "landing", tmp_path / root / "landing", copy_function=shutil.copy2)
