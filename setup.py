@@ -20,7 +20,7 @@ setup(
     # models/data holds the ImageNet class names: a data-only package, declared so setuptools ships it.
     packages=[*find_packages("lib"), "deepbatch.schemas", "deepbatch.models.data"],
     package_dir={"deepbatch": "lib/deepbatch", "deepbatch.schemas": "schemas"},
-    package_data={"deepbatch.models.data": ["*.txt", "*.md"]},
+    package_data={"deepbatch": ["log4j2.properties"], "deepbatch.models.data": ["*.txt", "*.md"]},
     include_package_data=True,
     install_requires=[
         # torch is deliberately not listed here: a plain `torch` requirement pulls a

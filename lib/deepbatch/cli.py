@@ -194,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo-data":
             from deepbatch.demo.build import build_landing_zone
 
-            summary = build_landing_zone(conf)
-            print(json.dumps(summary.to_dict(), indent=2))
+            d = build_landing_zone(conf).to_dict()
+            counts = ", ".join(f"{k} {v:,}" for k, v in d.items() if isinstance(v, int))
+            log.info("demo landing zone %s: %s; %d bad records planted (the clean stage must quarantine each; "
+                     "listed in %s/_demo.json)", d["landing"], counts, len(d["bad_records"]), d["landing"])  # fmt: skip
             return 0
         if args.command == "status":
             return show_status(conf, args.run_date, args.json)

@@ -86,5 +86,5 @@ def setup_logging(verbose: bool = False, fmt: str | None = None) -> None:
     # WARNING up, unless --verbose.
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("deepbatch").setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("py4j", "urllib3", "matplotlib", "PIL"):
+    for noisy in ("py4j", "urllib3", "matplotlib", "PIL", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -39,9 +39,22 @@ def describe_job(spark: SparkSession, stage: str, what: str, run_date: str) -> N
     spark.sparkContext.setJobGroup(f"deepbatch-{stage}-{run_date}", f"deepbatch {stage} {what} run_date={run_date}")
 
 
+def quiet_local_jvm(builder: SparkSession.Builder, conf: Conf) -> SparkSession.Builder:
+    """In local mode, where this process starts the JVM, use deepbatch's log4j2 settings (Spark's WARN
+    lines without its start-up notes), unless the conf sets the driver's Java options itself."""
+    from pathlib import Path
+
+    if "spark.driver.extraJavaOptions" in conf.spark.conf:
+        return builder
+    props = Path(__file__).with_name("log4j2.properties")
+    return builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={props.as_uri()}")
+
+
 def get_session(conf: Conf) -> SparkSession:
+    builder = configure_session(SparkSession.builder, conf)
     # Only in local mode do the workers share this machine's interpreter; on a cluster the
     # executors' Python comes from spark.pyspark.python / the shipped environment.
     if (conf.spark.master or "").startswith("local"):
         python_worker_env()
-    return configure_session(SparkSession.builder, conf).getOrCreate()
+        builder = quiet_local_jvm(builder, conf)
+    return builder.getOrCreate()

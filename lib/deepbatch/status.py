@@ -113,7 +113,8 @@ def render(report: dict[str, Any]) -> str:
     lines += [_line(s) for s in report["stages"]]
     for s in report["stages"]:
         for task, m in s.get("models", {}).items():
-            lines.append(f"  model {task}: {m['model_dir']} (dataset {m['dataset_version']}, test accuracy {m['test_accuracy']}, mlflow {m['mlflow_run_id']})")
+            acc = f"{m['test_accuracy']:.4f}" if isinstance(m.get("test_accuracy"), float) else m.get("test_accuracy")
+            lines.append(f"  model {task}: {m['model_dir']} (dataset {m['dataset_version']}, test accuracy {acc}, mlflow {m['mlflow_run_id']})")
         for task, v in s.get("datasets", {}).items():
             lines.append(f"  dataset {task}: version {v}")
         lines += [f"  {s['stage']}: {p}" for p in s["problems"]]

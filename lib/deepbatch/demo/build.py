@@ -184,15 +184,27 @@ def _write_videos(landing: Path, conf: Conf, rng: np.random.Generator, summary: 
     summary.video_labels = len(rows)
 
 
+def _read_photo(src: Path) -> np.ndarray:
+    """A packaged photo as grey or BGR uint8. Read with Pillow: libpng, under OpenCV, prints a warning
+    for the sRGB profile some of these PNGs carry, which says nothing about the data."""
+    from PIL import Image
+
+    try:
+        with Image.open(src) as im:
+            grey = im.mode in ("L", "LA", "I", "I;16")
+            arr = np.asarray(im.convert("L" if grey else "RGB"))
+    except OSError as e:
+        raise DemoDataError(f"could not read the packaged photo {src}: {e}") from e
+    return arr if grey else np.ascontiguousarray(arr[:, :, ::-1])
+
+
 def _write_photos(landing: Path, summary: DemoSummary) -> None:
     """The real photo set as JPEG files (quality 92), as cameras and web crawls deliver them."""
     out_dir = landing / "photos"
     out_dir.mkdir(parents=True)
     for src in photo_files():
-        img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise DemoDataError(f"could not read the packaged photo {src}")
-        ok, jpg = cv2.imencode(".jpg", img[:, :, :3] if img.ndim == 3 else img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        img = _read_photo(src)
+        ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
         if not ok:
             raise DemoDataError(f"could not encode {src} as JPEG")
         (out_dir / f"{src.stem}.jpg").write_bytes(jpg.tobytes())

@@ -24,6 +24,9 @@ def log_to_mlflow(tracking_uri: str, summary: dict[str, Any], model_dir: Path) -
     except ImportError:
         log.warning("mlflow is not installed; the run is recorded in %s only", model_dir)
         return None
+    # MLflow sets its own logger to INFO when imported ("Experiment ... does not exist. Creating ...").
+    if logging.getLogger("deepbatch").getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     # MLflow 3 keeps the file store in maintenance mode and refuses it unless asked; a local
     # file store needs no server, which is what a laptop or a scheduled batch job wants.
     if tracking_uri.startswith("file:"):
