@@ -123,7 +123,8 @@ def stage_hash(conf: Conf, stage: str, tasks: tuple[str, ...] | None) -> str:
     from deepbatch.storage import fingerprint
 
     d = conf.to_dict()
-    key = {"stage": stage, "data_root": conf.data_root, "tasks_run": sorted(tasks) if tasks else None,
+    # Not the data root itself: the record lives under it, and a root copied elsewhere holds the same outputs.
+    key = {"stage": stage, "tasks_run": sorted(tasks) if tasks else None,
            **{s: d[s] for s in SPECS[stage].sections}}  # fmt: skip
     if stage == "acquire":
         key["landing"] = fingerprint(conf.path("landing"))

@@ -108,10 +108,11 @@ def read_bytes(path: str) -> bytes:
 
 
 def fingerprint(root: str) -> str:
-    """A hash of every file's path, size and modification time under root: changes when the input does."""
+    """A hash of every file's path (relative to root), size and modification time under root: it changes
+    when the input does, and not when the same files are copied, with their times, to another root."""
     h = hashlib.sha256()
     for f in list_files(root):
-        h.update(f"{f.path}\t{f.size}\t{f.mtime_ms}\n".encode())
+        h.update(f"{relative_path(f.path, root)}\t{f.size}\t{f.mtime_ms}\n".encode())
     return h.hexdigest()[:16]
 
 

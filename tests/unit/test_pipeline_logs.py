@@ -106,3 +106,16 @@ def test_only_py4j_retry_notes_are_dropped_from_the_console() -> None:
                  logging.LogRecord("root", logging.INFO, "/x/other.py", 1, "Exception while sending command.", (), None),
                  logging.LogRecord("deepbatch", logging.INFO, gateway, 1, "stage clean: done", (), None)):  # fmt: skip
         assert f.filter(kept)
+
+
+def test_a_copied_data_root_keeps_its_stage_hashes(tmp_path) -> None:
+    import shutil
+
+    (tmp_path / "a" / "landing" / "text").mkdir(parents=True)
+    (tmp_path / "a" / "landing" / "text" / "r.jsonl").write_text("{}\n")
+    shutil.copytree(tmp_path / "a", tmp_path / "b", copy_function=shutil.copy2)
+    a, b = make_conf(tmp_path / "a"), make_conf(tmp_path / "b")
+    for stage in STAGES:
+        assert stage_hash(a, stage, None) == stage_hash(b, stage, None), stage
+    (tmp_path / "b" / "landing" / "text" / "r.jsonl").write_text("{}\n{}\n")
+    assert stage_hash(a, "acquire", None) != stage_hash(b, "acquire", None)
