@@ -71,10 +71,14 @@ def list_files(root: str) -> list[FileEntry]:
     ), key=lambda f: f.path)  # fmt: skip
 
 
-def relative_path(listed: str, root: str) -> str:
-    """A path as list_files spells it, relative to the root it was listed under."""
+def listing_base(root: str) -> str:
+    """The prefix every path list_files(root) returns starts with (root as Spark spells it)."""
     _, path, prefix = _arrow_fs(root)
-    base = prefix + ("/" + path.lstrip("/") if prefix != "file:" else path)
+    return prefix + ("/" + path.lstrip("/") if prefix != "file:" else path)
+
+
+def relative_path(listed: str, base: str) -> str:
+    """A path as list_files spells it, relative to its root's listing_base."""
     return listed[len(base) :].lstrip("/") if listed.startswith(base) else listed.rsplit("/", 1)[-1]
 
 
@@ -86,13 +90,7 @@ def matches(path: str, glob: str) -> bool:
 
 def file_sha256(path: str) -> str:
     """SHA-256 of a file's bytes (local path, ``file:`` or any pyarrow-readable URI), streamed."""
-    from pyarrow import fs as pafs
-
-    if path.startswith("file:") or "://" not in path:
-        filesystem, inner = pafs.LocalFileSystem(), path[len("file:") :] if path.startswith("file:") else path
-        inner = "/" + inner.lstrip("/") if path.startswith("file:") else inner
-    else:
-        filesystem, inner = pafs.FileSystem.from_uri(path.replace("s3a://", "s3://", 1))
+    filesystem, inner, _ = _arrow_fs(path)
     h = hashlib.sha256()
     with filesystem.open_input_stream(inner) as f:
         while chunk := f.read(8 << 20):
@@ -110,9 +108,9 @@ def read_bytes(path: str) -> bytes:
 def fingerprint(root: str) -> str:
     """A hash of every file's path (relative to root), size and modification time under root: it changes
     when the input does, and not when the same files are copied, with their times, to another root."""
-    h = hashlib.sha256()
+    h, base = hashlib.sha256(), listing_base(root)
     for f in list_files(root):
-        h.update(f"{relative_path(f.path, root)}\t{f.size}\t{f.mtime_ms}\n".encode())
+        h.update(f"{relative_path(f.path, base)}\t{f.size}\t{f.mtime_ms}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -25,7 +25,7 @@ from deepbatch.schemas.tables import (
     LANDING_TEXT,
 )
 from deepbatch.stages.quality import Transform
-from deepbatch.storage import FileEntry, list_files, matches, relative_path
+from deepbatch.storage import FileEntry, list_files, listing_base, matches, relative_path
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,10 @@ def _spark_hides(name: str) -> bool:
     return (name.startswith("_") and "=" not in name) or name.startswith(".") or name.endswith("._COPYING_")
 
 
-def spark_skips(entry: FileEntry, root: str) -> bool:
-    """Files Spark's file sources never return: zero-length ones, and hidden names (``.x``, ``_x``) at any depth."""
-    return entry.size == 0 or any(_spark_hides(c) for c in relative_path(entry.path, root).split("/") if c)
+def spark_skips(entry: FileEntry, base: str) -> bool:
+    """Files Spark's file sources never return: zero-length ones, and hidden names (``.x``, ``_x``) at any
+    depth below ``base`` (the folder's listing_base)."""
+    return entry.size == 0 or any(_spark_hides(c) for c in relative_path(entry.path, base).split("/") if c)
 
 
 def source_files(src: Source, folder: str, sharing: tuple[Source, ...]) -> list[FileEntry]:
@@ -142,12 +143,15 @@ def driver_read(spark: SparkSession, entries: list[FileEntry]) -> DataFrame:
 
 def read_files(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], everything: bool, run_date: str) -> DataFrame:
     """Every claimed file as a bronze row: formats are sniffed from the bytes by clean, never from names."""
-    skipped = [f for f in files if spark_skips(f, folder)]
-    scanned = [f.path for f in files if not spark_skips(f, folder)]
+    base = listing_base(folder)
+    skipped: list[FileEntry] = []
+    scanned: list[FileEntry] = []
+    for f in files:
+        (skipped if spark_skips(f, base) else scanned).append(f)
     extra = driver_read(spark, skipped)
     if not scanned:
         return extra.transform(with_file_lineage(run_date))
-    raw = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(folder if everything else scanned)
+    raw = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(folder if everything else [f.path for f in scanned])
     if [f.name for f in raw.schema.fields] != [f.name for f in BINARY_FILE.fields]:
         raise RuntimeError(f"binaryFile source returned unexpected columns {raw.columns}")
     return raw.unionByName(extra).transform(with_file_lineage(run_date))
@@ -214,7 +218,8 @@ def json_records(run_date: str, id_col: str, fields: list[str]) -> Transform:
 
 def read_records(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], run_date: str) -> DataFrame:
     """Every claimed record file: readable ones line by line, the rest as one coded row each."""
-    readable = [f for f in files if f.size > 0 and matches(f.path, source.glob) and not spark_skips(f, folder)]
+    base = listing_base(folder)
+    readable = [f for f in files if matches(f.path, source.glob) and not spark_skips(f, base)]
     unusable = unusable_record_files(spark, source, [f for f in files if f not in readable], run_date)
     if not readable:
         return unusable
