@@ -50,21 +50,6 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-class Py4jRetryFilter(logging.Filter):
-    """Drops py4j's own note that it is retrying a command on a fresh connection.
-
-    With pinned threads (PySpark's default), a connection the JVM closed when its Python
-    thread ended (horovod.spark.run's driver threads do this) fails once with
-    ConnectionResetError; py4j then logs the traceback at INFO through the root logger and
-    retries, successfully. If the retry fails too, the caller gets the exception as usual.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "root" and record.levelno <= logging.INFO
-                    and record.pathname.replace("\\", "/").endswith("py4j/java_gateway.py")
-                    and record.getMessage() == "Exception while sending command.")  # fmt: skip
-
-
 def setup_logging(verbose: bool = False, fmt: str | None = None) -> None:
     """Configure the root logger once per process: console (default) or JSON lines."""
     fmt = fmt or os.environ.get("DEEPBATCH_LOG_FORMAT", "console")
@@ -76,14 +61,13 @@ def setup_logging(verbose: bool = False, fmt: str | None = None) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s", datefmt="%H:%M:%S"))
     handler._deepbatch = True  # type: ignore[attr-defined]
-    if not verbose:
-        handler.addFilter(Py4jRetryFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_deepbatch", False)]:  # ours from an earlier call only
         root.removeHandler(old)
     root.addHandler(handler)
-    # deepbatch's own lines at INFO; libraries (horovod's rendezvous, mlflow, py4j, ...) only from
-    # WARNING up, unless --verbose.
+    # deepbatch's own lines at INFO; libraries only from WARNING up, unless --verbose. This also keeps out
+    # horovod's rendezvous chatter and py4j's INFO traceback when it retries a command on a fresh
+    # connection (logged through the root logger on every horovod.spark.run start).
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("deepbatch").setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("py4j", "urllib3", "matplotlib", "PIL", "mlflow"):

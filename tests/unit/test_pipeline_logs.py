@@ -95,17 +95,20 @@ def test_run_date_accepts_only_yyyy_mm_dd() -> None:
     assert e.value.code == 2
 
 
-def test_only_py4j_retry_notes_are_dropped_from_the_console() -> None:
-    from deepbatch.logs import Py4jRetryFilter
-
-    f = Py4jRetryFilter()
-    gateway = "/venv/lib/python3.11/site-packages/py4j/java_gateway.py"
-    retry = logging.LogRecord("root", logging.INFO, gateway, 1038, "Exception while sending command.", (), None)
-    assert not f.filter(retry)
-    for kept in (logging.LogRecord("root", logging.ERROR, gateway, 1038, "Exception while sending command.", (), None),
-                 logging.LogRecord("root", logging.INFO, "/x/other.py", 1, "Exception while sending command.", (), None),
-                 logging.LogRecord("deepbatch", logging.INFO, gateway, 1, "stage clean: done", (), None)):  # fmt: skip
-        assert f.filter(kept)
+def test_console_shows_deepbatch_info_but_library_info_only_when_verbose() -> None:
+    root = logging.getLogger()
+    try:
+        setup_logging()
+        assert logging.getLogger("deepbatch.stages.run").isEnabledFor(logging.INFO)
+        for library in ("root", "horovod", "mlflow.tracking"):  # py4j's retry note comes through "root"
+            logger = root if library == "root" else logging.getLogger(library)
+            assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING), library
+        setup_logging(verbose=True)
+        assert root.isEnabledFor(logging.DEBUG)
+    finally:
+        for h in [h for h in root.handlers if getattr(h, "_deepbatch", False)]:
+            root.removeHandler(h)
+        root.setLevel(logging.WARNING)
 
 
 def test_a_copied_data_root_keeps_its_stage_hashes(tmp_path) -> None:

@@ -93,8 +93,8 @@ class Lock:
         self._thread.start()
 
     def _beat(self) -> None:
-        assert self._stop is not None
-        while not self._stop.wait(self.heartbeat_s):
+        stop = self._stop
+        while stop is not None and not stop.wait(self.heartbeat_s):
             try:
                 current = json.loads(self.store.read_text(self.path))
                 if current.get("token") != self.token:

@@ -20,17 +20,15 @@ from deepbatch.commit import Commit
 from deepbatch.config import TASKS, Conf
 from deepbatch.datasets.materialize import check_row_groups, dataset_url
 from deepbatch.errors import ConfigError, MissingInputError, ResumeMismatchError, TrainingIncompleteError
-from deepbatch.storage import Storage
+from deepbatch.storage import Storage, is_local, local_path
 
 log = logging.getLogger(__name__)
 
 
 def _local_dir(path: str) -> str:
-    if path.startswith("file://"):
-        return path[len("file://") :]
-    if "://" in path:
+    if not is_local(path):
         raise ConfigError(f"model outputs are written with local file I/O; {path} is not local. Use a shared mount (file://) for data_root.")
-    return str(Path(path).resolve())
+    return str(Path(local_path(path)).resolve())
 
 
 def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, backend: str) -> dict[str, Any]:
