@@ -7,3 +7,6 @@ import os as _os
 # the formats whose header deepbatch does not read itself (TIFF, JPEG 2000, Radiance HDR); for the
 # others quality.max_image_pixels applies first. A value the user sets in the environment wins.
 _os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", "50000000")
+# Undecodable inputs are reported as quarantine reasons and record errors; OpenCV's own per-file
+# warnings ("PNG input buffer is incomplete") would repeat them on stderr.
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")

@@ -1,4 +1,4 @@
-"""The ``deepbatch`` command: one sub-command per stage plus ``pipeline``, ``status``, ``recover`` and ``demo-data``.
+"""The ``deepbatch`` command: one sub-command per stage plus ``pipeline``, ``status``, ``report``, ``recover`` and ``demo-data``.
 
     deepbatch <command> [--conf conf/local.yaml] [--run-date YYYY-MM-DD] [key.path=value ...]
 
@@ -9,7 +9,8 @@ for that run date.
 
 Every command first recovers the data root: commits interrupted by a crash are
 rolled forward (or, if they never reached their commit point, back).
-``deepbatch recover`` does only that and prints what it did.
+``deepbatch recover`` does only that and prints what it did. ``deepbatch report``
+renders the run report page again from the parts the stages published.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def valid_run_date(text: str) -> bool:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="deepbatch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=[*STAGES, "pipeline", "demo-data", "recover", "status"])
+    p.add_argument("command", choices=[*STAGES, "pipeline", "demo-data", "recover", "status", "report"])
     p.add_argument("--conf", default="conf/local.yaml", help="conf YAML (default: conf/local.yaml)")
     p.add_argument("--run-date", default=None, help="YYYY-MM-DD (default: today; for status, the latest run date)")
     p.add_argument("--json", action="store_true", help="status: print JSON instead of a table")
@@ -94,7 +95,8 @@ def _skip_or_run(store: Any, conf: Conf, run_date: str, name: str, key: str) -> 
                  "--force reruns it", name, run_date, record["commit_id"], record.get("finished_at"),
                  extra={"event": "stage_skipped", "stage": name, "run_date": run_date})  # fmt: skip
         return record
-    log.info("stage %s: runs: %s", name, reason)
+    # A first run is the ordinary case; a rerun says why.
+    log.log(logging.DEBUG if (reason or "").startswith("no completion record") else logging.INFO, "stage %s: runs: %s", name, reason)
     return None
 
 
@@ -122,17 +124,28 @@ def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, .
             running = True
         inputs = upstream_commits(store, conf, run_date, name)
         t0 = time.monotonic()
-        log.info("stage %s: start (run_date=%s, conf=%s)", name, run_date, conf.hash(),
+        log.debug("stage %s: start (run_date=%s, conf=%s)", name, run_date, conf.hash(),
                  extra={"event": "stage_start", "stage": name, "run_date": run_date})  # fmt: skip
         with stage_context(name, run_date):
             manifest = SPECS[name].runner(spark, conf, run_date, tasks)
         duration = time.monotonic() - t0
         mark_done(store, conf, run_date, name, tasks, key, manifest, inputs, duration)
-        log.info("stage %s: done in %.1f s (commit %s)", name, duration, manifest.get("commit_id"),
+        log.info("stage %s: done in %.1f s: %s (commit %s)", name, duration, _counts_text(manifest), manifest.get("commit_id"),
                  extra={"event": "stage_done", "stage": name, "run_date": run_date, "duration_s": round(duration, 1),
                         "tables": _counts(manifest)})  # fmt: skip
         results.append(manifest)
     return results
+
+
+def _counts_text(manifest: dict[str, Any]) -> str:
+    """Records in, out and set aside over a stage's data tables, for its one console line."""
+    from deepbatch.status import stage_counts
+
+    c = stage_counts(manifest)
+    if not c["tables"]:
+        return f"{len(manifest.get('runs', []))} model(s) trained" if manifest.get("runs") else "published"
+    aside = sum(c["quarantined"].values())
+    return f"{c['records_in']:,} records in, {c['records_out']:,} out" + (f", {aside:,} quarantined or deduplicated" if aside else "")
 
 
 def _counts(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -186,6 +199,16 @@ def show_status(conf: Conf, run_date: str | None, as_json: bool) -> int:
     return 0 if report["ok"] else 1
 
 
+def render_report_page(conf: Conf, run_date: str) -> int:
+    """Render reports/<run_date>/report.html again from the parts published for that run date."""
+    from deepbatch.report.publish import publish_run_report
+
+    spark = _session_if_remote(conf)
+    recover_data_root(conf, spark)
+    print(f"report: {publish_run_report(spark, conf, run_date)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     setup_logging(args.verbose, args.log_format)
@@ -204,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "recover":
             print(json.dumps(recover_data_root(conf, _session_if_remote(conf)), indent=2))
             return 0
+        if args.command == "report":
+            return render_report_page(conf, args.run_date)
         if args.command == "pipeline":
             from deepbatch.pipeline import select
 

@@ -188,6 +188,13 @@ class InferConf:
 
 
 @dataclass(frozen=True)
+class ReportConf:
+    samples_per_class: int = 8  # images per class in the data part (videos: frames of one clip per class)
+    quarantine_samples: int = 12  # quarantined media files shown with their reasons
+    prediction_samples: int = 8  # most confident errors (or, without labels, sampled predictions) per target
+
+
+@dataclass(frozen=True)
 class Conf:
     data_root: str = "data"
     spark: SparkConf = field(default_factory=SparkConf)
@@ -200,6 +207,7 @@ class Conf:
     datasets: DatasetsConf = field(default_factory=DatasetsConf)
     train: TrainConf = field(default_factory=TrainConf)
     infer: InferConf = field(default_factory=InferConf)
+    report: ReportConf = field(default_factory=ReportConf)
 
     def path(self, *parts: str) -> str:
         """A path under the data root, which may be a local path or a URI."""
@@ -383,6 +391,9 @@ def validate(conf: Conf) -> Conf:
     if conf.locks.heartbeat_s <= 0 or conf.locks.stale_after_s < 3 * conf.locks.heartbeat_s:
         raise ConfigError("conf keys locks.heartbeat_s must be > 0 and locks.stale_after_s >= 3 x heartbeat_s "
                           "(a live writer must never look stale)")
+    for name, value in dataclasses.asdict(conf.report).items():
+        if value < 0:
+            raise ConfigError(f"conf key 'report.{name}' must be >= 0 (0 shows no samples), got {value}")
     if not conf.data_root:
         raise ConfigError("conf key 'data_root' must not be empty")
     return conf

@@ -83,9 +83,15 @@ def test_analyse_writes_report_with_charts(pipeline_run) -> None:
     conf, m = pipeline_run
     folder = Path(conf.path("reports", RUN_DATE))
     page = (folder / "report.html").read_text()
-    for png in ("class_balance_image_cls.png", "class_balance_text_cls.png", "class_balance_video_cls.png", "text_length.png", "quarantine.png"):
-        assert (folder / png).read_bytes().startswith(b"\x89PNG")
-        assert f'src="{png}"' in page
+    for png in ("class_balance_image_cls.png", "class_balance_text_cls.png", "class_balance_video_cls.png", "text_chars_hist_text_cls.png",
+                "quarantine.png", "samples_image_cls.png", "samples_video_cls.png", "quarantined_0.png"):  # fmt: skip
+        assert (folder / "data" / png).read_bytes().startswith(b"\x89PNG")
+        assert f'src="data/{png}"' in page
+    part = Path(conf.path("reports", "_parts", "data", f"run_date={RUN_DATE}"))
+    assert (part / "samples_image_cls.png").read_bytes() == (folder / "data" / "samples_image_cls.png").read_bytes()
+    captions = [i["caption"] for b in json.loads((part / "part.json").read_text())["blocks"] if b["type"] == "gallery" for i in b["items"]]
+    assert {"EMPTY_FILE", "UNDECODABLE_IMAGE", "UNDECODABLE_VIDEO"} <= {c[0] for c in captions}  # the planted bad media files
+    assert all(not c[3].endswith(("/text", "_labels")) for c in captions)  # media files only, not records
     report = json.loads((folder / "report.json").read_text())
     assert report["tasks"]["text_cls"]["balance"]["counts"]["fresh"] > 0
     assert report["quarantine"]["silver/text"]["MALFORMED_RECORD"] == 1

@@ -143,7 +143,9 @@ def _score_series(spark: SparkSession, conf: Conf, run_date: str, commit: Commit
     commit.add_manifest(counts)
     if classes is not None:
         commit.add_file(table, "_classes.json", json.dumps(classes))
-    log.info("infer   %-10s %d records in %.1f s (%s records/s), errors %s, accuracy %s", target, n_out, job.seconds,
+    media = "image" if dict(df.dtypes)[column] == "binary" else "text"
+    _stage_report_part(commit, conf, run_date, staged, df, column, target, media, n_out, extra)
+    log.debug("infer   %-10s %d records in %.1f s (%s records/s), errors %s, accuracy %s", target, n_out, job.seconds,
              extra["records_per_s"], extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")  # fmt: skip
 
 
@@ -233,8 +235,19 @@ def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Comm
     commit.add_manifest(counts)
     commit.add_manifest(TableCounts(frame_table, n_frames, n_frames, inputs=[path, model_dir], extra={"clips": n_in}))
     commit.add_file(clip_table, "_classes.json", json.dumps(_classes_of(spec)))
-    log.info("infer   %-10s %d clips, %d frames in %.1f s, errors %s, accuracy %s", "video_cls", n_out, n_frames, job.seconds,
+    _stage_report_part(commit, conf, run_date, staged, clips, "content", "video_cls", "video", n_out, extra)
+    log.debug("infer   %-10s %d clips, %d frames in %.1f s, errors %s, accuracy %s", "video_cls", n_out, n_frames, job.seconds,
              extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")  # fmt: skip
+
+
+def _stage_report_part(commit: Commit, conf: Conf, run_date: str, staged: DataFrame, source: DataFrame, column: str,
+                       target: str, media: str, records: int, extra: dict[str, Any]) -> None:  # fmt: skip
+    """The target's part of the run report, published with its predictions."""
+    from deepbatch.infer.reporting import prediction_part
+    from deepbatch.report.publish import stage_part
+
+    stats = {"records": records, **{k: extra.get(k) for k in ("model_version", "records_per_s", "accuracy_by_split", "errors_by_reason")}}
+    stage_part(commit, conf, run_date, prediction_part(staged, source, column, target, media, stats, conf.report.prediction_samples))
 
 
 TARGETS = {
@@ -248,7 +261,10 @@ assert set(TARGETS) == set(INFER_TARGETS)
 
 def run_infer(spark: SparkSession, conf: Conf, run_date: str, targets: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Score each target (default: ``infer.targets``) and publish its predictions partition."""
+    from deepbatch.report.publish import publish_run_report
+
     with Commit.for_stage(spark, conf, "infer", run_date) as commit:
         for target in targets or tuple(conf.infer.targets):
             TARGETS[target](spark, conf, run_date, commit)
+    publish_run_report(spark, conf, run_date)
     return commit.summary

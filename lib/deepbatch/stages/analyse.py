@@ -1,8 +1,9 @@
 """analyse: profile each gold table, check class balance, compare with the previous run.
 
 All aggregation runs in Spark; only small aggregates reach the driver, so the
-stage scales with the data. The report (HTML + PNG charts + JSON) is built by
-:mod:`deepbatch.report` and published atomically to ``reports/<run_date>/``.
+stage scales with the data. Its part of the run report (figures, charts, sample pictures)
+is built by :mod:`deepbatch.report.data` and published with the stage's commit; the page
+``reports/<run_date>/report.html`` is then rendered from every published part.
 """
 
 from __future__ import annotations
@@ -12,20 +13,22 @@ import logging
 import re
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.manifests import TableCounts
+from deepbatch.report.data import MediaSamples, QuarantineSample
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
 from deepbatch.storage import Storage
-from deepbatch.tables import read_partition
+from deepbatch.tables import partition_path, read_partition
 
 log = logging.getLogger(__name__)
 
 TEXT_BIN_CHARS = 20
+PREVIEW_MAX_BYTES = 16 << 20  # quarantined files larger than this get a placeholder, not a preview
 
 
 def _counts(df: DataFrame, *cols: str) -> dict[str, int]:
@@ -135,20 +138,65 @@ def compare_runs(current: dict[str, Any], previous: dict[str, Any] | None) -> di
     return out
 
 
+def _sample_rows(df: DataFrame, per_key: int, key: str) -> DataFrame:
+    """Up to ``per_key`` rows per value of ``key``, chosen by a hash of the record id (the same on every run)."""
+    order = Window.partitionBy(key).orderBy(F.xxhash64("record_id"), "record_id")
+    return df.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= per_key).drop("_n")
+
+
+def media_samples(df: DataFrame, per_class: int) -> MediaSamples | None:
+    """A few labelled records' bytes per class, for tables of images or clips (None for other tables)."""
+    if "content" not in df.columns or per_class < 1:
+        return None
+    kind = "video" if "frame_count" in df.columns else "image"
+    picked = _sample_rows(df.where(F.col("label").isNotNull()), 1 if kind == "video" else per_class, "label")
+    samples = MediaSamples(kind)
+    for row in picked.select("label", "content").orderBy("label", "record_id").collect():
+        samples.by_class.setdefault(row["label"], []).append(bytes(row["content"]))
+    return samples
+
+
+def quarantine_samples(spark: SparkSession, conf: Conf, run_date: str, n: int) -> list[QuarantineSample]:
+    """Up to ``n`` quarantined media files (of the file sources) that kept their bytes, spread over sources and reasons."""
+    from deepbatch.stages.acquire import SOURCES
+
+    storage, found = Storage(spark), []
+    root = conf.path("quarantine", "clean")
+    for source in [s.name for s in SOURCES if s.kind == "files"] if n > 0 else []:
+        if not storage.exists(partition_path(f"{root}/{source}", run_date)):
+            continue
+        df = read_partition(spark, f"{root}/{source}", run_date, T.QUARANTINE).where(F.col("content").isNotNull())
+        small = F.when(F.length("content") <= PREVIEW_MAX_BYTES, F.col("content")).alias("content")
+        rows = _sample_rows(df, 2, "reason").select("reason", "detail", "source_path", small).limit(n).collect()
+        found += [QuarantineSample(f"quarantine/clean/{source}", r["reason"], r["detail"], r["source_path"],
+                                   None if r["content"] is None else bytes(r["content"])) for r in rows]  # fmt: skip
+    return found[:n]
+
+
+def _profile_gold(spark: SparkSession, conf: Conf, run_date: str) -> tuple[dict[str, Any], dict[str, MediaSamples], list[str]]:
+    tasks: dict[str, Any] = {}
+    samples: dict[str, MediaSamples] = {}
+    inputs = []
+    for task, schema in T.GOLD_SCHEMAS.items():
+        describe_job(spark, "analyse", task, run_date)
+        path = conf.path("gold", task)
+        inputs.append(path)
+        df = read_partition(spark, path, run_date, schema)
+        tasks[task] = profile_task(df, task, getattr(conf.tasks, task).classes)
+        sample = media_samples(df, conf.report.samples_per_class)
+        if sample is not None:
+            samples[task] = sample
+        log.debug("analyse %-9s rows=%d imbalance=%s", task, tasks[task]["rows"], tasks[task]["balance"]["imbalance_ratio"])
+    return tasks, samples, inputs
+
+
 def run_analyse(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
-    """Profile gold tables and publish reports/<run_date>/ (report.html, report.json, PNGs)."""
-    from deepbatch.report import render_report
+    """Profile gold tables, publish the data part of the run report, then render the page."""
+    from deepbatch.report.data import data_part
+    from deepbatch.report.publish import publish_run_report, stage_part
 
     with Commit.for_stage(spark, conf, "analyse", run_date) as commit:
-        tasks: dict[str, Any] = {}
-        inputs = []
-        for task, schema in T.GOLD_SCHEMAS.items():
-            describe_job(spark, "analyse", task, run_date)
-            path = conf.path("gold", task)
-            inputs.append(path)
-            df = read_partition(spark, path, run_date, schema)
-            tasks[task] = profile_task(df, task, getattr(conf.tasks, task).classes)
-            log.info("analyse %-9s rows=%d imbalance=%s", task, tasks[task]["rows"], tasks[task]["balance"]["imbalance_ratio"])
+        tasks, samples, inputs = _profile_gold(spark, conf, run_date)
         report: dict[str, Any] = {
             "run_date": run_date,
             "conf_hash": conf.hash(),
@@ -156,9 +204,9 @@ def run_analyse(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
             "quarantine": quarantine_summary(spark, conf, run_date),
         }
         report["comparison"] = compare_runs(report, previous_report(spark, conf, run_date))
-        files = render_report(report)
-        files["report.json"] = json.dumps(report, indent=2).encode()
-        commit.stage_files("reports", conf.path("reports", run_date), files)
+        part = data_part(report, samples, quarantine_samples(spark, conf, run_date, conf.report.quarantine_samples))
+        stage_part(commit, conf, run_date, part)
         rows = sum(t["rows"] for t in tasks.values())
-        commit.add_manifest(TableCounts("reports", rows, rows, inputs=inputs, extra={"files": sorted(files)}))
+        commit.add_manifest(TableCounts(f"reports/_parts/{part.key}", rows, rows, inputs=inputs, extra={"files": sorted(part.to_files())}))
+    publish_run_report(spark, conf, run_date)
     return commit.summary

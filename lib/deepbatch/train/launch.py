@@ -155,19 +155,36 @@ def train_task(spark: SparkSession, conf: Conf, run_date: str, task: str, commit
         summary["mlflow_tracking_uri"] = uri
     (export / "_train_manifest.json").write_text(json.dumps(summary, indent=2))
     commit.register_folder(f"models/{task}", staging, conf.path("models", task, conf.train.version or run_date), 1)
+    _stage_model_report(commit, conf, run_date, task, export, summary, params["classes"])
     return summary
+
+
+def _stage_model_report(commit: Commit, conf: Conf, run_date: str, task: str, export: Path, summary: dict[str, Any],
+                        classes: list[str]) -> None:  # fmt: skip
+    """The task's part of the run report (curves, confusion matrix, per-class scores), in the same commit."""
+    from deepbatch.report.model import model_part
+    from deepbatch.report.publish import stage_part
+
+    metrics = json.loads((export / "metrics.json").read_text())
+    stage_part(commit, conf, run_date, model_part(task, metrics, summary, classes))
 
 
 def run_train(spark: SparkSession, conf: Conf, run_date: str, task: str) -> dict[str, Any]:
     """Train one task and publish its model folder as one commit of the train stage."""
+    from deepbatch.report.publish import publish_run_report
+
     with Commit.for_stage(spark, conf, "train", run_date) as commit:
         summary = train_task(spark, conf, run_date, task, commit)
         commit.extra["runs"] = [summary]
+    publish_run_report(spark, conf, run_date)
     return summary
 
 
 def run_train_stage(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple[str, ...]) -> dict[str, Any]:
     """Train every task; all model folders are published together as the train stage's commit."""
+    from deepbatch.report.publish import publish_run_report
+
     with Commit.for_stage(spark, conf, "train", run_date) as commit:
         commit.extra["runs"] = [train_task(spark, conf, run_date, t, commit) for t in tasks]
+    publish_run_report(spark, conf, run_date)
     return commit.summary

@@ -64,23 +64,6 @@ def save_model_folder(folder: Path, state_dict: dict[str, torch.Tensor], config:
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
+    from deepbatch.report.charts import training_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
-    a.plot(epochs, [h["val_loss"] for h in history], marker="o", label="val")
-    a.set_xlabel("epoch")
-    a.set_title("loss")
-    a.legend()
-    b.plot(epochs, [h["train_acc"] for h in history], marker="o", label="train")
-    b.plot(epochs, [h["val_acc"] for h in history], marker="o", label="val")
-    b.set_xlabel("epoch")
-    b.set_title("accuracy")
-    b.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    path.write_bytes(training_curves(history))
