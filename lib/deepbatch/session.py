@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -50,6 +51,43 @@ def quiet_local_jvm(builder: SparkSession.Builder, conf: Conf) -> SparkSession.B
     return builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={props.as_uri()}")
 
 
+# The one line a JVM prints at start-up for the incubator module Spark's launcher always adds
+# (--add-modules=jdk.incubator.vector); Java has no switch to silence it.
+_JVM_START_NOTICES = frozenset({"WARNING: Using incubator modules: jdk.incubator.vector"})
+
+
+def _forward_jvm_stderr(stream: Any) -> None:
+    """Copy the JVM's stderr to ours line by line, leaving out the known start-up notice only."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace")
+        if line.rstrip("\r\n") not in _JVM_START_NOTICES:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+def start_local_jvm(builder: SparkSession.Builder) -> None:
+    """Start the local-mode JVM ourselves, with the builder's settings, so its stderr passes through
+    :func:`_forward_jvm_stderr`. Where PySpark's internals differ, Spark starts the JVM as usual."""
+    import subprocess
+    import threading
+
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None:
+        return
+    options = getattr(builder, "_options", None)
+    if not isinstance(options, dict):
+        return
+    spark_conf = SparkConf()
+    for key, value in options.items():
+        spark_conf.set(key, str(value))
+    gateway = launch_gateway(spark_conf, popen_kwargs={"stderr": subprocess.PIPE})
+    threading.Thread(target=_forward_jvm_stderr, args=(gateway.proc.stderr,), name="jvm-stderr", daemon=True).start()
+    SparkContext._gateway = gateway
+    SparkContext._jvm = gateway.jvm
+
+
 def get_session(conf: Conf) -> SparkSession:
     builder = configure_session(SparkSession.builder, conf)
     # Only in local mode do the workers share this machine's interpreter; on a cluster the
@@ -57,4 +95,5 @@ def get_session(conf: Conf) -> SparkSession:
     if (conf.spark.master or "").startswith("local"):
         python_worker_env()
         builder = quiet_local_jvm(builder, conf)
+        start_local_jvm(builder)
     return builder.getOrCreate()

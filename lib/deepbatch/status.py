@@ -45,7 +45,7 @@ def _summary(store: FileStore, conf: Conf, run_date: str, stage: str) -> dict[st
         return {}
 
 
-def _counts(summary: dict[str, Any]) -> dict[str, Any]:
+def stage_counts(summary: dict[str, Any]) -> dict[str, Any]:
     """Records in and out over the stage's data tables (quarantine tables and the file manifest
     only restate them), and everything quarantined or deduplicated, by reason."""
     every = summary.get("tables", [])
@@ -64,11 +64,35 @@ def _versions(summary: dict[str, Any]) -> dict[str, Any]:
     datasets = {t["table"].split("/", 1)[1]: t.get("extra", {}).get("version") for t in summary.get("tables", []) if t["table"].startswith("datasets/")}
     if datasets:
         out["datasets"] = datasets
+    predictions = {t["table"].split("/", 1)[1]: _prediction_counts(t) for t in summary.get("tables", [])
+                   if t["table"].startswith("predictions/") and not t["table"].endswith("_frames")}  # fmt: skip
+    if predictions:
+        out["predictions"] = predictions
     runs = summary.get("runs", [])
     if runs:
         out["models"] = {r["task"]: {"model_dir": r.get("model_dir"), "dataset_version": r.get("dataset_version"),
                                      "test_accuracy": r.get("test_accuracy"), "mlflow_run_id": r.get("mlflow_run_id")} for r in runs}  # fmt: skip
     return out
+
+
+def _prediction_counts(table: dict[str, Any]) -> dict[str, Any]:
+    extra = table.get("extra", {})
+    return {"records": table.get("records_out"), "errors": sum((extra.get("errors_by_reason") or {}).values()),
+            "test": (extra.get("accuracy_by_split") or {}).get("test")}  # fmt: skip
+
+
+def _detail_lines(s: dict[str, Any]) -> list[str]:
+    """Under a stage's line: the datasets, models and predictions it published, then its problems."""
+    lines = []
+    for task, m in s.get("models", {}).items():
+        acc = f"{m['test_accuracy']:.4f}" if isinstance(m.get("test_accuracy"), float) else m.get("test_accuracy")
+        lines.append(f"  model {task}: {m['model_dir']} (dataset {m['dataset_version']}, test accuracy {acc}, mlflow {m['mlflow_run_id']})")
+    for task, v in s.get("datasets", {}).items():
+        lines.append(f"  dataset {task}: version {v}")
+    for target, p in s.get("predictions", {}).items():
+        test = f"test accuracy {p['test']['accuracy']:.4f} on {p['test']['n']} rows" if p.get("test") else "no labelled test rows"
+        lines.append(f"  predictions {target}: {p['records']} records, {p['errors']} record errors, {test}")
+    return lines + [f"  {s['stage']}: {p}" for p in s["problems"]]
 
 
 def stage_status(store: FileStore, conf: Conf, run_date: str, stage: str) -> dict[str, Any]:
@@ -79,7 +103,7 @@ def stage_status(store: FileStore, conf: Conf, run_date: str, stage: str) -> dic
     if record is not None:
         summary = _summary(store, conf, run_date, stage)
         out.update({"commit_id": record.get("commit_id"), "finished_at": record.get("finished_at"),
-                    "duration_s": record.get("duration_s"), **_counts(summary), **_versions(summary)})  # fmt: skip
+                    "duration_s": record.get("duration_s"), **stage_counts(summary), **_versions(summary)})  # fmt: skip
         problems = verify_outputs(store, conf.data_root, record.get("commit_id") or "", record.get("outputs", []))
         if not record.get("commit_id"):
             problems = ["its record names no commit (written by an older deepbatch): rerun the stage"]
@@ -112,10 +136,5 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"run date {report['run_date']} ({report['data_root']}): {'ok' if report['ok'] else 'NOT OK'}", head]
     lines += [_line(s) for s in report["stages"]]
     for s in report["stages"]:
-        for task, m in s.get("models", {}).items():
-            acc = f"{m['test_accuracy']:.4f}" if isinstance(m.get("test_accuracy"), float) else m.get("test_accuracy")
-            lines.append(f"  model {task}: {m['model_dir']} (dataset {m['dataset_version']}, test accuracy {acc}, mlflow {m['mlflow_run_id']})")
-        for task, v in s.get("datasets", {}).items():
-            lines.append(f"  dataset {task}: version {v}")
-        lines += [f"  {s['stage']}: {p}" for p in s["problems"]]
+        lines += _detail_lines(s)
     return "\n".join(lines)

@@ -188,7 +188,7 @@ def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple
                 balance = {str(r["label"]): int(r["count"]) for r in part.groupBy("label").count().collect()}
                 extra["splits"][split] = {"rows": rows, "row_groups": groups, "class_balance": dict(sorted(balance.items()))}
                 written += rows
-                log.info("materialize %-9s %-5s rows=%d row_groups=%d", task, split, rows, groups)
+                log.debug("materialize %-9s %-5s rows=%d row_groups=%d", task, split, rows, groups)
             if task == "text_cls":
                 extra["truncated"] = _count_truncated(spark, dataset_url(f"{staging}/train"), dataset_url(f"{staging}/val"), dataset_url(f"{staging}/test"))
             n_in = labelled.count()
@@ -196,7 +196,7 @@ def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple
             commit.register_folder(f"datasets/{task}", staging, target, written)
             commit.add_manifest(TableCounts(f"datasets/{task}", n_in, written, inputs=[gold_path], extra=extra))
             if storage.exists(target):
-                log.info("materialize %s: version %s exists and will be replaced", task, version)
+                log.debug("materialize %s: version %s exists and will be replaced", task, version)
     return commit.summary
 
 

@@ -219,16 +219,16 @@ def build_landing_zone(conf: Conf) -> DemoSummary:
     landing.mkdir(parents=True)
     rng = np.random.default_rng(conf.demo.seed)
     summary = DemoSummary(landing=str(landing))
-    log.info("demo-data: writing images to %s", landing)
+    log.debug("demo-data: writing images to %s", landing)
     _write_images(landing, conf, rng, summary)
-    log.info("demo-data: writing text")
+    log.debug("demo-data: writing text")
     _write_text(landing, conf, rng, summary)
-    log.info("demo-data: writing videos")
+    log.debug("demo-data: writing videos")
     _write_videos(landing, conf, rng, summary)
-    log.info("demo-data: writing photos")
+    log.debug("demo-data: writing photos")
     _write_photos(landing, summary)
     (landing / "_demo.json").write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
-    log.info(
+    log.debug(
         "demo-data: %d images, %d texts, %d videos, %d photos, %d bad records",
         summary.images, summary.texts, summary.videos, summary.photos, len(summary.bad_records),
     )  # fmt: skip

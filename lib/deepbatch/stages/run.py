@@ -97,7 +97,7 @@ def _land_source(spark: SparkSession, conf: Conf, commit: Commit, src: Source, s
     bronze = spark.read.parquet(commit.staged_path(table)) if src.kind == "files" else None
     extra = {"mode": conf.acquire.mode, "files": len(listing)}
     commit.add_manifest(TableCounts(table, n_in, n_out, inputs=[path], extra=extra))
-    log.info("acquire %-13s %7d records landed from %d files", src.name, n_out, len(listing))
+    log.debug("acquire %-13s %7d records landed from %d files", src.name, n_out, len(listing))
     return _file_entries(spark, src, listing, bronze, file_hashes, run_date)
 
 
@@ -177,7 +177,7 @@ def run_clean(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
                 commit.add_manifest(TableCounts(qtable, sum(rejected.values()), n_q, extra={"by_reason": rejected}))
             finally:
                 checked.unpersist()
-            log.info(
+            log.debug(
                 "clean   %-13s in=%d out=%d quarantined=%s deduplicated=%s",
                 source, n_in, n_out, quarantined or "{}", deduplicated or "{}",
             )  # fmt: skip
@@ -226,5 +226,5 @@ def run_integrate(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, A
                 )
             commit.add_manifest(TableCounts(table, n_in, n_out, inputs=inputs, extra=extra))
             commit.add_file(table, "_class_map.json", json.dumps(I.class_map(classes), indent=2))
-            log.info("integrate %-9s in=%d out=%d splits=%s", task, n_in, n_out, extra["splits"])
+            log.debug("integrate %-9s in=%d out=%d splits=%s", task, n_in, n_out, extra["splits"])
     return commit.summary

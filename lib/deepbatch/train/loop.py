@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 log = logging.getLogger("deepbatch.train")
+EPOCH_LINE_S = 5.0  # at most one epoch progress line per this many seconds (first and last epochs always)
 
 
 def make_optimizer(name: str, params: list[nn.Parameter], lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -253,6 +254,7 @@ def run_epochs(params: dict[str, Any], model: nn.Module, optimizer: Any, schedul
     hp, task = params["hparams"], params["task"]
     weight = torch.tensor(params["class_weights"], dtype=torch.float32, device=device) if params["class_weights"] else None
     t_start, first_epoch = time.monotonic(), state["epoch"]
+    last_line = 0.0
     for epoch in range(state["epoch"], hp["epochs"]):
         t0 = time.monotonic()
         loss_sum, correct, seen = train_epoch(params, model, optimizer, feed, epoch, dist, device, weight)
@@ -264,9 +266,13 @@ def run_epochs(params: dict[str, Any], model: nn.Module, optimizer: Any, schedul
         if dist.rank == 0:
             state = end_epoch_on_rank0(params, unwrap(model), optimizer, scheduler, state, record, device, cache)
             eta = (time.monotonic() - t_start) / (epoch + 1 - first_epoch) * (hp["epochs"] - epoch - 1)
-            log.info("%s epoch %d/%d loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f samples/s | ETA %.0f s", task, epoch + 1,
-                     hp["epochs"], record["train_loss"], record["train_acc"], record["val_loss"], record["val_acc"],
-                     record["samples_per_s"], eta)  # fmt: skip
+            # A progress line every EPOCH_LINE_S seconds, and for the first and last epoch; -v shows every epoch.
+            due = epoch in (first_epoch, hp["epochs"] - 1) or time.monotonic() - last_line >= EPOCH_LINE_S
+            last_line = time.monotonic() if due else last_line
+            log.log(logging.INFO if due else logging.DEBUG,
+                    "%s epoch %d/%d loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f samples/s | ETA %.0f s", task, epoch + 1,
+                    hp["epochs"], record["train_loss"], record["train_acc"], record["val_loss"], record["val_acc"],
+                    record["samples_per_s"], eta)  # fmt: skip
         state = dist.broadcast_object(state)
         if params.get("stop_after_epochs") and state["epoch"] >= params["stop_after_epochs"]:
             break  # used by tests to simulate a killed run
