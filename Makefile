@@ -19,7 +19,9 @@ demo-data: setup
 	$(VENV)/bin/deepbatch demo-data --conf $(CONF)
 
 ## The whole suite. pytest exits 5 when it collects nothing: that is a failure here too.
+## tools/setup_browser.sh installs Debian's chromium for the run-report browser test.
 test: setup
+	@bash tools/setup_browser.sh
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -38,6 +40,7 @@ test-faults: setup
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
 test-e2e: setup
+	@bash tools/setup_browser.sh
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 bench: setup

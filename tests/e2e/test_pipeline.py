@@ -23,9 +23,17 @@ def _manifest(root: Path, stage: str) -> dict:
     return json.loads((root / "manifests" / f"run_date={RUN_DATE}" / f"{stage}.json").read_text())
 
 
-def test_demo_data_then_pipeline_reconciles_across_stages(spark, tmp_path) -> None:
-    assert main(["demo-data", *_args(tmp_path)]) == 0
-    assert main(["pipeline", *_args(tmp_path)]) == 0
+@pytest.fixture(scope="module")
+def pipeline_root(spark, tmp_path_factory) -> Path:
+    """One whole demo run, shared by the tests that read its outputs."""
+    root = tmp_path_factory.mktemp("pipeline")
+    assert main(["demo-data", *_args(root)]) == 0
+    assert main(["pipeline", *_args(root)]) == 0
+    return root
+
+
+def test_demo_data_then_pipeline_reconciles_across_stages(pipeline_root: Path) -> None:
+    tmp_path = pipeline_root
     tables = {t["table"]: t for stage in ("acquire", "clean", "integrate", "analyse") for t in _manifest(tmp_path, stage)["tables"]}
     for t in tables.values():  # every table balances on its own
         assert t["records_in"] == t["records_out"] + sum(t["quarantined"].values()) + sum(t["deduplicated"].values())
@@ -34,7 +42,7 @@ def test_demo_data_then_pipeline_reconciles_across_stages(spark, tmp_path) -> No
     for task, source in (("image_cls", "images"), ("text_cls", "text"), ("video_cls", "videos")):
         assert tables[f"gold/{task}"]["records_in"] == tables[f"silver/{source}"]["records_out"]
     rows = sum(tables[f"gold/{t}"]["records_out"] for t in ("image_cls", "text_cls", "video_cls"))
-    assert tables["reports"]["records_in"] == rows
+    assert tables["reports/_parts/data"]["records_in"] == rows
     assert (tmp_path / "reports" / RUN_DATE / "report.html").is_file()
     assert not any((tmp_path / "_staging").iterdir())
     # ... and ends with predictions for the three tasks and ImageNet top-5 for the photo set.
@@ -46,6 +54,28 @@ def test_demo_data_then_pipeline_reconciles_across_stages(spark, tmp_path) -> No
     assert (tmp_path / "predictions" / "imagenet" / f"run_date={RUN_DATE}" / "_manifest.json").is_file()
     # Every table of every stage, Petastorm datasets included, is plain Parquet that other engines read.
     assert assert_other_engines_read_every_table(tmp_path) > 30
+
+
+def test_run_report_shows_data_models_and_predictions_in_headless_chromium(pipeline_root: Path) -> None:
+    from tests.browser import check_page
+
+    folder = pipeline_root / "reports" / RUN_DATE
+    parts = {p.name for p in (pipeline_root / "reports" / "_parts").iterdir()}
+    assert parts == {"data", "model_image_cls", "model_text_cls", "model_video_cls", "predictions_image_cls", "predictions_text_cls",
+                     "predictions_video_cls", "predictions_imagenet"}
+    check = check_page(folder / "report.html", REPO / "build" / "test-output" / "run_report.png")
+    assert [i["src"] for i in check.images if i["naturalWidth"] == 0] == []
+    assert check.console_errors == []
+    assert {f"part-{p}" for p in parts} | {"data", "model", "predictions"} <= check.ids
+    srcs = {i["src"] for i in check.images}
+    assert {"data/samples_image_cls.png", "data/samples_video_cls.png", "data/quarantined_0.png", "model_image_cls/confusion_image_cls.png",
+            "model_text_cls/curves_text_cls.png", "predictions_image_cls/error_0.png", "predictions_imagenet/sample_0.png"} <= srcs
+    assert check.phone_overflow_px <= 0
+    page = (folder / "report.html").read_text()
+    assert "Most confident errors" in page and "mlflow_run_id" in page
+    shown = json.loads((pipeline_root / "reports" / "_parts" / "predictions_imagenet" / f"run_date={RUN_DATE}" / "part.json").read_text())
+    gallery = next(b for b in shown["blocks"] if b["type"] == "gallery")
+    assert gallery["items"] and all(len(item["caption"]) == 1 + 5 for item in gallery["items"])  # record id, then the top 5
 
 
 def _status(root: Path, capsys, *extra: str) -> tuple[int, dict]:
