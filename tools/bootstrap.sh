@@ -109,7 +109,7 @@ fi
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$root"
 
 log "checking imports"
-"$VENV/bin/python" -c "import horovod.torch, petastorm, pyspark, transformers, cv2, torch, pyarrow; print('stack ok: pyspark', pyspark.__version__, '| torch', torch.__version__, '| pyarrow', pyarrow.__version__, '| transformers', transformers.__version__)"
+"$VENV/bin/python" -c "import horovod.torch, petastorm, pyspark, transformers, cv2, torch, pyarrow, onnxruntime, numpy; print('stack ok: pyspark', pyspark.__version__, '| torch', torch.__version__, '| pyarrow', pyarrow.__version__, '| transformers', transformers.__version__, '| onnxruntime', onnxruntime.__version__, '| numpy', numpy.__version__)"
 rm -f "$VENV"/.deepbatch-setup-*
 touch "$stamp"
 log "done in $(( $(date +%s) - t0 )) s"

@@ -181,6 +181,9 @@ class InferConf:
     rows_per_task: int = 2000  # input partitions: ~rows per Spark task (finer progress, less skew)
     threads_per_task: int = 0  # torch threads per Python worker; 0: spark.task.cpus
     progress_seconds: float = 10.0
+    runtime: str = "auto"  # auto (ONNX Runtime on CPU where the graph exists, torch on CUDA) | torch | onnxruntime
+    quantize: str = "none"  # none | dynamic | static (train writes model.int8.onnx; infer then scores with it)
+    max_quantized_accuracy_drop: float = 0.5  # test-accuracy points int8 may cost; more and train refuses it
     image: InferImageConf = field(default_factory=InferImageConf)
     imagenet: InferImagenetConf = field(default_factory=InferImagenetConf)
     text: InferTextConf = field(default_factory=InferTextConf)
@@ -381,6 +384,11 @@ def validate(conf: Conf) -> Conf:
     for name in ("batch_size", "arrow_batch", "rows_per_task"):
         if getattr(inf, name) < 1:
             raise ConfigError(f"conf key 'infer.{name}' must be >= 1")
+    for key, value, allowed in (("runtime", inf.runtime, ("auto", "torch", "onnxruntime")), ("quantize", inf.quantize, ("none", "dynamic", "static"))):
+        if value not in allowed:
+            raise ConfigError(f"conf key 'infer.{key}' must be one of {allowed}, got {value!r}")
+    if inf.max_quantized_accuracy_drop < 0:
+        raise ConfigError("conf key 'infer.max_quantized_accuracy_drop' must be >= 0 (accuracy points)")
     if inf.device != "auto" and not inf.device.startswith(("cpu", "cuda")):
         raise ConfigError(f"conf key 'infer.device' must be auto, cpu or cuda[:N], got {inf.device!r}")
     v = inf.video

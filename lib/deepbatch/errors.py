@@ -57,3 +57,9 @@ class ResumeMismatchError(DeepbatchError):
 
 class TrainingIncompleteError(DeepbatchError):
     exit_code = 1
+
+
+class ExportMismatchError(DeepbatchError):
+    """The exported ONNX graph does not predict what the torch model predicts, beyond the tolerance."""
+
+    exit_code = 1

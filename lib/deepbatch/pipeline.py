@@ -85,7 +85,7 @@ def _infer(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    sections: tuple[str, ...]  # the conf sections it reads (besides data_root)
+    sections: tuple[str, ...]  # the conf sections (or section.key) it reads, besides data_root
     upstream: tuple[str, ...]  # the stages whose outputs for the same run date it reads
     runner: Runner
 
@@ -96,7 +96,8 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
     StageSpec("integrate", ("tasks", "split"), ("clean",), _integrate),
     StageSpec("analyse", ("tasks",), ("clean", "integrate"), _analyse),
     StageSpec("materialize", ("tasks", "datasets"), ("integrate",), _materialize),
-    StageSpec("train", ("tasks", "datasets", "train"), ("materialize",), _train),
+    # train also exports ONNX graphs and, with infer.quantize, the int8 graph it checks against the test split.
+    StageSpec("train", ("tasks", "datasets", "train", "infer.quantize", "infer.max_quantized_accuracy_drop"), ("materialize",), _train),
     StageSpec("infer", ("tasks", "infer"), ("clean", "integrate", "train"), _infer),
 )
 STAGES = tuple(s.name for s in STAGE_TABLE)
@@ -115,6 +116,14 @@ def select(start: str | None = None, end: str | None = None) -> list[str]:
     return list(STAGES[i : j + 1])
 
 
+def _setting(conf: dict[str, Any], key: str) -> Any:
+    """A conf section (``train``) or one key of it (``infer.quantize``)."""
+    value: Any = conf
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
 def stage_hash(conf: Conf, stage: str, tasks: tuple[str, ...] | None) -> str:
     """Hash of what determines a stage's output: its conf sections, the tasks, and for acquire (whose
     input is not another stage's output) the landing zone's file listing (path, size, mtime).
@@ -125,7 +134,7 @@ def stage_hash(conf: Conf, stage: str, tasks: tuple[str, ...] | None) -> str:
     d = conf.to_dict()
     # Not the data root itself: the record lives under it, and a root copied elsewhere holds the same outputs.
     key = {"stage": stage, "tasks_run": sorted(tasks) if tasks else None,
-           **{s: d[s] for s in SPECS[stage].sections}}  # fmt: skip
+           **{s: _setting(d, s) for s in SPECS[stage].sections}}  # fmt: skip
     if stage == "acquire":
         key["landing"] = fingerprint(conf.path("landing"))
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

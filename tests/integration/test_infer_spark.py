@@ -125,3 +125,28 @@ def test_large_clips_are_read_from_their_path_with_the_same_result(spark, inferr
     assert_df_equality(after, before, ignore_row_order=True, ignore_nullable=True)
     summary = json.loads(Path(conf.path("manifests", f"run_date={RUN_DATE}", "infer.json")).read_text())
     assert {x["table"] for x in summary["tables"]} == {"predictions/video_cls", "predictions/video_cls_frames"}
+
+
+@pytest.mark.parametrize(("task", "kind", "column", "fields"), [("image_cls", "image", "content", T.TOPK_FIELDS), ("text_cls", "text", "text", T.CLASS_FIELDS)])
+def test_the_udf_predicts_the_same_with_torch_and_with_onnxruntime(spark, model_root, tmp_path, task, kind, column, fields) -> None:
+    from deepbatch.infer.export import export_folder
+
+    folder = shutil.copytree(model_root / "models" / task / "v1", tmp_path / task)
+    export_folder(kind, folder)
+    if kind == "image":
+        rows = [(n, (PHOTOS / n).read_bytes()) for n in NAMES if (PHOTOS / n).is_file()] + [("bad", b"junk")]
+        df = spark.createDataFrame(rows, "record_id string, content binary")
+    else:
+        df = spark.createDataFrame([(str(i), t) for i, t in enumerate(["Great film.", "Awful.", "", "Fine, I suppose.", "A masterpiece"])],
+                                   "record_id string, text string")  # fmt: skip
+    out = {}
+    for runtime in ("torch", "onnxruntime"):
+        udf = series_udf(CoreSpec(kind, str(folder), (("runtime", runtime),)), fields)
+        out[runtime] = df.repartition(2).select("record_id", udf(F.col(column)).alias("p")).select("record_id", "p.*").toPandas().sort_values("record_id")
+    a, b = out["torch"], out["onnxruntime"]
+    assert list(a["error"].isna()) == list(b["error"].isna()) and a["error"].notna().sum() == 1
+    ok = a["error"].isna().to_numpy()
+    probs = "top_probs" if kind == "image" else "class_probs"
+    labels = "top_labels" if kind == "image" else "predicted"
+    assert [list(x) if kind == "image" else x for x in a[labels][ok]] == [list(x) if kind == "image" else x for x in b[labels][ok]]
+    assert max(abs(p - q) for pa, pb in zip(a[probs][ok], b[probs][ok], strict=True) for p, q in zip(pa, pb, strict=True)) < 1e-3

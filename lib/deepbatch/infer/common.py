@@ -9,6 +9,7 @@ whose prediction columns are null; it never raises for a bad record.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from torch import nn
 from deepbatch.errors import ConfigError
 
 MODEL_FILE = "model.safetensors"
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(preference: str | None = "auto") -> torch.device:
@@ -77,6 +80,18 @@ class ModelFolder:
             raise ConfigError(f"{p}: label_map.json has {len(classes)} classes, config.json says {config['num_classes']}")
         return cls(p, str(config["task"]), p.name, classes, dict(config.get("model_settings", {})),
                    json.loads((p / "preprocessing.json").read_text()))  # fmt: skip
+
+    def graph(self, quantized: bool = False, name: str = "model") -> Path:
+        """``<name>.onnx`` of this folder, or ``<name>.int8.onnx`` when ``quantized`` and train kept one.
+
+        A missing int8 graph (never made, or refused by train for its accuracy drop; see metrics.json)
+        falls back to the fp32 one, and says so."""
+        fp32, int8 = self.path / f"{name}.onnx", self.path / f"{name}.int8.onnx"
+        if quantized and int8.is_file():
+            return int8
+        if quantized:
+            log.warning("%s has no %s (see quantization in its metrics.json): scoring with %s", self.path, int8.name, fp32.name)
+        return fp32
 
     def load_weights(self, model: nn.Module) -> nn.Module:
         """Load model.safetensors into ``model`` (strict: every tensor must match)."""

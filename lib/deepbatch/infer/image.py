@@ -17,6 +17,7 @@ the GPU's work on batch i (results are only synchronised one batch later).
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -27,6 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepbatch.infer.common import ModelFolder, error_text, is_empty, pick_device
+from deepbatch.infer.runtime import (
+    MODEL_ONNX,
+    GraphSpec,
+    OrtGraph,
+    cached_graph,
+    choose_runtime,
+    onnxruntime_available,
+    softmax_np,
+)
 from deepbatch.media.image import ImageTooLarge, decode_image, image_to_array, sniff_format, to_channels
 
 IMAGENET_SIZE = 224
@@ -100,20 +110,34 @@ def _nvjpeg_decoder() -> Any:
 
 
 class TopKImageCore:
-    """Shared batch loop: prepare (CPU or GPU) -> forward (bf16 on CUDA) -> top-k on the device."""
+    """Shared batch loop: prepare (CPU or GPU) -> forward (bf16 on CUDA, torch or ONNX Runtime on CPU) -> top-k."""
 
     channels = 3
+    size = IMAGENET_SIZE
 
     def __init__(self, model: nn.Module, classes: list[str], top_k: int, batch_size: int, device: str | None):
         self.device = pick_device(device)
         self.cuda = self.device.type == "cuda"
-        self.model = model.eval().to(self.device)
-        if self.cuda:
-            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # channels_last on CPU too: the convolutions of oneDNN prefer it (measured in bench/infer_runtime.py).
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.classes = classes
         self.top_k = min(top_k, len(classes))
         self.batch_size = batch_size
         self.decoded_on_gpu = 0  # images nvJPEG decoded (the rest went through OpenCV)
+        self.runtime = "torch"
+        self.ort: OrtGraph | None = None
+
+    def graph_spec(self) -> GraphSpec:
+        """The model as an ONNX graph: normalised N×C×H×W float pixels in, logits out (dynamic batch)."""
+        example = torch.zeros(1, self.channels, self.size, self.size)
+        return GraphSpec(MODEL_ONNX, self.model.cpu().to(memory_format=torch.contiguous_format), (example,),  # type: ignore[call-overload]
+                         ["pixels"], ["logits"], {"pixels": {0: "batch"}, "logits": {0: "batch"}})  # fmt: skip
+
+    def use_runtime(self, preference: str, graph: Path | None) -> None:
+        """Run the forward pass with ONNX Runtime when :func:`choose_runtime` says so."""
+        self.runtime = choose_runtime(preference, self.device, graph)
+        if self.runtime == "onnxruntime" and graph is not None:
+            self.ort = OrtGraph(graph)
 
     def prepare_one(self, data: bytes) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -138,12 +162,34 @@ class TopKImageCore:
 
     def _launch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Start the forward pass (asynchronous on CUDA); top-k stays on the device until collected."""
+        if self.ort is not None:
+            return self._launch_ort(x)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
-            x = x.float().div_(255.0).sub_(0.5).div_(0.5)
-            if self.cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.float().div_(255.0).sub_(0.5).div_(0.5).contiguous(memory_format=torch.channels_last)
             probs = torch.softmax(self.model(x).float(), dim=1)
             return torch.topk(probs, self.top_k, dim=1)
+
+    def calibration_batches(self, rows: pd.DataFrame, batch: int = 16) -> list[np.ndarray]:
+        """Normalised N×C×H×W float batches of the rows' images (for static int8 calibration)."""
+        pixels = []
+        for data in rows["content"]:
+            try:
+                pixels.append(self.prepare_one(bytes(data)))
+            except Exception:  # noqa: BLE001 - an unusable image is left out of calibration
+                continue
+        out = []
+        for s in range(0, len(pixels), batch):
+            x = np.stack(pixels[s : s + batch]).astype(np.float32).transpose(0, 3, 1, 2)
+            out.append(np.ascontiguousarray(x * (2.0 / 255.0) - 1.0, dtype=np.float32))
+        return out
+
+    def _launch_ort(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        pixels *= 2.0 / 255.0
+        pixels -= 1.0
+        probs = softmax_np(self.ort.run(pixels)[0])  # type: ignore[union-attr]
+        top = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
+        return torch.from_numpy(np.take_along_axis(probs, top, axis=1)), torch.from_numpy(top)
 
     def predict(self, images: pd.Series) -> pd.DataFrame:
         n = len(images)
@@ -183,12 +229,14 @@ class ImageNetClassifier(TopKImageCore):
     """
 
     def __init__(self, top_k: int = 5, batch_size: int = 64, device: str | None = None, model: nn.Module | None = None,
-                 gpu_decode: bool = True):  # fmt: skip
+                 gpu_decode: bool = True, runtime: str = "torch"):  # fmt: skip
         from deepbatch.models.builders import efficientnet_lite0
 
         super().__init__(model or efficientnet_lite0(pretrained=True), imagenet_classes(), top_k, batch_size, device)
         self.nvjpeg = _nvjpeg_decoder() if (self.cuda and gpu_decode) else None
         self.version = "efficientnet-lite0-imagenet1k"
+        wants_graph = runtime != "torch" and not self.cuda and onnxruntime_available()
+        self.use_runtime(runtime, cached_graph(self.graph_spec(), "efficientnet_lite0-imagenet1k") if wants_graph else None)
 
     def prepare_one(self, data: bytes) -> np.ndarray:
         return imagenet_preprocess(data)
@@ -219,7 +267,8 @@ class ImageNetClassifier(TopKImageCore):
 class TrainedImageClassifier(TopKImageCore):
     """A ``models/image_cls/<version>/`` folder: the preprocessing it was trained with, top-k over its classes."""
 
-    def __init__(self, model_dir: str, top_k: int = 3, batch_size: int = 256, device: str | None = None):
+    def __init__(self, model_dir: str, top_k: int = 3, batch_size: int = 256, device: str | None = None, runtime: str = "torch",
+                 quantized: bool = False):  # fmt: skip
         from deepbatch.models.builders import build_model
 
         folder = ModelFolder.open(model_dir)
@@ -229,6 +278,7 @@ class TrainedImageClassifier(TopKImageCore):
         self.size = int(folder.preprocessing["image_size"])
         self.channels = int(folder.preprocessing["channels"])
         self.version = folder.version
+        self.use_runtime(runtime, folder.graph(quantized))
 
     def prepare_one(self, data: bytes) -> np.ndarray:
         return image_to_array(data, self.size, self.channels)

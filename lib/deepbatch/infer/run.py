@@ -56,6 +56,11 @@ def _partitions(spark: SparkSession, rows: int, rows_per_task: int) -> int:
     return max(spark.sparkContext.defaultParallelism, math.ceil(rows / rows_per_task), 1)
 
 
+def _runtime(conf: Conf, trained: bool = True) -> dict[str, Any]:
+    """The runtime options of a core: infer.runtime, and for trained model folders whether to use their int8 graph."""
+    return {"runtime": conf.infer.runtime, **({"quantized": conf.infer.quantize != "none"} if trained else {})}
+
+
 def _spec(conf: Conf, kind: str, model_dir: str = "", **options: Any) -> CoreSpec:
     return CoreSpec(kind, model_dir, tuple(sorted(options.items())), conf.infer.device, conf.infer.threads_per_task)
 
@@ -152,7 +157,7 @@ def _score_series(spark: SparkSession, conf: Conf, run_date: str, commit: Commit
 def infer_image_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Commit) -> None:
     gold, path = _read_gold(spark, conf, "image_cls", run_date)
     model_dir = str(latest_model_dir(models_root(conf), "image_cls", conf.infer.model_version))
-    spec = _spec(conf, "image", model_dir, top_k=conf.infer.image.top_k, batch_size=conf.infer.batch_size)
+    spec = _spec(conf, "image", model_dir, top_k=conf.infer.image.top_k, batch_size=conf.infer.batch_size, **_runtime(conf))
     _score_series(spark, conf, run_date, commit, "image_cls", gold, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
                   F.col("top_labels").getItem(0), [path, model_dir])  # fmt: skip
 
@@ -167,7 +172,7 @@ def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, commit: Commi
     if missing:
         raise ConfigError(f"infer.imagenet.input {path} lacks column(s) {sorted(missing)}; it needs record_id and content (image bytes)")
     df = df.select("record_id", "content", F.lit(None).cast("string").alias("split"), F.lit(None).cast("string").alias("label"))
-    spec = _spec(conf, "imagenet", top_k=conf.infer.imagenet.top_k, batch_size=conf.infer.batch_size)
+    spec = _spec(conf, "imagenet", top_k=conf.infer.imagenet.top_k, batch_size=conf.infer.batch_size, **_runtime(conf, trained=False))
     _score_series(spark, conf, run_date, commit, "imagenet", df, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
                   F.col("top_labels").getItem(0), [path])  # fmt: skip
 
@@ -179,7 +184,7 @@ def infer_text_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Commi
         spec = _spec(conf, "hf_text", os.path.abspath(local_path(t.hf_model)), batch_size=conf.infer.batch_size, max_length=t.max_length)
     else:
         model_dir = str(latest_model_dir(models_root(conf), "text_cls", conf.infer.model_version))
-        spec = _spec(conf, "text", model_dir, batch_size=conf.infer.batch_size)
+        spec = _spec(conf, "text", model_dir, batch_size=conf.infer.batch_size, **_runtime(conf))
     classes = _classes_of(spec)
     _score_series(spark, conf, run_date, commit, "text_cls", gold, "text", spec, T.CLASS_FIELDS, T.PREDICTIONS_CLASS,
                   F.col("predicted"), [path, spec.model_dir], classes)  # fmt: skip
@@ -203,7 +208,7 @@ def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Comm
     v = conf.infer.video
     model_dir = str(latest_model_dir(models_root(conf), "video_cls", conf.infer.model_version))
     spec = _spec(conf, "video", model_dir, frames_per_clip=v.frames_per_clip, every_n=v.every_n, max_frames=v.max_frames,
-                 imagenet_top1=v.imagenet_top1, imagenet_size=v.imagenet_size, batch_size=conf.infer.batch_size)  # fmt: skip
+                 imagenet_top1=v.imagenet_top1, imagenet_size=v.imagenet_size, batch_size=conf.infer.batch_size, **_runtime(conf))  # fmt: skip
     limit = int(v.max_inline_mb * (1 << 20))
     clips = gold.select(
         "record_id", "split", "label", "frame_count", "source_path",

@@ -24,6 +24,7 @@ import torch
 
 from deepbatch.errors import ConfigError
 from deepbatch.infer.common import ModelFolder, error_text, is_empty, local_path, pick_device
+from deepbatch.infer.runtime import MODEL_ONNX, GraphSpec, OrtGraph, choose_runtime, softmax_np
 
 ENCODER_DIR = "encoder"
 
@@ -39,9 +40,23 @@ class TextCore:
         self.device = device
         self.cuda = device.type == "cuda"
         self.version = version
+        self.runtime = "torch"
+        self.ort: OrtGraph | None = None
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def use_runtime(self, preference: str, graph: Path | None) -> None:
+        self.runtime = choose_runtime(preference, self.device, graph)
+        if self.runtime == "onnxruntime" and graph is not None:
+            self.ort = OrtGraph(graph)
+
+    def _probs(self, ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        if self.ort is not None:
+            return softmax_np(self.ort.run(ids.numpy(), mask.numpy())[0])
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
+            logits = self.logits(ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True))
+        return np.asarray(torch.softmax(logits.float(), dim=1).cpu().numpy())
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """N×classes probabilities for non-empty strings, in input order."""
@@ -57,9 +72,7 @@ class TextCore:
             for j, r in enumerate(rows):
                 ids[j, : len(enc[r])] = torch.as_tensor(enc[r])
                 mask[j, : len(enc[r])] = 1
-            with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
-                logits = self.logits(ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True))
-            out[rows] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            out[rows] = self._probs(ids, mask)
         return out
 
     def predict(self, texts: pd.Series) -> pd.DataFrame:
@@ -95,7 +108,8 @@ def save_text_assets(folder: Path, tokenizer_dir: str, encoder: Any) -> None:
 class TrainedTextClassifier(TextCore):
     """A ``models/text_cls/<version>/`` folder: probabilities over its classes."""
 
-    def __init__(self, model_dir: str, batch_size: int = 64, device: str | None = None, max_length: int | None = None):
+    def __init__(self, model_dir: str, batch_size: int = 64, device: str | None = None, max_length: int | None = None,
+                 runtime: str = "torch", quantized: bool = False):  # fmt: skip
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         from deepbatch.models.builders import TextClassifier
@@ -115,9 +129,28 @@ class TrainedTextClassifier(TextCore):
         self.model = folder.load_weights(model).to(dev)
         super().__init__(AutoTokenizer.from_pretrained(str(assets)), folder.classes,
                          int(max_length or folder.preprocessing.get("max_length", 128)), batch_size, dev, folder.version)  # fmt: skip
+        self.use_runtime(runtime, folder.graph(quantized))
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask)
+
+    def graph_spec(self) -> GraphSpec:
+        """Token ids and attention mask in (dynamic batch and sequence length), logits out."""
+        ids = torch.ones(2, 16, dtype=torch.long)
+        return GraphSpec(MODEL_ONNX, _TokensToLogits(self.model.cpu()), (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"],
+                         ["logits"], {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                                      "logits": {0: "batch"}})  # fmt: skip
+
+
+class _TokensToLogits(torch.nn.Module):
+    """Positional (input_ids, attention_mask) for the exporter."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask)  # type: ignore[no-any-return]
 
 
 class HFSequenceClassifier(TextCore):

@@ -28,6 +28,7 @@ import torch
 
 from deepbatch.infer.common import ModelFolder, error_text, is_empty, local_copy, pick_device
 from deepbatch.infer.image import IMAGENET_SIZE, RESIZE_SHORTER, imagenet_classes, resize_crop_array
+from deepbatch.infer.runtime import MODEL_ONNX, GraphSpec, OrtGraph, choose_runtime, softmax_np
 from deepbatch.media.video import clip_file
 
 FRAME_COLUMNS = ["record_id", "frame_index", "timestamp_s", "features", "imagenet_label", "imagenet_prob",
@@ -94,7 +95,8 @@ class VideoClipClassifier:
     """A trained clip model plus frame sampling; see the module docstring."""
 
     def __init__(self, model_dir: str, sampling: Sampling | None = None, imagenet_top1: bool = True,
-                 imagenet_size: int = IMAGENET_SIZE, batch_size: int = 64, device: str | None = None):  # fmt: skip
+                 imagenet_size: int = IMAGENET_SIZE, batch_size: int = 64, device: str | None = None, runtime: str = "torch",
+                 quantized: bool = False):  # fmt: skip
         from deepbatch.models.builders import build_model
 
         folder = ModelFolder.open(model_dir)
@@ -111,13 +113,30 @@ class VideoClipClassifier:
         self.imagenet = imagenet_classes() if imagenet_top1 else []
         self.batch_size = batch_size
         self.version = folder.version
+        self.runtime = choose_runtime(runtime, self.device, folder.graph(quantized, "frames"))
+        self.ort_frames = OrtGraph(folder.graph(quantized, "frames")) if self.runtime == "onnxruntime" else None
+        self.ort_head = OrtGraph(folder.graph(False, "model")) if self.runtime == "onnxruntime" else None
 
     @property
     def _net(self) -> Any:
         return self.model.backbone.net  # type: ignore[union-attr]
 
+    def graph_specs(self) -> list[GraphSpec]:
+        """``frames.onnx``: frames (any batch and size) -> features and ImageNet logits; ``model.onnx``: features -> clip logits."""
+        model = self.model.cpu()
+        frames = torch.zeros(2, 3, self.size, self.size)
+        feats = torch.zeros(1, 4, 1280)
+        return [
+            GraphSpec("frames.onnx", _FrameGraph(self._net), (frames,), ["pixels"], ["features", "logits"],
+                      {"pixels": {0: "batch", 2: "height", 3: "width"}, "features": {0: "batch"}, "logits": {0: "batch"}}),
+            GraphSpec(MODEL_ONNX, _HeadGraph(model), (feats,), ["features"], ["logits"],
+                      {"features": {0: "clips", 1: "frames"}, "logits": {0: "clips"}}),
+        ]  # fmt: skip
+
     def _forward(self, pixels: np.ndarray, full: bool) -> torch.Tensor:
         """N×H×W×3 uint8 -> 1280-d features (``full=False``) or ImageNet logits (``full=True``)."""
+        if self.ort_frames is not None:
+            return self._forward_ort(pixels, full)
         outs = []
         for s in range(0, len(pixels), self.batch_size):
             x = torch.from_numpy(pixels[s : s + self.batch_size]).to(self.device).permute(0, 3, 1, 2)
@@ -125,6 +144,44 @@ class VideoClipClassifier:
                 x = x.float().div_(255.0).sub_(0.5).div_(0.5)
                 outs.append((self._net(x) if full else self.model.backbone(x)).float())  # type: ignore[operator]
         return torch.cat(outs)
+
+    def calibration_batches(self, rows: pd.DataFrame) -> list[np.ndarray]:
+        """Normalised frame batches (one per clip) of the rows' clips, for static int8 calibration of frames.onnx."""
+        out = []
+        for r in rows.itertuples(index=False):
+            try:
+                _, frames, _ = self._frames_of(getattr(r, "content", None), getattr(r, "source_path", None), None)
+            except Exception:  # noqa: BLE001 - an unusable clip is left out of calibration
+                continue
+            if frames:
+                x = np.stack([cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_AREA) for f in frames])
+                out.append(np.ascontiguousarray(x.transpose(0, 3, 1, 2).astype(np.float32) * (2.0 / 255.0) - 1.0, dtype=np.float32))
+        return out
+
+    def _forward_ort(self, pixels: np.ndarray, full: bool) -> torch.Tensor:
+        """As :meth:`_forward`; the frame graph gives features and ImageNet logits in one pass, so both are kept."""
+        feats, logits = [], []
+        for s in range(0, len(pixels), self.batch_size):
+            x = np.ascontiguousarray(pixels[s : s + self.batch_size].transpose(0, 3, 1, 2), dtype=np.float32)
+            x *= 2.0 / 255.0
+            x -= 1.0
+            f, lg = self.ort_frames.run(x)  # type: ignore[union-attr]
+            feats.append(torch.from_numpy(f))
+            logits.append(torch.from_numpy(lg))
+        self._last_logits = torch.cat(logits)
+        return self._last_logits if full else torch.cat(feats)
+
+    def _imagenet_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.ort_frames is not None:  # computed with these features
+            return self._last_logits
+        with torch.inference_mode():
+            return self._net._fc(feats)  # type: ignore[no-any-return]
+
+    def _clip_probs(self, feats: torch.Tensor) -> np.ndarray:
+        if self.ort_head is not None:
+            return softmax_np(self.ort_head.run(np.ascontiguousarray(feats[None].numpy(), dtype=np.float32))[0])[0]
+        with torch.inference_mode():
+            return np.asarray(torch.softmax(self.model(features=feats[None]).float(), dim=1)[0].cpu().numpy())  # type: ignore[operator]
 
     def _frames_of(self, content: Any, source_path: str | None, frame_count: int | None) -> tuple[list[int], list[np.ndarray], float]:
         suffix = Path(str(source_path or "clip.mp4")).suffix or ".mp4"
@@ -161,8 +218,7 @@ class VideoClipClassifier:
             top1_prob: list[float | None] = [None] * len(all_frames)
             if self.imagenet_top1:
                 if self.imagenet_size == self.size:
-                    with torch.inference_mode():
-                        logits = self._net._fc(feats)
+                    logits = self._imagenet_logits(feats)
                 else:
                     big = np.stack([resize_crop_array(f, self.imagenet_size, round(self.imagenet_size * RESIZE_SHORTER / IMAGENET_SIZE))
                                     for f in all_frames])  # fmt: skip
@@ -176,9 +232,7 @@ class VideoClipClassifier:
             if err is not None:
                 rows.append(dict.fromkeys(FRAME_COLUMNS) | {"record_id": rid, "frames_used": 0, "error": err})
                 continue
-            f = feats[start : start + len(frames)]
-            with torch.inference_mode():
-                probs = torch.softmax(self.model(features=f[None]).float(), dim=1)[0].cpu().numpy()  # type: ignore[operator]
+            probs = self._clip_probs(feats[start : start + len(frames)])
             best = int(probs.argmax())
             for k, fi in enumerate(idx):
                 rows.append({
@@ -189,3 +243,26 @@ class VideoClipClassifier:
                 })  # fmt: skip
             start += len(frames)
         return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+
+
+class _FrameGraph(torch.nn.Module):
+    """EfficientNet-Lite0 frames -> (pooled 1280-d features, ImageNet logits), one pass."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.net.extract_features(x).mean(dim=(2, 3))  # type: ignore[operator]
+        return feats, self.net._fc(feats)  # type: ignore[operator]
+
+
+class _HeadGraph(torch.nn.Module):
+    """Per-frame features of clips (clips × frames × 1280) -> clip logits."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model(features=features)  # type: ignore[no-any-return]

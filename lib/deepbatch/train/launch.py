@@ -133,6 +133,7 @@ def train_task(spark: SparkSession, conf: Conf, run_date: str, task: str, commit
     if not (export / "model.safetensors").is_file():
         raise TrainingIncompleteError(f"training {task} ended after {results[0]['epochs_done']} epochs without writing a model "
                                       f"to {export}; see the worker logs above, then rerun with --resume.")  # fmt: skip
+    _export_onnx(spark, conf, run_date, task, export, params["classes"])
     summary = {
         "stage": "train",
         "task": task,
@@ -157,6 +158,51 @@ def train_task(spark: SparkSession, conf: Conf, run_date: str, task: str, commit
     commit.register_folder(f"models/{task}", staging, conf.path("models", task, conf.train.version or run_date), 1)
     _stage_model_report(commit, conf, run_date, task, export, summary, params["classes"])
     return summary
+
+
+# What the ONNX export and its checks read of the gold table: rows per split (clips are costlier).
+_CHECK_ROWS = {"val": 256, "test": 2000, "train": 64}
+_CHECK_CLIPS = {"val": 16, "test": 200, "train": 8}
+
+
+def _gold_rows(spark: SparkSession, conf: Conf, run_date: str, task: str, split: str, limit: int) -> Any:
+    from pyspark.sql import functions as F
+
+    from deepbatch.schemas import tables as T
+    from deepbatch.tables import read_partition
+
+    df = read_partition(spark, conf.path("gold", task), run_date, T.GOLD_SCHEMAS[task]).where(F.col("split") == split)
+    return df.orderBy(F.xxhash64("record_id"), "record_id").limit(limit).toPandas()
+
+
+def _export_onnx(spark: SparkSession, conf: Conf, run_date: str, task: str, export: Path, classes: list[str]) -> None:
+    """model.onnx beside the weights, checked against torch on validation rows, and int8 when infer.quantize asks."""
+    from deepbatch.infer.export import TASK_CORES, check_equivalence, export_folder, quantize_folder
+    from deepbatch.infer.runtime import onnxruntime_available
+
+    if not onnxruntime_available():
+        log.warning("onnxruntime is not installed: %s gets no ONNX graph and infers with torch", task)
+        return
+    kind, options = TASK_CORES[task](conf, classes)
+    limits = _CHECK_CLIPS if kind == "video" else _CHECK_ROWS
+    rows = {split: _gold_rows(spark, conf, run_date, task, split, n) for split, n in limits.items()}
+    metrics_path = export / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["onnx"] = {"graphs": export_folder(kind, export, **options), **check_equivalence(kind, export, rows["val"], **options)}
+    if conf.infer.quantize != "none":
+        metrics["quantization"] = quantize_folder(kind, export, conf.infer.quantize, conf.infer.max_quantized_accuracy_drop,
+                                                  rows["test"], rows["train"], **options)  # fmt: skip
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    log.info("%s: ONNX graph %s matches torch on %d validation rows (top-1 agreement %.4f, largest probability difference %.1e)%s",
+             task, ", ".join(metrics["onnx"]["graphs"]), metrics["onnx"]["rows"], metrics["onnx"]["top1_agreement"],
+             metrics["onnx"]["max_prob_diff"], _int8_note(metrics.get("quantization")))  # fmt: skip
+
+
+def _int8_note(q: dict[str, Any] | None) -> str:
+    if not q:
+        return ""
+    verdict = "kept" if q["kept"] else "refused"
+    return f"; int8 ({q['mode']}) {verdict}: test accuracy {q['test_accuracy_fp32']:.4f} -> {q['test_accuracy_int8']:.4f}"
 
 
 def _stage_model_report(commit: Commit, conf: Conf, run_date: str, task: str, export: Path, summary: dict[str, Any],
