@@ -47,6 +47,7 @@ bench: setup
 	$(PY) bench/etl_scaling.py
 	$(PY) bench/loader_feed.py
 	$(PY) bench/infer_spark.py
+	$(PY) bench/infer_runtime.py
 
 ## Regenerate the lock from the current venv (after changing requirements/*.in).
 lock: setup
