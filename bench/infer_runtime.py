@@ -128,7 +128,8 @@ def spark_variants(spark: Any, name: str, variants: dict[str, CoreSpec], df: pd.
                    arrow_batch: int, build: Callable[[CoreSpec], Callable[[Any, Any], Any]]) -> dict[str, dict[str, float]]:  # fmt: skip
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch))
-    partitions = max(CORES, len(df) // max(arrow_batch * 4, 1))
+    # A multiple of the cores, so no task runs alone at the end of the job (that would measure the tail, not the path).
+    partitions = CORES * max(1, len(df) // max(arrow_batch * 4 * CORES, 1))
     out = {}
     for runtime, spec in variants.items():
         one = bare_rate(spec, df, column, arrow_batch, 1)

@@ -23,6 +23,7 @@ from deepbatch.commit import Commit
 from deepbatch.config import TASKS, Conf, DatasetsConf
 from deepbatch.errors import DeepbatchError
 from deepbatch.manifests import TableCounts
+from deepbatch.modality import modality_of
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
 from deepbatch.storage import Storage
@@ -83,66 +84,16 @@ def check_row_groups(url: str, workers: int, min_per_worker: int) -> int:
 
 def _encoder(task: str, d: DatasetsConf, tokenizer_dir: str | None) -> Callable[[Iterable[Row]], Iterable[Row]]:
     """Per-partition encoder: gold rows -> Petastorm rows (heavy objects built once per partition)."""
+    modality = modality_of(task)
 
     def encode(rows: Iterable[Row]) -> Iterator[Row]:
-        from petastorm.unischema import dict_to_spark_row
-
-        schema = unischema_for(task, d)
-        if task == "image_cls":
-            from deepbatch.media.image import image_to_array
-
-            for r in rows:
-                img = image_to_array(r.content, d.image_size, d.image_channels)
-                img = img[:, :, 0] if d.image_channels == 1 else img
-                yield dict_to_spark_row(schema, {"record_id": r.record_id, "label_index": r.label_index, "image": img})
-        elif task == "text_cls":
-            import numpy as np
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-            batch: list[Row] = []
-
-            def flush(batch: list[Row]) -> Iterator[Row]:
-                enc = tok([r.text for r in batch], max_length=d.text_max_length, truncation=True, padding="max_length",
-                          return_overflowing_tokens=False, return_length=False)
-                full = tok([r.text for r in batch], truncation=False)["input_ids"]
-                for r, ids, mask, whole in zip(batch, enc["input_ids"], enc["attention_mask"], full, strict=True):
-                    yield dict_to_spark_row(schema, {
-                        "record_id": r.record_id, "label_index": r.label_index,
-                        "input_ids": np.asarray(ids, dtype=np.int32), "attention_mask": np.asarray(mask, dtype=np.int8),
-                        "truncated": bool(len(whole) > d.text_max_length),
-                    })  # fmt: skip
-
-            for r in rows:
-                batch.append(r)
-                if len(batch) == 256:
-                    yield from flush(batch)
-                    batch = []
-            if batch:
-                yield from flush(batch)
-        elif task == "video_cls":
-            from deepbatch.media.video import sample_frames
-
-            for r in rows:
-                frames = sample_frames(r.content, d.video_frames, d.video_size)
-                yield dict_to_spark_row(schema, {"record_id": r.record_id, "label_index": r.label_index, "frames": frames})
-        else:
-            raise ValueError(f"unknown task {task!r}")
+        yield from modality.fn("encode_rows")(rows, unischema_for(task, d), d, tokenizer_dir)
 
     return encode
 
 
 def unischema_for(task: str, d: DatasetsConf) -> Any:
-    from deepbatch.schemas import petastorm as P
-
-    if task == "image_cls":
-        return P.image_cls_schema(d.image_size, d.image_channels)
-    if task == "text_cls":
-        return P.text_cls_schema(d.text_max_length)
-    if task == "video_cls":
-        return P.video_cls_schema(d.video_frames, d.video_size)
-    raise ValueError(f"unknown task {task!r}; expected image_cls, text_cls or video_cls")
-
+    return modality_of(task).fn("unischema")(d)
 
 
 def write_split(spark: SparkSession, df: DataFrame, url: str, task: str, d: DatasetsConf, tokenizer_dir: str | None) -> int:
@@ -174,7 +125,8 @@ def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple
             gold_path = conf.path("gold", task)
             gold = read_partition(spark, gold_path, run_date, T.GOLD_SCHEMAS[task])
             labelled = gold.filter(F.col("split").isin(*SPLITS)).persist()
-            tokenizer_dir = str(resolve_pretrained(d.text_tokenizer)) if task == "text_cls" else None
+            modality = modality_of(task)
+            tokenizer_dir = str(resolve_pretrained(d.text_tokenizer)) if modality.uses_tokenizer else None
             target = conf.path("datasets", task, version)
             staging = commit.staging_dir(f"datasets/{task}")
             extra: dict[str, Any] = {"version": version, "splits": {}}
@@ -189,8 +141,7 @@ def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple
                 extra["splits"][split] = {"rows": rows, "row_groups": groups, "class_balance": dict(sorted(balance.items()))}
                 written += rows
                 log.debug("materialize %-9s %-5s rows=%d row_groups=%d", task, split, rows, groups)
-            if task == "text_cls":
-                extra["truncated"] = _count_truncated(spark, dataset_url(f"{staging}/train"), dataset_url(f"{staging}/val"), dataset_url(f"{staging}/test"))
+            extra.update(modality.fn("dataset_extra")(spark, [dataset_url(f"{staging}/{split}") for split in SPLITS]))
             n_in = labelled.count()
             labelled.unpersist()
             commit.register_folder(f"datasets/{task}", staging, target, written)
@@ -199,6 +150,3 @@ def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple
                 log.debug("materialize %s: version %s exists and will be replaced", task, version)
     return commit.summary
 
-
-def _count_truncated(spark: SparkSession, *urls: str) -> int:
-    return sum(spark.read.parquet(u).filter(F.col("truncated")).count() for u in urls)

@@ -29,23 +29,6 @@ from deepbatch.infer.spark import CoreSpec
 
 log = logging.getLogger(__name__)
 
-def _image_options(conf: Any, classes: list[str]) -> tuple[str, dict[str, Any]]:
-    return "image", {"top_k": len(classes), "batch_size": conf.infer.batch_size}
-
-
-def _text_options(conf: Any, classes: list[str]) -> tuple[str, dict[str, Any]]:
-    return "text", {"batch_size": conf.infer.batch_size}
-
-
-def _video_options(conf: Any, classes: list[str]) -> tuple[str, dict[str, Any]]:
-    v = conf.infer.video
-    return "video", {"frames_per_clip": v.frames_per_clip, "every_n": v.every_n, "max_frames": v.max_frames,
-                     "imagenet_top1": False, "batch_size": conf.infer.batch_size}  # fmt: skip
-
-
-# Per trained task: the predictor core that scores its model folder and the options the checks build it with.
-TASK_CORES = {"image_cls": _image_options, "text_cls": _text_options, "video_cls": _video_options}
-
 MIN_TOP1_AGREEMENT = 0.99
 MAX_PROB_DIFF = 1e-3
 

@@ -272,7 +272,7 @@ class TrainedImageClassifier(TopKImageCore):
         from deepbatch.models.builders import build_model
 
         folder = ModelFolder.open(model_dir)
-        model = folder.load_weights(build_model("image_cls", len(folder.classes), {**folder.model_settings,
+        model = folder.load_weights(build_model("image", len(folder.classes), {**folder.model_settings,
                                                                                    "in_channels": folder.preprocessing["channels"]}))  # fmt: skip
         super().__init__(model, folder.classes, top_k, batch_size, device)
         self.size = int(folder.preprocessing["image_size"])

@@ -103,7 +103,7 @@ class VideoClipClassifier:
         self.device = pick_device(device)
         self.cuda = self.device.type == "cuda"
         # The backbone's weights are in model.safetensors: build without loading the pretrained file twice.
-        model = build_model("video_cls", len(folder.classes), {**folder.model_settings, "pretrained": False})
+        model = build_model("video", len(folder.classes), {**folder.model_settings, "pretrained": False})
         self.model = folder.load_weights(model).to(self.device)
         self.classes = folder.classes
         self.size = int(folder.preprocessing["size"])

@@ -1,8 +1,9 @@
-"""Model builders for the three tasks. Each takes plain settings and returns an nn.Module.
+"""Model builders. Each takes plain settings and returns an nn.Module; which one a task uses is the
+registry's (:mod:`deepbatch.modality`).
 
-- image_cls: a compact CNN for small greyscale images (Fashion-MNIST).
-- text_cls: a pretrained MiniLM encoder (local weights) + mean pooling + linear head.
-- video_cls: per-frame EfficientNet-Lite0 features (pretrained, frozen) + a temporal head.
+- image: a compact CNN for small greyscale images (Fashion-MNIST).
+- text: a pretrained MiniLM encoder (local weights) + mean pooling + linear head.
+- video: per-frame EfficientNet-Lite0 features (pretrained, frozen) + a temporal head.
 """
 
 from __future__ import annotations
@@ -147,18 +148,8 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
 
 
 def build_model(task: str, num_classes: int, settings: dict[str, Any]) -> nn.Module:
-    """The model for a task from plain settings (what the training config carries)."""
-    if task == "image_cls":
-        return CompactCNN(int(settings.get("in_channels", 1)), num_classes, int(settings.get("width", 32)), float(settings.get("dropout", 0.25)))
-    if task == "text_cls":
-        from transformers import AutoModel
-        from transformers.utils import logging as hf_logging
+    """The model for a task (or a modality: image, text, video) from plain settings (what the training config carries)."""
+    from deepbatch.modality import MODALITIES, modality_of
 
-        hf_logging.disable_progress_bar()  # a "Loading weights" bar per rank says nothing a log line would not
-        encoder = AutoModel.from_pretrained(settings["encoder_dir"])
-        return TextClassifier(encoder, int(encoder.config.hidden_size), num_classes, float(settings.get("dropout", 0.1)),
-                              bool(settings.get("freeze_encoder", True)), int(settings.get("head_hidden", 0)))
-    if task == "video_cls":
-        backbone = EfficientNetFeatures(efficientnet_lite0(bool(settings.get("pretrained", True))))
-        return ClipClassifier(backbone, 1280, num_classes, str(settings.get("pooling", "mean")), float(settings.get("dropout", 0.2)))
-    raise ValueError(f"unknown task {task!r}")
+    modality = MODALITIES[task] if task in MODALITIES else modality_of(task)
+    return modality.fn("build")(num_classes, settings)  # type: ignore[no-any-return]

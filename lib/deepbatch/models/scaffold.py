@@ -19,18 +19,17 @@ from deepbatch.models.settings import model_settings
 
 def write_untrained_model(conf: Conf, task: str, folder: Path, seed: int = 3) -> Path:
     """Write ``folder`` as a model folder for ``task`` with seeded, untrained heads; returns it."""
-    from deepbatch.infer.text import save_text_assets
+    from deepbatch.modality import modality_of
     from deepbatch.models.builders import build_model
     from deepbatch.train.outputs import save_model_folder
 
     settings, preprocessing = model_settings(conf, task)
-    if task == "text_cls":
+    if "freeze_encoder" in settings:
         settings["freeze_encoder"] = True  # inference-only folder: nothing to fine-tune
     classes = getattr(conf.tasks, task).classes
     torch.manual_seed(seed)
     model = build_model(task, len(classes), settings).eval()
     save_model_folder(folder, model.state_dict(), {"task": task, "model_settings": settings, "num_classes": len(classes)},
                       {c: i for i, c in enumerate(classes)}, preprocessing, {"history": [], "untrained": True})  # fmt: skip
-    if task == "text_cls":
-        save_text_assets(folder, preprocessing["tokenizer"], model.encoder)
+    modality_of(task).fn("save_assets")(folder, {"preprocessing": preprocessing}, model)
     return folder

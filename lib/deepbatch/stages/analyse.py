@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.manifests import TableCounts
+from deepbatch.modality import modality_of
 from deepbatch.report.data import MediaSamples, QuarantineSample
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
@@ -27,11 +28,11 @@ from deepbatch.tables import partition_path, read_partition
 
 log = logging.getLogger(__name__)
 
-TEXT_BIN_CHARS = 20
 PREVIEW_MAX_BYTES = 16 << 20  # quarantined files larger than this get a placeholder, not a preview
 
 
-def _counts(df: DataFrame, *cols: str) -> dict[str, int]:
+def count_by(df: DataFrame, *cols: str) -> dict[str, int]:
+    """Rows per value of ``cols`` (joined with |; null as <null>), sorted by value."""
     key = F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit("<null>")) for c in cols])
     return {r["k"]: int(r["n"]) for r in df.groupBy(key.alias("k")).agg(F.count("*").alias("n")).orderBy("k").collect()}
 
@@ -59,11 +60,11 @@ def class_balance(by_class: dict[str, int], classes: list[str]) -> dict[str, Any
 def profile_task(df: DataFrame, task: str, classes: list[str]) -> dict[str, Any]:
     """Counts, per-split class balance and the modality's size distributions."""
     labelled = df.filter(F.col("label").isNotNull())
-    by_split_class = _counts(labelled, "split", "label")
+    by_split_class = count_by(labelled, "split", "label")
     out: dict[str, Any] = {
         "rows": df.count(),
-        "by_split": _counts(df, "split"),
-        "balance": class_balance(_counts(labelled, "label"), classes),
+        "by_split": count_by(df, "split"),
+        "balance": class_balance(count_by(labelled, "label"), classes),
         "balance_by_split": {
             split: class_balance(
                 {k.split("|", 1)[1]: v for k, v in by_split_class.items() if k.split("|", 1)[0] == split}, classes
@@ -71,20 +72,7 @@ def profile_task(df: DataFrame, task: str, classes: list[str]) -> dict[str, Any]
             for split in ("train", "val", "test")
         },
     }
-    if task == "image_cls":
-        out["image_sizes"] = _counts(df.withColumn("size", F.concat_ws("x", "width", "height")), "size")
-        out["channels"] = _counts(df, "channels")
-    elif task == "text_cls":
-        out["text_chars"] = summary_stats(df, "text_chars")
-        bins = df.withColumn("bin", (F.floor(F.col("text_chars") / TEXT_BIN_CHARS) * TEXT_BIN_CHARS).cast("int"))
-        out["text_chars_hist"] = {int(k): v for k, v in _counts(bins, "bin").items()}
-        out["text_chars_hist"] = dict(sorted(out["text_chars_hist"].items()))
-    elif task == "video_cls":
-        out["frame_count"] = summary_stats(df, "frame_count")
-        out["fps"] = summary_stats(df, "fps")
-        out["frame_sizes"] = _counts(df.withColumn("size", F.concat_ws("x", "width", "height")), "size")
-        out["by_collection"] = _counts(df, "collection")
-        out["frame_count_hist"] = dict(sorted((int(k), v) for k, v in _counts(df, "frame_count").items()))
+    out.update(modality_of(task).fn("profile")(df))
     return out
 
 

@@ -7,32 +7,13 @@ from typing import Any
 
 import torch
 
+from deepbatch.modality import modality_of
+
 warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")
-
-FIELDS = {
-    "image_cls": ["image", "label_index"],
-    "text_cls": ["input_ids", "attention_mask", "label_index"],
-    "video_cls": ["frames", "label_index"],
-}
-
 
 def to_inputs(task: str, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """A Petastorm batch -> (model inputs, labels) on device, normalised as the model expects."""
-    y = batch["label_index"].long().to(device, non_blocking=True)
-    if task == "image_cls":
-        x = batch["image"].to(device, non_blocking=True).float().div_(255.0).sub_(0.5).div_(0.5)
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        return (x.contiguous(),), y
-    if task == "text_cls":
-        # Dynamic padding: drop the columns that are padding in every row of this batch.
-        mask = batch["attention_mask"]
-        width = max(int(mask.sum(1).max()), 1)
-        return (batch["input_ids"][:, :width].long().to(device), mask[:, :width].long().to(device)), y
-    if task == "video_cls":
-        # B×T×H×W×C uint8 -> B×T×C×H×W in [-1, 1] (EfficientNet-Lite: mean = std = 0.5)
-        x = batch["frames"].to(device, non_blocking=True).float().div_(255.0).sub_(0.5).div_(0.5)
-        return (x.permute(0, 1, 4, 2, 3).contiguous(),), y
-    raise ValueError(f"unknown task {task!r}")
+    return modality_of(task).fn("to_inputs")(batch, device)  # type: ignore[no-any-return]
 
 
 def make_loader(url: str, task: str, batch_size: int, *, cur_shard: int | None = None, shard_count: int | None = None,
@@ -51,7 +32,7 @@ def make_loader(url: str, task: str, batch_size: int, *, cur_shard: int | None =
     from petastorm.pytorch import DataLoader
 
     reader = make_reader(
-        url, schema_fields=FIELDS[task], cur_shard=cur_shard, shard_count=shard_count, num_epochs=num_epochs,
+        url, schema_fields=list(modality_of(task).petastorm_fields), cur_shard=cur_shard, shard_count=shard_count, num_epochs=num_epochs,
         shuffle_row_groups=shuffle, shuffle_rows=shuffle, seed=seed, reader_pool_type="thread", workers_count=workers,
     )  # fmt: skip
     return DataLoader(reader, batch_size=batch_size, shuffling_queue_capacity=4 * batch_size if shuffle else 0)

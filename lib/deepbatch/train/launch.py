@@ -177,13 +177,15 @@ def _gold_rows(spark: SparkSession, conf: Conf, run_date: str, task: str, split:
 
 def _export_onnx(spark: SparkSession, conf: Conf, run_date: str, task: str, export: Path, classes: list[str]) -> None:
     """model.onnx beside the weights, checked against torch on validation rows, and int8 when infer.quantize asks."""
-    from deepbatch.infer.export import TASK_CORES, check_equivalence, export_folder, quantize_folder
+    from deepbatch.infer.export import check_equivalence, export_folder, quantize_folder
     from deepbatch.infer.runtime import onnxruntime_available
+    from deepbatch.modality import modality_of
 
     if not onnxruntime_available():
         log.warning("onnxruntime is not installed: %s gets no ONNX graph and infers with torch", task)
         return
-    kind, options = TASK_CORES[task](conf, classes)
+    modality = modality_of(task)
+    kind, options = modality.core_kind, modality.fn("core_options")(conf, classes)
     limits = _CHECK_CLIPS if kind == "video" else _CHECK_ROWS
     rows = {split: _gold_rows(spark, conf, run_date, task, split, n) for split, n in limits.items()}
     metrics_path = export / "metrics.json"

@@ -228,6 +228,7 @@ def end_epoch_on_rank0(params: dict[str, Any], model: nn.Module, optimizer: Any,
 
 def export_model(params: dict[str, Any], model: nn.Module, state: dict[str, Any], device: torch.device, world: int, cache: Any) -> float:
     """Rank 0: reload the best epoch, evaluate on test, write the model folder; returns test accuracy."""
+    from deepbatch.modality import modality_of
     from deepbatch.train.outputs import classification_metrics, load_checkpoint, save_model_folder
 
     task, classes, hp = params["task"], params["classes"], params["hparams"]
@@ -238,10 +239,7 @@ def export_model(params: dict[str, Any], model: nn.Module, state: dict[str, Any]
                "test": classification_metrics(ty, tp, classes), "world_size": world, "hparams": hp}  # fmt: skip
     save_model_folder(out_dir, model.state_dict(), {"task": task, "model_settings": params["model_settings"], "num_classes": len(classes)},
                       {c: i for i, c in enumerate(classes)}, params["preprocessing"], metrics)  # fmt: skip
-    if task == "text_cls":
-        from deepbatch.infer.text import save_text_assets
-
-        save_text_assets(out_dir, params["preprocessing"]["tokenizer"], model.encoder)
+    modality_of(task).fn("save_assets")(out_dir, params, model)
     log.info("%s: test accuracy %.4f on %d rows; model written to %s", task, metrics["test"]["accuracy"], metrics["test"]["n"], out_dir)
     return float(metrics["test"]["accuracy"])
 
