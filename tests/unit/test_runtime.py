@@ -115,3 +115,12 @@ def test_int8_is_kept_within_the_allowed_drop_and_refused_beyond_it(folders, tmp
     text = quantize_folder("text", folders["text"], "static", 100.0, pd.DataFrame({"text": TEXTS[:6], "label": ["fresh"] * 6}), pd.DataFrame())
     assert text["mode"] == "dynamic"  # encoders quantise their weights only
     json.dumps(text)  # recorded in metrics.json as is
+
+
+def test_an_unwritable_graph_cache_means_torch_under_auto_and_an_error_under_onnxruntime(tmp_path, monkeypatch) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("DEEPBATCH_CACHE", str(blocked))
+    assert ImageNetClassifier(runtime="auto").runtime == "torch"
+    with pytest.raises(ConfigError, match="DEEPBATCH_CACHE"):
+        ImageNetClassifier(runtime="onnxruntime")

@@ -16,6 +16,7 @@ the GPU's work on batch i (results are only synchronised one batch later).
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepbatch.errors import ConfigError
 from deepbatch.infer.common import ModelFolder, error_text, is_empty, pick_device
 from deepbatch.infer.runtime import (
     MODEL_ONNX,
@@ -38,6 +40,8 @@ from deepbatch.infer.runtime import (
     softmax_np,
 )
 from deepbatch.media.image import ImageTooLarge, decode_image, image_to_array, sniff_format, to_channels
+
+log = logging.getLogger(__name__)
 
 IMAGENET_SIZE = 224
 RESIZE_SHORTER = 256
@@ -235,8 +239,24 @@ class ImageNetClassifier(TopKImageCore):
         super().__init__(model or efficientnet_lite0(pretrained=True), imagenet_classes(), top_k, batch_size, device)
         self.nvjpeg = _nvjpeg_decoder() if (self.cuda and gpu_decode) else None
         self.version = "efficientnet-lite0-imagenet1k"
-        wants_graph = runtime != "torch" and not self.cuda and onnxruntime_available()
-        self.use_runtime(runtime, cached_graph(self.graph_spec(), "efficientnet_lite0-imagenet1k") if wants_graph else None)
+        self.use_runtime(runtime, self._imagenet_graph(runtime))
+
+    def _imagenet_graph(self, runtime: str) -> Path | None:
+        """The cached ONNX graph of the pretrained model, exported on first use; None where torch will run.
+
+        Under ``auto`` a cache that cannot be written (a read-only home on an executor) means torch, with a
+        warning; under ``onnxruntime`` it is an error that names the setting to change."""
+        if runtime == "torch" or self.cuda or not onnxruntime_available():
+            return None
+        try:
+            return cached_graph(self.graph_spec(), "efficientnet_lite0-imagenet1k")
+        except OSError as e:
+            if runtime == "onnxruntime":
+                raise ConfigError(f"infer.runtime=onnxruntime: could not export the ImageNet graph into the cache ({e}); "
+                                  "point DEEPBATCH_CACHE at a writable folder on the executors") from e  # fmt: skip
+            log.warning("could not export the ImageNet graph into the cache (%s); scoring with torch. Set DEEPBATCH_CACHE "
+                        "to a writable folder to use ONNX Runtime.", e)  # fmt: skip
+            return None
 
     def prepare_one(self, data: bytes) -> np.ndarray:
         return imagenet_preprocess(data)

@@ -142,6 +142,7 @@ def train_task(spark: SparkSession, conf: Conf, run_date: str, task: str, commit
         "launcher": launcher if conf.train.num_proc > 1 else "local",
         "num_proc": conf.train.num_proc,
         "dataset_version": params["dataset_version"],
+        "commit_id": commit.commit_id,
         "model_dir": params["model_dir"],
         "epochs_done": results[0]["epochs_done"],
         "test_accuracy": results[0].get("test_accuracy"),
@@ -219,20 +220,23 @@ def _stage_model_report(commit: Commit, conf: Conf, run_date: str, task: str, ex
 
 def run_train(spark: SparkSession, conf: Conf, run_date: str, task: str) -> dict[str, Any]:
     """Train one task and publish its model folder as one commit of the train stage."""
-    from deepbatch.report.publish import publish_run_report
-
-    with Commit.for_stage(spark, conf, "train", run_date) as commit:
-        summary = train_task(spark, conf, run_date, task, commit)
-        commit.extra["runs"] = [summary]
-    publish_run_report(spark, conf, run_date)
-    return summary
+    return dict(run_train_stage(spark, conf, run_date, (task,))["runs"][0])
 
 
 def run_train_stage(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple[str, ...]) -> dict[str, Any]:
     """Train every task; all model folders are published together as the train stage's commit."""
     from deepbatch.report.publish import publish_run_report
+    from deepbatch.train.tracking import mark_published
 
-    with Commit.for_stage(spark, conf, "train", run_date) as commit:
-        commit.extra["runs"] = [train_task(spark, conf, run_date, t, commit) for t in tasks]
+    runs: list[dict[str, Any]] = []
+    try:
+        with Commit.for_stage(spark, conf, "train", run_date) as commit:
+            commit.extra["runs"] = runs
+            for t in tasks:
+                runs.append(train_task(spark, conf, run_date, t, commit))
+    except BaseException:
+        mark_published(runs, False)
+        raise
+    mark_published(runs, True)
     publish_run_report(spark, conf, run_date)
     return commit.summary

@@ -10,6 +10,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+PUBLISHED_TAG = "deepbatch.published"  # pending while the train commit runs; then true, or false with the run FAILED
+
 
 def default_tracking_uri(data_root: str) -> str:
     if "://" in data_root:
@@ -34,7 +36,9 @@ def log_to_mlflow(tracking_uri: str, summary: dict[str, Any], model_dir: Path) -
     metrics = json.loads((model_dir / "metrics.json").read_text())
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(f"deepbatch-{summary['task']}")
-    with mlflow.start_run(run_name=f"{summary['task']}-{summary['run_date']}") as run:
+    # The run is logged before the train commit publishes the model folder: it says so until mark_published.
+    tags = {"deepbatch.commit_id": summary.get("commit_id", ""), PUBLISHED_TAG: "pending"}
+    with mlflow.start_run(run_name=f"{summary['task']}-{summary['run_date']}", tags=tags) as run:
         mlflow.log_params({**{f"hp.{k}": v for k, v in metrics["hparams"].items()},
                            "launcher": summary["launcher"], "num_proc": summary["num_proc"],
                            "dataset_version": summary["dataset_version"], "conf_hash": summary["conf_hash"]})  # fmt: skip
@@ -43,3 +47,20 @@ def log_to_mlflow(tracking_uri: str, summary: dict[str, Any], model_dir: Path) -
         mlflow.log_metrics({"test_accuracy": float(metrics["test"]["accuracy"]), "best_val_acc": float(metrics["best_val_acc"])})
         mlflow.log_artifacts(str(model_dir), artifact_path="model", )
         return str(run.info.run_id)
+
+
+def mark_published(runs: list[dict[str, Any]], published: bool) -> None:
+    """After the train commit: tag each run's outcome; a run whose model folder was never published is FAILED."""
+    runs = [r for r in runs if r.get("mlflow_run_id")]
+    if not runs:
+        return
+    from mlflow.tracking import MlflowClient
+
+    for r in runs:
+        try:
+            client = MlflowClient(r["mlflow_tracking_uri"])
+            client.set_tag(r["mlflow_run_id"], PUBLISHED_TAG, str(published).lower())
+            if not published:
+                client.set_terminated(r["mlflow_run_id"], status="FAILED")
+        except Exception as e:  # noqa: BLE001 - the tracking server's state must not hide the stage's own outcome
+            log.warning("could not mark MLflow run %s as %s: %s", r["mlflow_run_id"], "published" if published else "failed", e)
