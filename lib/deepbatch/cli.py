@@ -127,7 +127,7 @@ def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, .
         log.debug("stage %s: start (run_date=%s, conf=%s)", name, run_date, conf.hash(),
                  extra={"event": "stage_start", "stage": name, "run_date": run_date})  # fmt: skip
         with stage_context(name, run_date):
-            manifest = SPECS[name].runner(spark, conf, run_date, tasks)
+            manifest = SPECS[name].run(spark, conf, run_date, tasks)
         duration = time.monotonic() - t0
         mark_done(store, conf, run_date, name, tasks, key, manifest, inputs, duration)
         log.info("stage %s: done in %.1f s: %s (commit %s)", name, duration, _counts_text(manifest), manifest.get("commit_id"),

@@ -19,6 +19,7 @@ and ``--to`` select a range.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 from collections.abc import Callable
@@ -32,54 +33,18 @@ from deepbatch.storage import FileStore
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[Any, Conf, str, "tuple[str, ...] | None"], dict[str, Any]]
-
-
-def _acquire(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
-    from deepbatch.stages.run import run_acquire
-
-    return run_acquire(spark, conf, run_date)
-
-
-def _clean(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
-    from deepbatch.stages.run import run_clean
-
-    return run_clean(spark, conf, run_date)
-
-
-def _integrate(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
-    from deepbatch.stages.run import run_integrate
-
-    return run_integrate(spark, conf, run_date)
-
-
-def _analyse(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
-    from deepbatch.stages.analyse import run_analyse
-
-    return run_analyse(spark, conf, run_date)
-
 
 def trained_tasks(chosen: tuple[str, ...] | None) -> tuple[str, ...]:
     """--task narrowed to the trainable tasks (None: all of them)."""
     return tuple(t for t in chosen if t in TASKS) if chosen else TASKS
 
 
-def _materialize(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
-    from deepbatch.datasets.materialize import run_materialize
-
-    return run_materialize(spark, conf, run_date, trained_tasks(chosen))
-
-
-def _train(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
-    from deepbatch.train.launch import run_train_stage
-
-    return run_train_stage(spark, conf, run_date, trained_tasks(chosen))
-
-
-def _infer(spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
-    from deepbatch.infer.run import run_infer
-
-    return run_infer(spark, conf, run_date, chosen)
+# How a stage's runner takes --task: not at all, narrowed to the trainable tasks, or as given (infer targets).
+_TASK_ARGS: dict[str, Callable[[tuple[str, ...] | None], tuple[Any, ...]]] = {
+    "none": lambda chosen: (),
+    "trained": lambda chosen: (trained_tasks(chosen),),
+    "chosen": lambda chosen: (chosen,),
+}
 
 
 @dataclass(frozen=True)
@@ -87,18 +52,25 @@ class StageSpec:
     name: str
     sections: tuple[str, ...]  # the conf sections (or section.key) it reads, besides data_root
     upstream: tuple[str, ...]  # the stages whose outputs for the same run date it reads
-    runner: Runner
+    runner: str  # "module:function", imported when the stage runs (keeps Spark and torch out of the CLI's import)
+    tasks: str = "none"  # how the runner takes --task (see _TASK_ARGS)
+
+    def run(self, spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
+        module, function = self.runner.split(":")
+        fn = getattr(importlib.import_module(module), function)
+        return dict(fn(spark, conf, run_date, *_TASK_ARGS[self.tasks](chosen)))
 
 
 STAGE_TABLE: tuple[StageSpec, ...] = (
-    StageSpec("acquire", ("acquire",), (), _acquire),
-    StageSpec("clean", ("tasks", "quality"), ("acquire",), _clean),
-    StageSpec("integrate", ("tasks", "split"), ("clean",), _integrate),
-    StageSpec("analyse", ("tasks",), ("clean", "integrate"), _analyse),
-    StageSpec("materialize", ("tasks", "datasets"), ("integrate",), _materialize),
+    StageSpec("acquire", ("acquire",), (), "deepbatch.stages.run:run_acquire"),
+    StageSpec("clean", ("tasks", "quality"), ("acquire",), "deepbatch.stages.run:run_clean"),
+    StageSpec("integrate", ("tasks", "split"), ("clean",), "deepbatch.stages.run:run_integrate"),
+    StageSpec("analyse", ("tasks", "report"), ("clean", "integrate"), "deepbatch.stages.analyse:run_analyse"),
+    StageSpec("materialize", ("tasks", "datasets"), ("integrate",), "deepbatch.datasets.materialize:run_materialize", "trained"),
     # train also exports ONNX graphs and, with infer.quantize, the int8 graph it checks against the test split.
-    StageSpec("train", ("tasks", "datasets", "train", "infer.quantize", "infer.max_quantized_accuracy_drop"), ("materialize",), _train),
-    StageSpec("infer", ("tasks", "infer"), ("clean", "integrate", "train"), _infer),
+    StageSpec("train", ("tasks", "datasets", "train", "infer.quantize", "infer.max_quantized_accuracy_drop"), ("materialize",),
+              "deepbatch.train.launch:run_train_stage", "trained"),
+    StageSpec("infer", ("tasks", "infer", "report"), ("clean", "integrate", "train"), "deepbatch.infer.run:run_infer", "chosen"),
 )
 STAGES = tuple(s.name for s in STAGE_TABLE)
 SPECS = {s.name: s for s in STAGE_TABLE}
