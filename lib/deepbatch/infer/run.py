@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pyspark import StorageLevel
@@ -30,11 +31,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
 from deepbatch.commit import Commit
-from deepbatch.config import INFER_TARGETS, Conf
+from deepbatch.config import Conf
 from deepbatch.errors import ConfigError, MissingInputError
 from deepbatch.infer.common import latest_model_dir, local_path
 from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, frames_fn, series_udf, summarise_workers
 from deepbatch.manifests import TableCounts
+from deepbatch.modality import modality_of
 from deepbatch.progress import SparkProgress
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
@@ -42,6 +44,8 @@ from deepbatch.storage import Storage
 from deepbatch.tables import partition_path, read_partition
 
 log = logging.getLogger(__name__)
+
+IMAGENET = "imagenet"  # the pretrained ImageNet model on infer.imagenet.input: the target that is not a trained task
 
 def models_root(conf: Conf) -> str:
     root = conf.path("models")
@@ -154,11 +158,12 @@ def _score_series(spark: SparkSession, conf: Conf, run_date: str, commit: Commit
              extra["records_per_s"], extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")  # fmt: skip
 
 
-def infer_image_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Commit) -> None:
-    gold, path = _read_gold(spark, conf, "image_cls", run_date)
-    model_dir = str(latest_model_dir(models_root(conf), "image_cls", conf.infer.model_version))
+def infer_image_task(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
+    """An image task's gold table through its newest (or infer.model_version) model: top-k labels."""
+    gold, path = _read_gold(spark, conf, task, run_date)
+    model_dir = str(latest_model_dir(models_root(conf), task, conf.infer.model_version))
     spec = _spec(conf, "image", model_dir, top_k=conf.infer.image.top_k, batch_size=conf.infer.batch_size, **_runtime(conf))
-    _score_series(spark, conf, run_date, commit, "image_cls", gold, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
+    _score_series(spark, conf, run_date, commit, task, gold, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
                   F.col("top_labels").getItem(0), [path, model_dir])  # fmt: skip
 
 
@@ -177,16 +182,17 @@ def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, commit: Commi
                   F.col("top_labels").getItem(0), [path])  # fmt: skip
 
 
-def infer_text_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Commit) -> None:
-    gold, path = _read_gold(spark, conf, "text_cls", run_date)
+def infer_text_task(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
+    """A text task's gold table through its model, or through infer.text.hf_model: class probabilities."""
+    gold, path = _read_gold(spark, conf, task, run_date)
     t = conf.infer.text
     if t.hf_model:
         spec = _spec(conf, "hf_text", os.path.abspath(local_path(t.hf_model)), batch_size=conf.infer.batch_size, max_length=t.max_length)
     else:
-        model_dir = str(latest_model_dir(models_root(conf), "text_cls", conf.infer.model_version))
+        model_dir = str(latest_model_dir(models_root(conf), task, conf.infer.model_version))
         spec = _spec(conf, "text", model_dir, batch_size=conf.infer.batch_size, **_runtime(conf))
     classes = _classes_of(spec)
-    _score_series(spark, conf, run_date, commit, "text_cls", gold, "text", spec, T.CLASS_FIELDS, T.PREDICTIONS_CLASS,
+    _score_series(spark, conf, run_date, commit, task, gold, "text", spec, T.CLASS_FIELDS, T.PREDICTIONS_CLASS,
                   F.col("predicted"), [path, spec.model_dir], classes)  # fmt: skip
 
 
@@ -203,10 +209,11 @@ def _classes_of(spec: CoreSpec) -> list[str]:
     return ModelFolder.open(spec.model_dir).classes
 
 
-def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Commit) -> None:
-    gold, path = _read_gold(spark, conf, "video_cls", run_date)
+def infer_video_task(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
+    """A video task's clips: sampled frames -> per-frame features (and ImageNet top-1) -> the clip model."""
+    gold, path = _read_gold(spark, conf, task, run_date)
     v = conf.infer.video
-    model_dir = str(latest_model_dir(models_root(conf), "video_cls", conf.infer.model_version))
+    model_dir = str(latest_model_dir(models_root(conf), task, conf.infer.model_version))
     spec = _spec(conf, "video", model_dir, frames_per_clip=v.frames_per_clip, every_n=v.every_n, max_frames=v.max_frames,
                  imagenet_top1=v.imagenet_top1, imagenet_size=v.imagenet_size, batch_size=conf.infer.batch_size, **_runtime(conf))  # fmt: skip
     limit = int(v.max_inline_mb * (1 << 20))
@@ -216,13 +223,13 @@ def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Comm
     )  # fmt: skip
     n_in = clips.count()
     n_by_path = clips.where(F.col("content").isNull()).count()
-    job = _Scoring(spark, conf, run_date, "video_cls", n_in, v.arrow_batch)
+    job = _Scoring(spark, conf, run_date, task, n_in, v.arrow_batch)
     rows = clips.repartition(_partitions(spark, n_in, v.clips_per_task)).mapInPandas(
         frames_fn(spec, job.stats, passthrough=["split", "label"]), T.VIDEO_INFER_ROWS  # type: ignore[arg-type]
     )
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        frame_table, clip_table = "predictions/video_cls_frames", "predictions/video_cls"
+        frame_table, clip_table = f"predictions/{task}_frames", f"predictions/{task}"
         first = Window.partitionBy("record_id").orderBy(F.col("frame_index").asc_nulls_first())
         n_frames = job.run(lambda: commit.stage_table(frame_table, rows.where(F.col("error").isNull()), T.PREDICTIONS_VIDEO_FRAMES, progress=False))
         per_clip = rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
@@ -240,8 +247,8 @@ def infer_video_cls(spark: SparkSession, conf: Conf, run_date: str, commit: Comm
     commit.add_manifest(counts)
     commit.add_manifest(TableCounts(frame_table, n_frames, n_frames, inputs=[path, model_dir], extra={"clips": n_in}))
     commit.add_file(clip_table, "_classes.json", json.dumps(_classes_of(spec)))
-    _stage_report_part(commit, conf, run_date, staged, clips, "content", "video_cls", "video", n_out, extra)
-    log.debug("infer   %-10s %d clips, %d frames in %.1f s, errors %s, accuracy %s", "video_cls", n_out, n_frames, job.seconds,
+    _stage_report_part(commit, conf, run_date, staged, clips, "content", task, "video", n_out, extra)
+    log.debug("infer   %-10s %d clips, %d frames in %.1f s, errors %s, accuracy %s", task, n_out, n_frames, job.seconds,
              extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")  # fmt: skip
 
 
@@ -255,13 +262,24 @@ def _stage_report_part(commit: Commit, conf: Conf, run_date: str, staged: DataFr
     stage_part(commit, conf, run_date, prediction_part(staged, source, column, target, media, stats, conf.report.prediction_samples))
 
 
-TARGETS = {
-    "image_cls": infer_image_cls,
-    "text_cls": infer_text_cls,
-    "video_cls": infer_video_cls,
-    "imagenet": infer_imagenet,
+# How each modality's tasks are scored; imagenet is the one target that is not a trained task.
+BY_MODALITY: dict[str, Callable[[SparkSession, Conf, str, Commit, str], None]] = {
+    "image": infer_image_task,
+    "text": infer_text_task,
+    "video": infer_video_task,
 }
-assert set(TARGETS) == set(INFER_TARGETS)
+
+
+# Targets that score with a pretrained model and no trained task.
+PRETRAINED: dict[str, Callable[[SparkSession, Conf, str, Commit], None]] = {IMAGENET: infer_imagenet}
+
+
+def score_target(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, target: str) -> None:
+    """One target: a pretrained one, or a trained task through its modality's scorer."""
+    if target in PRETRAINED:
+        PRETRAINED[target](spark, conf, run_date, commit)
+        return
+    BY_MODALITY[modality_of(target).name](spark, conf, run_date, commit, target)
 
 
 def run_infer(spark: SparkSession, conf: Conf, run_date: str, targets: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -270,6 +288,6 @@ def run_infer(spark: SparkSession, conf: Conf, run_date: str, targets: tuple[str
 
     with Commit.for_stage(spark, conf, "infer", run_date) as commit:
         for target in targets or tuple(conf.infer.targets):
-            TARGETS[target](spark, conf, run_date, commit)
+            score_target(spark, conf, run_date, commit, target)
     publish_run_report(spark, conf, run_date)
     return commit.summary
