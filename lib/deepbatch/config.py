@@ -338,6 +338,43 @@ def _build(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def _validate_train(t: TrainConf) -> None:
+    if t.launcher not in ("horovod", "torch_distributor", "local"):
+        raise ConfigError(f"conf key 'train.launcher' must be horovod, torch_distributor or local, got {t.launcher!r}")
+    if t.num_proc < 1:
+        raise ConfigError("conf key 'train.num_proc' must be >= 1")
+    for task in TASKS:
+        tc = getattr(t, task)
+        choices = {"optimizer": ("sgd", "momentum", "rmsprop", "adam"), "lr_schedule": ("cosine", "step", "constant"),
+                   "class_weights": ("none", "balanced"), "pooling": ("mean", "gru", "attention")}  # fmt: skip
+        for key, allowed in choices.items():
+            if getattr(tc, key) not in allowed:
+                raise ConfigError(f"conf key 'train.{task}.{key}' must be one of {allowed}, got {getattr(tc, key)!r}")
+        if tc.epochs < 1 or tc.batch_size < 1 or tc.lr <= 0:
+            raise ConfigError(f"conf keys train.{task}.epochs/batch_size must be >= 1 and lr > 0")
+
+
+def _validate_infer(inf: InferConf) -> None:
+    unknown = [t for t in inf.targets if t not in INFER_TARGETS]
+    if unknown:
+        raise ConfigError(f"conf key 'infer.targets' has unknown target(s) {unknown}; choose from {INFER_TARGETS}")
+    for name in ("batch_size", "arrow_batch", "rows_per_task"):
+        if getattr(inf, name) < 1:
+            raise ConfigError(f"conf key 'infer.{name}' must be >= 1")
+    for key, value, allowed in (("runtime", inf.runtime, ("auto", "torch", "onnxruntime")), ("quantize", inf.quantize, ("none", "dynamic", "static"))):
+        if value not in allowed:
+            raise ConfigError(f"conf key 'infer.{key}' must be one of {allowed}, got {value!r}")
+    if inf.max_quantized_accuracy_drop < 0:
+        raise ConfigError("conf key 'infer.max_quantized_accuracy_drop' must be >= 0 (accuracy points)")
+    if inf.device != "auto" and not inf.device.startswith(("cpu", "cuda")):
+        raise ConfigError(f"conf key 'infer.device' must be auto, cpu or cuda[:N], got {inf.device!r}")
+    v = inf.video
+    if min(v.frames_per_clip, v.max_frames, v.arrow_batch, v.clips_per_task) < 1 or v.every_n < 0 or v.max_inline_mb < 0:
+        raise ConfigError("conf keys infer.video.frames_per_clip/max_frames/arrow_batch/clips_per_task must be >= 1, every_n and max_inline_mb >= 0")
+    if inf.image.top_k < 1 or inf.imagenet.top_k < 1:
+        raise ConfigError("conf keys infer.image.top_k and infer.imagenet.top_k must be >= 1")
+
+
 def validate(conf: Conf) -> Conf:
     if conf.demo.size not in ("small", "full"):
         raise ConfigError(f"conf key 'demo.size' must be 'small' or 'full', got {conf.demo.size!r}")
@@ -361,41 +398,10 @@ def validate(conf: Conf) -> Conf:
             raise ConfigError(f"conf key 'datasets.{name}' must be >= 1")
     if d.image_channels not in (1, 3):
         raise ConfigError("conf key 'datasets.image_channels' must be 1 or 3")
-    t = conf.train
-    if t.launcher not in ("horovod", "torch_distributor", "local"):
-        raise ConfigError(f"conf key 'train.launcher' must be horovod, torch_distributor or local, got {t.launcher!r}")
-    if t.num_proc < 1:
-        raise ConfigError("conf key 'train.num_proc' must be >= 1")
-    for task in TASKS:
-        tc = getattr(t, task)
-        choices = {"optimizer": ("sgd", "momentum", "rmsprop", "adam"), "lr_schedule": ("cosine", "step", "constant"),
-                   "class_weights": ("none", "balanced"), "pooling": ("mean", "gru", "attention")}  # fmt: skip
-        for key, allowed in choices.items():
-            if getattr(tc, key) not in allowed:
-                raise ConfigError(f"conf key 'train.{task}.{key}' must be one of {allowed}, got {getattr(tc, key)!r}")
-        if tc.epochs < 1 or tc.batch_size < 1 or tc.lr <= 0:
-            raise ConfigError(f"conf keys train.{task}.epochs/batch_size must be >= 1 and lr > 0")
+    _validate_train(conf.train)
     if conf.acquire.mode not in ("full", "incremental"):
         raise ConfigError(f"conf key 'acquire.mode' must be full or incremental, got {conf.acquire.mode!r}")
-    inf = conf.infer
-    unknown = [t for t in inf.targets if t not in INFER_TARGETS]
-    if unknown:
-        raise ConfigError(f"conf key 'infer.targets' has unknown target(s) {unknown}; choose from {INFER_TARGETS}")
-    for name in ("batch_size", "arrow_batch", "rows_per_task"):
-        if getattr(inf, name) < 1:
-            raise ConfigError(f"conf key 'infer.{name}' must be >= 1")
-    for key, value, allowed in (("runtime", inf.runtime, ("auto", "torch", "onnxruntime")), ("quantize", inf.quantize, ("none", "dynamic", "static"))):
-        if value not in allowed:
-            raise ConfigError(f"conf key 'infer.{key}' must be one of {allowed}, got {value!r}")
-    if inf.max_quantized_accuracy_drop < 0:
-        raise ConfigError("conf key 'infer.max_quantized_accuracy_drop' must be >= 0 (accuracy points)")
-    if inf.device != "auto" and not inf.device.startswith(("cpu", "cuda")):
-        raise ConfigError(f"conf key 'infer.device' must be auto, cpu or cuda[:N], got {inf.device!r}")
-    v = inf.video
-    if min(v.frames_per_clip, v.max_frames, v.arrow_batch, v.clips_per_task) < 1 or v.every_n < 0 or v.max_inline_mb < 0:
-        raise ConfigError("conf keys infer.video.frames_per_clip/max_frames/arrow_batch/clips_per_task must be >= 1, every_n and max_inline_mb >= 0")
-    if inf.image.top_k < 1 or inf.imagenet.top_k < 1:
-        raise ConfigError("conf keys infer.image.top_k and infer.imagenet.top_k must be >= 1")
+    _validate_infer(conf.infer)
     if conf.locks.heartbeat_s <= 0 or conf.locks.stale_after_s < 3 * conf.locks.heartbeat_s:
         raise ConfigError("conf keys locks.heartbeat_s must be > 0 and locks.stale_after_s >= 3 x heartbeat_s "
                           "(a live writer must never look stale)")

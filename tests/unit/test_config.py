@@ -62,3 +62,12 @@ def test_conf_hash_changes_with_settings() -> None:
     b = load_conf(REPO / "conf" / "local.yaml", ["split.seed=99"])
     assert a.hash() == load_conf(REPO / "conf" / "local.yaml").hash()
     assert a.hash() != b.hash()
+
+
+@pytest.mark.parametrize(("override", "key"), [("infer.runtime=tensorrt", "infer.runtime"), ("infer.quantize=int4", "infer.quantize"),
+                                               ("infer.max_quantized_accuracy_drop=-1", "infer.max_quantized_accuracy_drop"),
+                                               ("report.samples_per_class=-2", "report.samples_per_class")])  # fmt: skip
+def test_runtime_quantisation_and_report_settings_are_checked(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_conf(REPO / "conf" / "local.yaml", [override])
+    assert load_conf(REPO / "conf" / "local.yaml", ["infer.runtime=onnxruntime", "infer.quantize=static", "report.samples_per_class=0"]).infer.quantize == "static"
