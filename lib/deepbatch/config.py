@@ -98,6 +98,8 @@ class DatasetsConf:
     """Petastorm training sets materialised from the gold tables."""
 
     version: str = ""  # empty: the run date
+    window: str = "this"  # which gold run dates a dataset holds: this (the run date) | all (every one so far) | last (window_last)
+    window_last: int = 3  # with window=last: the newest N run dates up to the run date
     workers: int = 2  # training processes every split must feed
     min_row_groups_per_worker: int = 2  # an empty shard hangs Horovod
     row_group_size_mb: int = 8
@@ -396,6 +398,8 @@ def validate(conf: Conf) -> Conf:
     for name in ("workers", "min_row_groups_per_worker", "row_group_size_mb", "image_size", "text_max_length", "video_frames", "video_size"):
         if getattr(d, name) < 1:
             raise ConfigError(f"conf key 'datasets.{name}' must be >= 1")
+    if d.window not in ("this", "all", "last") or d.window_last < 1:
+        raise ConfigError(f"conf key 'datasets.window' must be this, all or last (with datasets.window_last >= 1), got {d.window!r}")
     if d.image_channels not in (1, 3):
         raise ConfigError("conf key 'datasets.image_channels' must be 1 or 3")
     _validate_train(conf.train)

@@ -96,6 +96,60 @@ def unischema_for(task: str, d: DatasetsConf) -> Any:
     return modality_of(task).fn("unischema")(d)
 
 
+def _require_rows(labelled: DataFrame, task: str, window: dict[str, Any]) -> None:
+    """A window without labelled rows has nothing to train on: say which window and how to widen it."""
+    if labelled.limit(1).count() == 0:
+        labelled.unpersist()
+        raise NotEnoughRowGroupsError(
+            f"{task}: no labelled rows in datasets.window={window['window']} (run dates {', '.join(window['run_dates'])}). "
+            "A run date with no new records (incremental acquire) has nothing to train on by itself: set datasets.window=all "
+            "or datasets.window=last (datasets.window_last=N) to train on what has accumulated, or skip materialize and train "
+            "for this run date."
+        )
+
+
+def window_run_dates(storage: Any, conf: Conf, task: str, run_date: str) -> list[str]:
+    """The gold run dates a dataset for ``run_date`` is built from (``datasets.window``), oldest first."""
+    d = conf.datasets
+    if d.window == "this":
+        return [run_date]
+    published = {name.split("=", 1)[1] for name in storage.list_dirs(conf.path("gold", task)) if name.startswith("run_date=")}
+    dates = sorted({run_date, *(day for day in published if day <= run_date)})  # this run date's gold must exist (read checks it)
+    return dates[-d.window_last :] if d.window == "last" else dates
+
+
+def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tuple[DataFrame, dict[str, Any]]:
+    """The task's gold rows over the window; a record in several run dates counts once, from the newest.
+
+    Returns the rows and what went in: the window, its run dates, each one's integrate commit and its rows."""
+    import json
+
+    from pyspark.sql import Window
+
+    from deepbatch.commit import MARKER
+    from deepbatch.tables import partition_path
+
+    storage = Storage(spark)
+    root, schema = conf.path("gold", task), T.GOLD_SCHEMAS[task]
+    dates = window_run_dates(storage, conf, task, run_date)
+    parts = [read_partition(spark, root, day, schema).withColumn("_run_date", F.lit(day)) for day in dates]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    newest = Window.partitionBy("record_id").orderBy(F.col("_run_date").desc())
+    rows = union if len(dates) == 1 else union.withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n")
+    commits = {}
+    for day in dates:
+        marker = f"{partition_path(root, day)}/{MARKER}"
+        commits[day] = json.loads(storage.read_text(marker)).get("commit_id") if storage.exists(marker) else None
+    counts = {r["_run_date"]: int(r["count"]) for r in rows.groupBy("_run_date").count().collect()}
+    info = {"window": conf.datasets.window, "run_dates": dates, "commits": commits, "rows_by_run_date": {d: counts.get(d, 0) for d in dates}}
+    if len(dates) > 1:
+        log.info("materialize %s: window %s over %d run dates (%s .. %s), %d rows", task, conf.datasets.window, len(dates), dates[0],
+                 dates[-1], sum(counts.values()))  # fmt: skip
+    return rows.drop("_run_date"), info
+
+
 def write_split(spark: SparkSession, df: DataFrame, url: str, task: str, d: DatasetsConf, tokenizer_dir: str | None) -> int:
     """Encode and write one split as a Petastorm dataset; returns rows written."""
     from petastorm.etl.dataset_metadata import materialize_dataset
@@ -123,13 +177,14 @@ def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple
         storage = Storage(spark)
         for task in tasks:
             gold_path = conf.path("gold", task)
-            gold = read_partition(spark, gold_path, run_date, T.GOLD_SCHEMAS[task])
+            gold, window = gold_window(spark, conf, task, run_date)
             labelled = gold.filter(F.col("split").isin(*SPLITS)).persist()
+            _require_rows(labelled, task, window)
             modality = modality_of(task)
             tokenizer_dir = str(resolve_pretrained(d.text_tokenizer)) if modality.uses_tokenizer else None
             target = conf.path("datasets", task, version)
             staging = commit.staging_dir(f"datasets/{task}")
-            extra: dict[str, Any] = {"version": version, "splits": {}}
+            extra: dict[str, Any] = {"version": version, "window": window, "splits": {}}
             written = 0
             for split in SPLITS:
                 describe_job(spark, "materialize", f"{task}/{split}", run_date)
