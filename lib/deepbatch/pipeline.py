@@ -54,6 +54,7 @@ class StageSpec:
     upstream: tuple[str, ...]  # the stages whose outputs for the same run date it reads
     runner: str  # "module:function", imported when the stage runs (keeps Spark and torch out of the CLI's import)
     tasks: str = "none"  # how the runner takes --task (see _TASK_ARGS)
+    reads_window: bool = False  # it also reads earlier run dates' gold (datasets.window): their commits are inputs too
 
     def run(self, spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
         module, function = self.runner.split(":")
@@ -66,7 +67,8 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
     StageSpec("clean", ("tasks", "quality"), ("acquire",), "deepbatch.stages.run:run_clean"),
     StageSpec("integrate", ("tasks", "split"), ("clean",), "deepbatch.stages.run:run_integrate"),
     StageSpec("analyse", ("tasks", "report"), ("clean", "integrate"), "deepbatch.stages.analyse:run_analyse"),
-    StageSpec("materialize", ("tasks", "datasets"), ("integrate",), "deepbatch.datasets.materialize:run_materialize", "trained"),
+    StageSpec("materialize", ("tasks", "datasets"), ("integrate",), "deepbatch.datasets.materialize:run_materialize", "trained",
+              reads_window=True),
     # train also exports ONNX graphs and, with infer.quantize, the int8 graph it checks against the test split.
     StageSpec("train", ("tasks", "datasets", "train", "infer.quantize", "infer.max_quantized_accuracy_drop"), ("materialize",),
               "deepbatch.train.launch:run_train_stage", "trained"),
@@ -128,11 +130,28 @@ def done_record(store: FileStore, conf: Conf, run_date: str, stage: str) -> dict
 
 
 def upstream_commits(store: FileStore, conf: Conf, run_date: str, stage: str) -> dict[str, str | None]:
-    """The commit each upstream stage last published for this run date (None: no record)."""
+    """The commit each upstream stage last published for this run date (None: no record), and for a stage
+    that reads a training window, the commit of each earlier gold partition in it."""
     out: dict[str, str | None] = {}
     for up in SPECS[stage].upstream:
         record = done_record(store, conf, run_date, up)
         out[up] = record.get("commit_id") if record else None
+    if SPECS[stage].reads_window:
+        out.update(window_commits(store, conf, run_date))
+    return out
+
+
+def window_commits(store: FileStore, conf: Conf, run_date: str) -> dict[str, str | None]:
+    """The commit each earlier gold partition in the training window holds (``gold/<task>@<run date>``)."""
+    from deepbatch.commit import MARKER
+    from deepbatch.datasets.window import window_run_dates
+
+    out: dict[str, str | None] = {}
+    for task in TASKS:
+        for day in window_run_dates(store, conf, task, run_date):
+            marker = f"{conf.path('gold', task)}/run_date={day}/{MARKER}"
+            if day != run_date:
+                out[f"gold/{task}@{day}"] = json.loads(store.read_text(marker)).get("commit_id") if store.exists(marker) else None
     return out
 
 

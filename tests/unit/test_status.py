@@ -67,3 +67,22 @@ def test_status_lists_each_inference_target_with_its_records_errors_and_test_acc
     text = render(run_date_status(store, conf, D))
     assert "predictions pets: 100 records, 2 record errors, test accuracy 0.8750 on 40 rows" in text
     assert "predictions photos: 100 records, 0 record errors, no labelled test rows" in text
+
+
+def test_a_republished_earlier_day_in_the_training_window_reruns_materialize(tmp_path) -> None:
+    from deepbatch.pipeline import why_run
+
+    conf, store = make_conf(tmp_path, "datasets.window=all"), LocalStore()
+    day1, day2 = "2026-11-25", D
+    for day, commit in ((day1, "integrate-a"), (day2, "integrate-b")):
+        (tmp_path / "gold" / "image_cls" / f"run_date={day}").mkdir(parents=True)
+        (tmp_path / "gold" / "image_cls" / f"run_date={day}" / "_commit.json").write_text(json.dumps({"commit_id": commit}))
+    inputs = upstream_commits(store, conf, day2, "materialize")
+    assert inputs["gold/image_cls@2026-11-25"] == "integrate-a" and "gold/image_cls@2026-11-27" not in inputs  # same day: integrate's record
+    mark_done(store, conf, day2, "materialize", None, "h", {"commit_id": "materialize-x", "outputs": []}, inputs, 1.0)
+    reason, record = why_run(store, conf, day2, "materialize", "h")
+    assert reason is None and record is not None and record["commit_id"] == "materialize-x"  # nothing changed: it may skip
+    (tmp_path / "gold" / "image_cls" / f"run_date={day1}" / "_commit.json").write_text(json.dumps({"commit_id": "integrate-a2"}))
+    reason, record = why_run(store, conf, day2, "materialize", "h")
+    assert record is None and reason == "its inputs were republished (gold/image_cls@2026-11-25 integrate-a -> integrate-a2)"
+    assert "gold/image_cls@2026-11-25" not in upstream_commits(store, make_conf(tmp_path), day2, "materialize")  # window: this

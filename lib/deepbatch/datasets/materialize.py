@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from deepbatch.commit import Commit
 from deepbatch.config import TASKS, Conf, DatasetsConf
+from deepbatch.datasets.window import window_run_dates
 from deepbatch.errors import DeepbatchError
 from deepbatch.manifests import TableCounts
 from deepbatch.modality import modality_of
@@ -106,16 +107,6 @@ def _require_rows(labelled: DataFrame, task: str, window: dict[str, Any]) -> Non
             "or datasets.window=last (datasets.window_last=N) to train on what has accumulated, or skip materialize and train "
             "for this run date."
         )
-
-
-def window_run_dates(storage: Any, conf: Conf, task: str, run_date: str) -> list[str]:
-    """The gold run dates a dataset for ``run_date`` is built from (``datasets.window``), oldest first."""
-    d = conf.datasets
-    if d.window == "this":
-        return [run_date]
-    published = {name.split("=", 1)[1] for name in storage.list_dirs(conf.path("gold", task)) if name.startswith("run_date=")}
-    dates = sorted({run_date, *(day for day in published if day <= run_date)})  # this run date's gold must exist (read checks it)
-    return dates[-d.window_last :] if d.window == "last" else dates
 
 
 def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tuple[DataFrame, dict[str, Any]]:
