@@ -61,12 +61,12 @@ def rate(fn: Callable[[], Any], items: int, repeats: int = 3) -> float:
 def bare_efficientnet(root: Path) -> dict[str, float]:
     from deepbatch.infer.export import _quantize
     from deepbatch.infer.image import ImageNetClassifier, imagenet_preprocess
-    from deepbatch.infer.runtime import OrtGraph, export_graph
+    from deepbatch.infer.runtime import OrtGraph, export_graph, model_input
 
     core = ImageNetClassifier(runtime="torch")
     photos = photos_table(48)["content"].tolist()
-    x = np.stack([imagenet_preprocess(b) for b in photos[:32]]).transpose(0, 3, 1, 2).astype(np.float32) * (2 / 255) - 1
-    calib = [np.stack([imagenet_preprocess(b) for b in photos[32:48]]).transpose(0, 3, 1, 2).astype(np.float32) * (2 / 255) - 1]
+    x = model_input(np.stack([imagenet_preprocess(b) for b in photos[:32]]))
+    calib = [model_input(np.stack([imagenet_preprocess(b) for b in photos[32:48]]))]
     spec = core.graph_spec()
     model = spec.module.eval()
     graph = export_graph(spec, root / "effnet")

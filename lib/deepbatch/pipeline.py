@@ -143,16 +143,10 @@ def upstream_commits(store: FileStore, conf: Conf, run_date: str, stage: str) ->
 
 def window_commits(store: FileStore, conf: Conf, run_date: str) -> dict[str, str | None]:
     """The commit each earlier gold partition in the training window holds (``gold/<task>@<run date>``)."""
-    from deepbatch.commit import MARKER
-    from deepbatch.datasets.window import window_run_dates
+    from deepbatch.datasets.window import partition_commit, window_run_dates
 
-    out: dict[str, str | None] = {}
-    for task in TASKS:
-        for day in window_run_dates(store, conf, task, run_date):
-            marker = f"{conf.path('gold', task)}/run_date={day}/{MARKER}"
-            if day != run_date:
-                out[f"gold/{task}@{day}"] = json.loads(store.read_text(marker)).get("commit_id") if store.exists(marker) else None
-    return out
+    return {f"gold/{task}@{day}": partition_commit(store, conf.path("gold", task), day)
+            for task in TASKS for day in window_run_dates(store, conf, task, run_date) if day != run_date}  # fmt: skip
 
 
 def mark_done(store: FileStore, conf: Conf, run_date: str, stage: str, tasks: tuple[str, ...] | None, key: str,

@@ -141,9 +141,22 @@ def _take_over(store: FileStore, path: str, holder: dict[str, Any]) -> None:
     store.delete(aside)
 
 
-def acquire(store: FileStore, root: str, stage: str, run_date: str, command: str = "",
-            stale_after_s: float = 120.0, heartbeat_s: float = 10.0, heartbeat: bool = True) -> Lock:  # fmt: skip
-    """Take the (stage, run date) lock or raise LockHeldError naming its holder."""
+def acquire(store: FileStore, root: str, stage: str, run_date: str, command: str = "", stale_after_s: float = 120.0,
+            heartbeat_s: float = 10.0, heartbeat: bool = True, wait_s: float = 0.0) -> Lock:  # fmt: skip
+    """Take the (stage, run date) lock or raise LockHeldError naming its holder; while a live holder keeps it,
+    retry once a second for up to ``wait_s`` seconds first."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _acquire_once(store, root, stage, run_date, command, stale_after_s, heartbeat_s, heartbeat)
+        except LockHeldError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+
+
+def _acquire_once(store: FileStore, root: str, stage: str, run_date: str, command: str, stale_after_s: float,
+                  heartbeat_s: float, heartbeat: bool) -> Lock:  # fmt: skip
     path = lock_path(root, stage, run_date)
     token = uuid.uuid4().hex
     for _ in range(3):

@@ -50,6 +50,7 @@ class LockSettings:
     stale_after_s: float = 120.0
     heartbeat_s: float = 10.0
     enabled: bool = True
+    wait_s: float = 0.0  # how long to wait for a live holder to finish before LockHeldError (0: fail at once)
 
 
 @dataclass
@@ -94,11 +95,11 @@ class Commit:
         self._lock: Lock | None = None
 
     @classmethod
-    def for_stage(cls, spark: Any, conf: Any, stage: str, run_date: str) -> Commit:
+    def for_stage(cls, spark: Any, conf: Any, stage: str, run_date: str, wait_s: float = 0.0) -> Commit:
         """The commit of one stage run, with the conf's data root, hash and lock settings."""
         locks = conf.locks
         return cls(spark, conf.data_root, stage, run_date, conf.hash(),
-                   locking=LockSettings(locks.stale_after_s, locks.heartbeat_s))  # fmt: skip
+                   locking=LockSettings(locks.stale_after_s, locks.heartbeat_s, wait_s=wait_s))  # fmt: skip
 
     @property
     def run_id(self) -> str:
@@ -107,7 +108,7 @@ class Commit:
     def __enter__(self) -> Commit:
         if self.locking.enabled:
             self._lock = acquire(self.store, self.root, self.stage, self.run_date, f"deepbatch {self.stage}",
-                                 self.locking.stale_after_s, self.locking.heartbeat_s)  # fmt: skip
+                                 self.locking.stale_after_s, self.locking.heartbeat_s, wait_s=self.locking.wait_s)  # fmt: skip
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

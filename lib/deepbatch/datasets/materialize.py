@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from deepbatch.commit import Commit
 from deepbatch.config import TASKS, Conf, DatasetsConf
-from deepbatch.datasets.window import window_run_dates
+from deepbatch.datasets.window import partition_commit, window_run_dates
 from deepbatch.errors import DeepbatchError
 from deepbatch.manifests import TableCounts
 from deepbatch.modality import modality_of
@@ -113,26 +113,18 @@ def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tu
     """The task's gold rows over the window; a record in several run dates counts once, from the newest.
 
     Returns the rows and what went in: the window, its run dates, each one's integrate commit and its rows."""
-    import json
+    from functools import reduce
 
     from pyspark.sql import Window
-
-    from deepbatch.commit import MARKER
-    from deepbatch.tables import partition_path
 
     storage = Storage(spark)
     root, schema = conf.path("gold", task), T.GOLD_SCHEMAS[task]
     dates = window_run_dates(storage, conf, task, run_date)
     parts = [read_partition(spark, root, day, schema).withColumn("_run_date", F.lit(day)) for day in dates]
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.unionByName(part)
+    union = reduce(DataFrame.unionByName, parts)
     newest = Window.partitionBy("record_id").orderBy(F.col("_run_date").desc())
     rows = union if len(dates) == 1 else union.withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n")
-    commits = {}
-    for day in dates:
-        marker = f"{partition_path(root, day)}/{MARKER}"
-        commits[day] = json.loads(storage.read_text(marker)).get("commit_id") if storage.exists(marker) else None
+    commits = {day: partition_commit(storage, root, day) for day in dates}
     counts = {r["_run_date"]: int(r["count"]) for r in rows.groupBy("_run_date").count().collect()}
     info = {"window": conf.datasets.window, "run_dates": dates, "commits": commits, "rows_by_run_date": {d: counts.get(d, 0) for d in dates}}
     if len(dates) > 1:

@@ -17,3 +17,13 @@ def window_run_dates(storage: Any, conf: Any, task: str, run_date: str) -> list[
     published = {name.split("=", 1)[1] for name in storage.list_dirs(conf.path("gold", task)) if name.startswith("run_date=")}
     dates = sorted({run_date, *(day for day in published if day <= run_date)})  # this run date's gold must exist (read checks it)
     return dates[-d.window_last :] if d.window == "last" else dates
+
+
+def partition_commit(storage: Any, table_root: str, run_date: str) -> str | None:
+    """The commit a published partition holds (its ``_commit.json``), or None for one written before markers."""
+    import json
+
+    from deepbatch.commit import MARKER
+
+    marker = f"{table_root}/run_date={run_date}/{MARKER}"
+    return json.loads(storage.read_text(marker)).get("commit_id") if storage.exists(marker) else None

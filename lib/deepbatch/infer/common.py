@@ -41,10 +41,6 @@ def error_text(reason: str, detail: object) -> str:
     return f"{reason}: {detail}"
 
 
-def softmax_np(logits: torch.Tensor) -> np.ndarray:
-    return torch.softmax(logits.float(), dim=1).cpu().numpy()
-
-
 def topk(probs: np.ndarray, classes: list[str], k: int) -> tuple[list[list[str]], list[list[float]]]:
     """Per row: the k best class names and their probabilities, best first."""
     k = min(k, probs.shape[1])

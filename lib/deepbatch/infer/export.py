@@ -54,20 +54,21 @@ def _topk_probs(out: pd.DataFrame, classes: list[str]) -> np.ndarray:
     return probs
 
 
+def _class_probs(column: pd.Series, k: int) -> np.ndarray:
+    """A ``class_probs`` column as rows × classes; rows without probabilities (errors) are zeros."""
+    return np.array([p if isinstance(p, (list, np.ndarray)) else [0.0] * k for p in column], dtype=np.float32)
+
+
 def score(core: Any, kind: str, rows: pd.DataFrame) -> Scored:
     """Every row through ``core``: full probability vectors for image, text and clip cores alike."""
     if kind == "video":
         frames = core.predict(rows[["record_id", "content", "source_path", "frame_count"]])
-        first = frames.groupby("record_id", sort=False).first().reindex(rows["record_id"])
-        ok = first["error"].isna().to_numpy()
-        return Scored(np.array([p if isinstance(p, (list, np.ndarray)) else [0.0] * len(core.classes) for p in first["class_probs"]],
-                               dtype=np.float32), ok)  # fmt: skip
-    out = core.predict(rows["text" if kind == "text" else "content"].reset_index(drop=True))
+        out = frames.groupby("record_id", sort=False).first().reindex(rows["record_id"])  # a clip's frame rows share its prediction
+    else:
+        out = core.predict(rows["text" if kind == "text" else "content"].reset_index(drop=True))
     ok = out["error"].isna().to_numpy()
-    if "class_probs" in out:
-        probs = np.array([p if isinstance(p, (list, np.ndarray)) else [0.0] * len(core.classes) for p in out["class_probs"]], dtype=np.float32)
-        return Scored(probs, ok)
-    return Scored(_topk_probs(out, core.classes), ok)
+    probs = _class_probs(out["class_probs"], len(core.classes)) if "class_probs" in out else _topk_probs(out, core.classes)
+    return Scored(probs, ok)
 
 
 def export_folder(kind: str, folder: Path, **options: Any) -> list[str]:

@@ -36,6 +36,7 @@ from deepbatch.infer.runtime import (
     OrtGraph,
     cached_graph,
     choose_runtime,
+    model_input,
     onnxruntime_available,
     softmax_np,
 )
@@ -181,17 +182,10 @@ class TopKImageCore:
                 pixels.append(self.prepare_one(bytes(data)))
             except Exception:  # noqa: BLE001 - an unusable image is left out of calibration
                 continue
-        out = []
-        for s in range(0, len(pixels), batch):
-            x = np.stack(pixels[s : s + batch]).astype(np.float32).transpose(0, 3, 1, 2)
-            out.append(np.ascontiguousarray(x * (2.0 / 255.0) - 1.0, dtype=np.float32))
-        return out
+        return [model_input(np.stack(pixels[s : s + batch])) for s in range(0, len(pixels), batch)]
 
     def _launch_ort(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = np.ascontiguousarray(x.numpy(), dtype=np.float32)
-        pixels *= 2.0 / 255.0
-        pixels -= 1.0
-        probs = softmax_np(self.ort.run(pixels)[0])  # type: ignore[union-attr]
+        probs = softmax_np(self.ort.run(model_input(x.permute(0, 2, 3, 1).numpy()))[0])  # type: ignore[union-attr]
         top = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
         return torch.from_numpy(np.take_along_axis(probs, top, axis=1)), torch.from_numpy(top)
 

@@ -153,6 +153,14 @@ def cached_graph(spec: GraphSpec, label: str) -> Path:
     return path
 
 
+def model_input(pixels: np.ndarray) -> np.ndarray:
+    """N×H×W×C uint8 pixels -> N×C×H×W float32 in [-1, 1] (x/255, mean = std = 0.5: every image graph here)."""
+    x = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
+    x *= 2.0 / 255.0
+    x -= 1.0
+    return x
+
+
 def softmax_np(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
     e = np.exp(z)

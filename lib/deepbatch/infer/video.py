@@ -28,7 +28,7 @@ import torch
 
 from deepbatch.infer.common import ModelFolder, error_text, is_empty, local_copy, pick_device
 from deepbatch.infer.image import IMAGENET_SIZE, RESIZE_SHORTER, imagenet_classes, resize_crop_array
-from deepbatch.infer.runtime import MODEL_ONNX, GraphSpec, OrtGraph, choose_runtime, softmax_np
+from deepbatch.infer.runtime import MODEL_ONNX, GraphSpec, OrtGraph, choose_runtime, model_input, softmax_np
 from deepbatch.media.video import clip_file
 
 FRAME_COLUMNS = ["record_id", "frame_index", "timestamp_s", "features", "imagenet_label", "imagenet_prob",
@@ -155,17 +155,14 @@ class VideoClipClassifier:
                 continue
             if frames:
                 x = np.stack([cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_AREA) for f in frames])
-                out.append(np.ascontiguousarray(x.transpose(0, 3, 1, 2).astype(np.float32) * (2.0 / 255.0) - 1.0, dtype=np.float32))
+                out.append(model_input(x))
         return out
 
     def _forward_ort(self, pixels: np.ndarray, full: bool) -> torch.Tensor:
         """As :meth:`_forward`; the frame graph gives features and ImageNet logits in one pass, so both are kept."""
         feats, logits = [], []
         for s in range(0, len(pixels), self.batch_size):
-            x = np.ascontiguousarray(pixels[s : s + self.batch_size].transpose(0, 3, 1, 2), dtype=np.float32)
-            x *= 2.0 / 255.0
-            x -= 1.0
-            f, lg = self.ort_frames.run(x)  # type: ignore[union-attr]
+            f, lg = self.ort_frames.run(model_input(pixels[s : s + self.batch_size]))  # type: ignore[union-attr]
             feats.append(torch.from_numpy(f))
             logits.append(torch.from_numpy(lg))
         self._last_logits = torch.cat(logits)

@@ -12,7 +12,7 @@ import numpy as np
 
 from deepbatch.report.charts import bar_chart, class_balance_chart
 from deepbatch.report.page import Part
-from deepbatch.report.thumbs import decode_preview, placeholder_png, thumbnail_png
+from deepbatch.report.thumbs import clip_frames, decode_preview, placeholder_png, thumbnail_png
 
 STRIP_FRAMES = 6
 FRAME_PX = 64
@@ -35,15 +35,6 @@ class QuarantineSample:
     content: bytes | None
 
 
-def _video_strip(data: bytes) -> list[np.ndarray]:
-    from deepbatch.media.video import sample_frames
-
-    try:
-        return list(sample_frames(data, STRIP_FRAMES, FRAME_PX))
-    except Exception:  # noqa: BLE001 - any clip the decoder refuses is shown as missing, not fatal
-        return []
-
-
 def media_sheet(samples: MediaSamples) -> bytes | None:
     """Images: one row of samples per class. Videos: one row of frames from one clip per class."""
     from deepbatch.report.thumbs import contact_sheet
@@ -51,7 +42,7 @@ def media_sheet(samples: MediaSamples) -> bytes | None:
     rows: list[tuple[str, list[np.ndarray]]] = []
     for label, items in sorted(samples.by_class.items()):
         if samples.kind == "video":
-            pictures = _video_strip(items[0]) if items else []
+            pictures = clip_frames(items[0], STRIP_FRAMES, FRAME_PX) if items else []
         else:
             pictures = [p for p in (decode_preview(b) for b in items) if p is not None]
         rows.append((label, pictures))

@@ -12,7 +12,7 @@ from typing import Any
 
 from deepbatch.report.charts import histogram
 from deepbatch.report.page import Part
-from deepbatch.report.thumbs import array_png, placeholder_png, thumbnail_png
+from deepbatch.report.thumbs import THUMB_PX, array_png, clip_frames, placeholder_png, thumbnail_png
 
 CONFIDENCE_BIN = 0.05
 TEXT_CHARS = 240
@@ -32,12 +32,8 @@ class ScoredSample:
 
 
 def _clip_preview(data: bytes) -> bytes:
-    from deepbatch.media.video import sample_frames
-
-    try:
-        return array_png(sample_frames(data, 1, 96)[0])
-    except Exception:  # noqa: BLE001 - an unreadable clip gets a placeholder, not a failed report
-        return placeholder_png("no preview: clip did not decode")
+    frames = clip_frames(data, 1, THUMB_PX)
+    return array_png(frames[0]) if frames else placeholder_png("no preview: clip did not decode")
 
 
 def preview_png(sample: ScoredSample, media: str) -> bytes:

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from deepbatch.commit import Commit
-from deepbatch.errors import LockHeldError
 from deepbatch.report.page import PART_FILE, Part, render_page
 from deepbatch.storage import read_bytes
 
@@ -51,34 +49,15 @@ def read_parts(store: Any, conf: Any, run_date: str) -> list[Part]:
     return parts
 
 
-def _enter(commit: Commit, wait_s: float) -> None:
-    """Take the report lock, waiting while another stage renders the same run date's page."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            commit.__enter__()
-            return
-        except LockHeldError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)
-
-
 def publish_run_report(spark: Any, conf: Any, run_date: str, wait_s: float = LOCK_WAIT_S) -> str:
     """Render reports/<run_date>/ from every published part; returns the page's path."""
-    commit = Commit.for_stage(spark, conf, "report", run_date)
-    _enter(commit, wait_s)
-    try:
+    with Commit.for_stage(spark, conf, "report", run_date, wait_s=wait_s) as commit:  # renders of one run date take turns
         parts = read_parts(commit.store, conf, run_date)
         files = render_page(run_date, parts)
         data = next((p.data for p in parts if p.kind == "data"), None)
         if data is not None:
             files["report.json"] = json.dumps(data, indent=2).encode()
         commit.stage_files("reports", conf.path("reports", run_date), files)
-    except BaseException as e:
-        commit.__exit__(type(e), e, e.__traceback__)
-        raise
-    commit.__exit__(None, None, None)
     page = conf.path("reports", run_date, "report.html")
     log.debug("report  %s (%s)", page, ", ".join(sorted(p.key for p in parts)) or "no parts yet")
     return page

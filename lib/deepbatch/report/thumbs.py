@@ -51,6 +51,16 @@ def decode_preview(data: bytes | None) -> np.ndarray | None:
         return None
 
 
+def clip_frames(data: bytes, frames: int, size: int) -> list[np.ndarray]:
+    """``frames`` RGB frames spread over a clip, size x size; [] when the clip does not decode."""
+    from deepbatch.media.video import sample_frames
+
+    try:
+        return list(sample_frames(data, frames, size))
+    except Exception:  # noqa: BLE001 - any clip the decoder refuses is shown as missing, never fails a report
+        return []
+
+
 def placeholder_png(text: str, size: int = THUMB_PX) -> bytes:
     """A grey tile that names why there is no picture."""
     img = Image.new("RGB", (size, size), (226, 226, 226))
