@@ -36,7 +36,7 @@ def to_xy(b: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tenso
     """The training loop's own batch conversion, so both paths do the same work."""
     from deepbatch.train.data import to_inputs
 
-    (x,), y = to_inputs("image_cls", b, device)
+    (x,), y = to_inputs("image", b, device)
     return x, y
 
 
@@ -64,7 +64,7 @@ def main() -> None:
 
     mem = [to_xy(b, device) for b in cached]
 
-    model = CompactCNN(1, 10, width=16).to(device)  # the image_cls default (conf train.image_cls.width)
+    model = CompactCNN(1, 10, width=16).to(device)  # the image_cls default (conf tasks.image_cls.train.width)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -34,15 +34,12 @@ BINARY_FILE = StructType(
 
 # --- landing zone (raw) --------------------------------------------------------------
 
-LANDING_TEXT = StructType(
-    [
-        StructField("review_id", StringType(), True),
-        StructField("text", StringType(), True),
-        StructField("label", StringType(), True),
-        StructField("movie", StringType(), True),
-        StructField(CORRUPT, StringType(), True),
-    ]
-)
+def landing_records(fields: list[str]) -> StructType:
+    """A record source's fields as read from its files: every mapped field as a string, plus the corrupt-record column."""
+    return StructType([*[StructField(f, StringType(), True) for f in dict.fromkeys(fields)], StructField(CORRUPT, StringType(), True)])
+
+
+LANDING_TEXT = landing_records(["review_id", "text", "label", "movie"])
 
 LANDING_LABELS = StructType(
     [
@@ -73,33 +70,30 @@ BRONZE_FILES = StructType(
     ]
 )
 
-BRONZE_TEXT = StructType(
-    [
-        StructField("record_id", StringType(), True),
-        StructField("text", StringType(), True),
-        StructField("label", StringType(), True),
-        StructField("movie", StringType(), True),
-        StructField("raw_record", StringType(), True),  # the line as valid UTF-8 (invalid bytes as U+FFFD)
-        StructField("raw_bytes", BinaryType(), True),  # the line's bytes exactly as they landed
-        StructField("parse_error", StringType(), True),  # "<REASON>: detail" when the line is unusable
-        *LINEAGE_FIELDS,
-        StructField("source_line", LongType(), True),  # 1-based line in its file (0: a row for a whole file)
-    ]
-)
+def _strings(names: tuple[str, ...]) -> list[StructField]:
+    return [StructField(n, StringType(), True) for n in names]
 
-BRONZE_LABELS = StructType(
-    [
-        StructField("record_id", StringType(), True),
-        StructField("label", StringType(), True),
-        StructField("raw_record", StringType(), True),
-        StructField("parse_error", StringType(), True),
-        *LINEAGE_FIELDS,
-        StructField("source_line", LongType(), True),
-    ]
-)
 
-# The bronze shape of each kind of record source.
-BRONZE_RECORDS_OF = {"jsonl": BRONZE_TEXT, "csv": BRONZE_LABELS}
+def bronze_records(text: bool, metadata: tuple[str, ...] = (), raw_bytes: bool = False) -> StructType:
+    """A record source's bronze table: the mapped fields (text sources: text, label, metadata; label tables: label),
+    the raw record, acquire's parse error and the lineage; line-based kinds (jsonl) also keep the line's bytes."""
+    return StructType(
+        [
+            StructField("record_id", StringType(), True),
+            *_strings(("text",) if text else ()),
+            StructField("label", StringType(), True),
+            *_strings(metadata if text else ()),
+            StructField("raw_record", StringType(), True),  # the record as valid UTF-8 (invalid bytes as U+FFFD)
+            *([StructField("raw_bytes", BinaryType(), True)] if raw_bytes else []),  # the line's bytes exactly as they landed
+            StructField("parse_error", StringType(), True),  # "<REASON>: detail" when the record is unusable
+            *LINEAGE_FIELDS,
+            StructField("source_line", LongType(), True),  # 1-based line (or row) in its file (0: a row for a whole file)
+        ]
+    )
+
+
+BRONZE_TEXT = bronze_records(True, ("movie",), raw_bytes=True)
+BRONZE_LABELS = bronze_records(False)
 
 # The file manifest kept with the bronze tables: every landing file each run date ingested.
 # Incremental acquire skips a file whose (path, size, mtime) or (path, content hash) an
@@ -148,17 +142,22 @@ SILVER_VIDEOS = StructType(
     ]
 )
 
-SILVER_TEXT = StructType(
-    [
-        StructField("record_id", StringType(), False),
-        StructField("text", StringType(), False),
-        StructField("label", StringType(), False),
-        StructField("movie", StringType(), True),
-        StructField("text_chars", IntegerType(), False),
-        StructField("content_hash", StringType(), False),
-        StructField("source_path", StringType(), False),
-    ]
-)
+def silver_text(metadata: tuple[str, ...] = ()) -> StructType:
+    """A text source's silver table: normalised text, its label (null when the source maps none) and its metadata fields."""
+    return StructType(
+        [
+            StructField("record_id", StringType(), False),
+            StructField("text", StringType(), False),
+            StructField("label", StringType(), True),
+            *_strings(metadata),
+            StructField("text_chars", IntegerType(), False),
+            StructField("content_hash", StringType(), False),
+            StructField("source_path", StringType(), False),
+        ]
+    )
+
+
+SILVER_TEXT = silver_text(("movie",))
 
 SILVER_LABELS = StructType(
     [
@@ -204,17 +203,22 @@ GOLD_IMAGE_CLS = StructType(
     ]
 )
 
-GOLD_TEXT_CLS = StructType(
-    [
-        StructField("record_id", StringType(), False),
-        StructField("text", StringType(), False),
-        StructField("movie", StringType(), True),
-        StructField("text_chars", IntegerType(), False),
-        StructField("content_hash", StringType(), False),
-        StructField("source_path", StringType(), False),
-        *_SPLIT_FIELDS,
-    ]
-)
+def gold_text(metadata: tuple[str, ...] = ()) -> StructType:
+    """A text task's gold table, with its source's metadata fields."""
+    return StructType(
+        [
+            StructField("record_id", StringType(), False),
+            StructField("text", StringType(), False),
+            *_strings(metadata),
+            StructField("text_chars", IntegerType(), False),
+            StructField("content_hash", StringType(), False),
+            StructField("source_path", StringType(), False),
+            *_SPLIT_FIELDS,
+        ]
+    )
+
+
+GOLD_TEXT_CLS = gold_text(("movie",))
 
 GOLD_VIDEO_CLS = StructType(
     [
@@ -230,13 +234,6 @@ GOLD_VIDEO_CLS = StructType(
         *_SPLIT_FIELDS,
     ]
 )
-
-# The three tasks and their gold tables, in the order every stage handles them.
-GOLD_SCHEMAS: dict[str, StructType] = {
-    "image_cls": GOLD_IMAGE_CLS,
-    "text_cls": GOLD_TEXT_CLS,
-    "video_cls": GOLD_VIDEO_CLS,
-}
 
 # --- predictions: one table per inference target (deepbatch infer) -----------------------
 # Every row carries the input's id, why it could not be scored (``error``, null when it

@@ -23,12 +23,12 @@ TINY = [
     "quality.max_quarantine_fraction=0.5",
     # Training on the tiny zone only proves the wiring: one short epoch, one process.
     "train.launcher=local",
-    "train.image_cls.epochs=1",
-    "train.image_cls.batch_size=16",
-    "train.text_cls.epochs=1",
-    "train.text_cls.batch_size=16",
-    "train.video_cls.epochs=1",
-    "train.video_cls.batch_size=1",
+    "tasks.image_cls.train.epochs=1",
+    "tasks.image_cls.train.batch_size=16",
+    "tasks.text_cls.train.epochs=1",
+    "tasks.text_cls.train.batch_size=16",
+    "tasks.video_cls.train.epochs=1",
+    "tasks.video_cls.train.batch_size=1",
     "datasets.text_max_length=32",
     "datasets.video_frames=4",
     "datasets.video_size=32",
@@ -93,12 +93,12 @@ def fresh_conf(landing_conf: Conf, tmp_path: Path) -> Conf:
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """models/<task>/v1 folders as `deepbatch train` writes them (real pretrained parts, seeded
     untrained heads), so the inference tests do not depend on a training run."""
-    from deepbatch.config import TASKS
+    from deepbatch.catalog import trained_tasks
     from deepbatch.models.scaffold import write_untrained_model
 
     conf = make_conf(tmp_path_factory.mktemp("unused_models"))
     root = tmp_path_factory.mktemp("models_root")
-    for task in TASKS:
+    for task in trained_tasks(conf):
         write_untrained_model(conf, task, root / "models" / task / "v1")
     return root
 

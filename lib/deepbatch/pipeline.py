@@ -27,24 +27,38 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from deepbatch.config import TASKS, Conf
+from deepbatch.config import Conf
 from deepbatch.errors import ConfigError
 from deepbatch.storage import FileStore
 
 log = logging.getLogger(__name__)
 
 
-def trained_tasks(chosen: tuple[str, ...] | None) -> tuple[str, ...]:
-    """--task narrowed to the trainable tasks (None: all of them)."""
-    return tuple(t for t in chosen if t in TASKS) if chosen else TASKS
+def chosen_trained(conf: Conf, chosen: tuple[str, ...] | None) -> tuple[str, ...]:
+    """--task narrowed to the tasks that train a model (None: all of them)."""
+    from deepbatch.catalog import trained_tasks
+
+    trained = trained_tasks(conf)
+    return tuple(t for t in chosen if t in trained) if chosen else trained
+
+
+def check_chosen(conf: Conf, chosen: tuple[str, ...] | None) -> None:
+    """Every --task names a declared task."""
+    for name in chosen or ():
+        conf.task(name)
 
 
 # How a stage's runner takes --task: not at all, narrowed to the trainable tasks, or as given (infer targets).
-_TASK_ARGS: dict[str, Callable[[tuple[str, ...] | None], tuple[Any, ...]]] = {
-    "none": lambda chosen: (),
-    "trained": lambda chosen: (trained_tasks(chosen),),
-    "chosen": lambda chosen: (chosen,),
+_TASK_ARGS: dict[str, Callable[[Conf, tuple[str, ...] | None], tuple[Any, ...]]] = {
+    "none": lambda conf, chosen: (),
+    "trained": lambda conf, chosen: (chosen_trained(conf, chosen),),
+    "chosen": lambda conf, chosen: (chosen,),
 }
+
+
+# A stage-hash section: every task's declaration without its training settings (tasks.<name>.train), so a
+# change of epochs reruns train, not clean.
+TASK_DECLARATIONS = "tasks:declared"
 
 
 @dataclass(frozen=True)
@@ -59,20 +73,21 @@ class StageSpec:
     def run(self, spark: Any, conf: Conf, run_date: str, chosen: tuple[str, ...] | None) -> dict[str, Any]:
         module, function = self.runner.split(":")
         fn = getattr(importlib.import_module(module), function)
-        return dict(fn(spark, conf, run_date, *_TASK_ARGS[self.tasks](chosen)))
+        return dict(fn(spark, conf, run_date, *_TASK_ARGS[self.tasks](conf, chosen)))
 
 
 STAGE_TABLE: tuple[StageSpec, ...] = (
-    StageSpec("acquire", ("acquire",), (), "deepbatch.stages.run:run_acquire"),
-    StageSpec("clean", ("tasks", "quality"), ("acquire",), "deepbatch.stages.run:run_clean"),
-    StageSpec("integrate", ("tasks", "split"), ("clean",), "deepbatch.stages.run:run_integrate"),
-    StageSpec("analyse", ("tasks", "report"), ("clean", "integrate"), "deepbatch.stages.analyse:run_analyse"),
-    StageSpec("materialize", ("tasks", "datasets"), ("integrate",), "deepbatch.datasets.materialize:run_materialize", "trained",
+    StageSpec("acquire", ("acquire", "sources"), (), "deepbatch.stages.run:run_acquire"),
+    StageSpec("clean", ("sources", TASK_DECLARATIONS, "quality"), ("acquire",), "deepbatch.stages.run:run_clean"),
+    StageSpec("integrate", ("sources", TASK_DECLARATIONS, "split"), ("clean",), "deepbatch.stages.run:run_integrate"),
+    StageSpec("analyse", ("sources", TASK_DECLARATIONS, "report"), ("clean", "integrate"), "deepbatch.stages.analyse:run_analyse"),
+    StageSpec("materialize", (TASK_DECLARATIONS, "datasets"), ("integrate",), "deepbatch.datasets.materialize:run_materialize", "trained",
               reads_window=True),
     # train also exports ONNX graphs and, with infer.quantize, the int8 graph it checks against the test split.
     StageSpec("train", ("tasks", "datasets", "train", "infer.quantize", "infer.max_quantized_accuracy_drop"), ("materialize",),
               "deepbatch.train.launch:run_train_stage", "trained"),
-    StageSpec("infer", ("tasks", "infer", "report"), ("clean", "integrate", "train"), "deepbatch.infer.run:run_infer", "chosen"),
+    StageSpec("infer", ("sources", TASK_DECLARATIONS, "infer", "report"), ("clean", "integrate", "train"), "deepbatch.infer.run:run_infer",
+              "chosen"),
 )
 STAGES = tuple(s.name for s in STAGE_TABLE)
 SPECS = {s.name: s for s in STAGE_TABLE}
@@ -91,7 +106,9 @@ def select(start: str | None = None, end: str | None = None) -> list[str]:
 
 
 def _setting(conf: dict[str, Any], key: str) -> Any:
-    """A conf section (``train``) or one key of it (``infer.quantize``)."""
+    """A conf section (``train``), one key of it (``infer.quantize``), or the tasks without their training settings."""
+    if key == TASK_DECLARATIONS:
+        return {name: {k: v for k, v in task.items() if k != "train"} for name, task in conf["tasks"].items()}
     value: Any = conf
     for part in key.split("."):
         value = value[part]
@@ -110,7 +127,9 @@ def stage_hash(conf: Conf, stage: str, tasks: tuple[str, ...] | None) -> str:
     key = {"stage": stage, "tasks_run": sorted(tasks) if tasks else None,
            **{s: _setting(d, s) for s in SPECS[stage].sections}}  # fmt: skip
     if stage == "acquire":
-        key["landing"] = fingerprint(conf.path("landing"))
+        from deepbatch.catalog import sources
+
+        key["landing"] = {src.name: fingerprint(src.folder(conf)) for src in sources(conf)}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -143,10 +162,11 @@ def upstream_commits(store: FileStore, conf: Conf, run_date: str, stage: str) ->
 
 def window_commits(store: FileStore, conf: Conf, run_date: str) -> dict[str, str | None]:
     """The commit each earlier gold partition in the training window holds (``gold/<task>@<run date>``)."""
+    from deepbatch.catalog import trained_tasks
     from deepbatch.datasets.window import partition_commit, window_run_dates
 
     return {f"gold/{task}@{day}": partition_commit(store, conf.path("gold", task), day)
-            for task in TASKS for day in window_run_dates(store, conf, task, run_date) if day != run_date}  # fmt: skip
+            for task in trained_tasks(conf) for day in window_run_dates(store, conf, task, run_date) if day != run_date}  # fmt: skip
 
 
 def mark_done(store: FileStore, conf: Conf, run_date: str, stage: str, tasks: tuple[str, ...] | None, key: str,

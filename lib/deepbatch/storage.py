@@ -98,6 +98,23 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def read_head(path: str, n: int = 65536) -> bytes:
+    """The first ``n`` bytes of a file (a CSV header, a format's magic number)."""
+    filesystem, inner, _ = _arrow_fs(path)
+    with filesystem.open_input_stream(inner) as f:
+        return bytes(f.read(n))
+
+
+def parquet_columns(path: str) -> dict[str, str]:
+    """A Parquet file's columns and their Arrow types, from its footer alone."""
+    import pyarrow.parquet as pq
+
+    filesystem, inner, _ = _arrow_fs(path)
+    with filesystem.open_input_file(inner) as f:
+        schema = pq.read_schema(f)
+    return {name: str(schema.field(name).type) for name in schema.names}
+
+
 def read_bytes(path: str) -> bytes:
     """A whole file's bytes (local path, ``file:`` or any pyarrow-readable URI)."""
     filesystem, inner, _ = _arrow_fs(path)

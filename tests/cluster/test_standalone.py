@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 
+from deepbatch.catalog import gold_schema
 from deepbatch.infer.run import run_infer
 from deepbatch.models.scaffold import write_untrained_model
 from deepbatch.schemas import tables as T
@@ -165,9 +166,10 @@ def test_clean_on_the_cluster_matches_local_mode(spark, runs) -> None:
 
 def test_integrate_and_image_inference_on_the_cluster_match_local_mode(spark, runs) -> None:
     local, remote, _ = runs
+    conf = make_conf(local)
     for task in ("image_cls", "text_cls", "video_cls"):
-        a = read_partition(spark, f"file://{local}/gold/{task}", RUN_DATE, T.GOLD_SCHEMAS[task])
-        b = read_partition(spark, f"file://{remote}/gold/{task}", RUN_DATE, T.GOLD_SCHEMAS[task])
+        a = read_partition(spark, f"file://{local}/gold/{task}", RUN_DATE, gold_schema(conf, task))
+        b = read_partition(spark, f"file://{remote}/gold/{task}", RUN_DATE, gold_schema(conf, task))
         assert_df_equality(b, a, ignore_row_order=True, ignore_nullable=True)
     cols = ["record_id", "split", "label", "top_labels", "error", "model_version"]
     a = read_partition(spark, f"file://{local}/predictions/image_cls", RUN_DATE, T.PREDICTIONS_TOPK).select(*cols)

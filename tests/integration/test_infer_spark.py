@@ -14,6 +14,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from deepbatch.catalog import gold_schema
 from deepbatch.infer.image import ImageNetClassifier
 from deepbatch.infer.run import run_infer
 from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, series_udf, summarise_workers
@@ -68,7 +69,7 @@ def test_every_gold_row_gets_exactly_one_prediction_row(spark, inferred) -> None
     conf, m = inferred
     tables = _tables(m)
     for task in ("image_cls", "text_cls", "video_cls"):
-        gold = read_partition(spark, conf.path("gold", task), RUN_DATE, T.GOLD_SCHEMAS[task])
+        gold = read_partition(spark, conf.path("gold", task), RUN_DATE, gold_schema(conf, task))
         schema = {"image_cls": T.PREDICTIONS_TOPK, "text_cls": T.PREDICTIONS_CLASS, "video_cls": T.PREDICTIONS_VIDEO_CLIPS}[task]
         pred = read_partition(spark, conf.path("predictions", task), RUN_DATE, schema)
         assert_df_equality(pred.select("record_id", "split", "label"), gold.select("record_id", "split", "label"),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from deepbatch.datasets.materialize import NotEnoughRowGroupsError, check_row_groups, dataset_url, run_materialize
+from deepbatch.errors import ConfigError
 from deepbatch.train.launch import launch, run_train, training_params
 from tests.conftest import RUN_DATE, make_conf
 
@@ -82,7 +83,7 @@ def test_torch_distributor_two_processes_end_with_identical_weights(spark, mater
 
 def test_resume_after_a_kill_reaches_the_same_final_epoch(spark, materialized) -> None:
     conf, _ = materialized
-    conf3 = make_conf(conf.data_root, "train.image_cls.epochs=3", "train.version=resume")
+    conf3 = make_conf(conf.data_root, "tasks.image_cls.train.epochs=3", "train.version=resume")
     params = training_params(spark, conf3, RUN_DATE, "image_cls", "local")
     killed = launch(spark, {**params, "stop_after_epochs": 1}, "local", 1)[0]
     assert killed["epochs_done"] == 1 and "test_accuracy" not in killed
@@ -99,7 +100,7 @@ def test_horovod_resume_leaves_every_rank_with_identical_weights(spark, material
     """Adam with weight decay: a rank without optimiser state would move on horovod's zero-gradient step."""
     conf, _ = materialized
     conf5 = make_conf(conf.data_root, "train.launcher=horovod", "train.num_proc=2", "train.version=hvd-resume",
-                      "train.image_cls.epochs=3", "train.image_cls.optimizer=adam", "train.image_cls.weight_decay=0.05")  # fmt: skip
+                      "tasks.image_cls.train.epochs=3", "tasks.image_cls.train.optimizer=adam", "tasks.image_cls.train.weight_decay=0.05")  # fmt: skip
     params = training_params(spark, conf5, RUN_DATE, "image_cls", "horovod")
     first = launch(spark, {**params, "stop_after_epochs": 1}, "horovod", 2)
     assert [r["epochs_done"] for r in first] == [1, 1]
@@ -114,16 +115,23 @@ def test_resume_refuses_a_checkpoint_of_another_dataset_version_or_class_list(sp
     from deepbatch.errors import ResumeMismatchError
 
     conf, _ = materialized
-    conf6 = make_conf(conf.data_root, "train.version=refuse", "train.image_cls.epochs=2")
+    conf6 = make_conf(conf.data_root, "train.version=refuse", "tasks.image_cls.train.epochs=2")
     params = training_params(spark, conf6, RUN_DATE, "image_cls", "local")
     launch(spark, {**params, "stop_after_epochs": 1}, "local", 1)
     assert (Path(params["checkpoint_dir"]) / "last.json").is_file()
     renamed = make_conf(conf.data_root, "train.version=refuse", "train.resume=true",
                         "tasks.image_cls.classes=[a,b,c,d,e,f,g,h,i,j]")  # fmt: skip
-    with pytest.raises(ResumeMismatchError, match=r"other classes .*Train from scratch without --resume") as e:
+    with pytest.raises(ConfigError, match=r"materialised with classes .*tasks.image_cls.classes' is now .*rerun `deepbatch materialize"):
         training_params(spark, renamed, RUN_DATE, "image_cls", "local")
+    resume = make_conf(conf.data_root, "train.version=refuse", "train.resume=true")
+    meta = Path(params["checkpoint_dir"]) / "last.json"
+    saved = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**saved, "classes": list("abcdefghij")}))  # a checkpoint of a dataset with other classes
+    with pytest.raises(ResumeMismatchError, match=r"other classes .*Train from scratch without --resume") as e:
+        training_params(spark, resume, RUN_DATE, "image_cls", "local")
     assert e.value.exit_code == 2
-    training_params(spark, make_conf(conf.data_root, "train.version=refuse", "train.resume=true"), RUN_DATE, "image_cls", "local")
+    meta.write_text(json.dumps(saved))
+    training_params(spark, resume, RUN_DATE, "image_cls", "local")
 
 
 def test_text_fine_tuning_updates_the_encoder(spark, materialized) -> None:
@@ -132,7 +140,7 @@ def test_text_fine_tuning_updates_the_encoder(spark, materialized) -> None:
     from deepbatch.models.pretrained import resolve_pretrained
 
     conf, _ = materialized
-    conf4 = make_conf(conf.data_root, "train.text_cls.freeze_encoder=false", "train.text_cls.epochs=1", "train.version=finetune",
+    conf4 = make_conf(conf.data_root, "tasks.text_cls.train.freeze_encoder=false", "tasks.text_cls.train.epochs=1", "train.version=finetune",
                       "infer.quantize=dynamic")  # fmt: skip
     summary = run_train(spark, conf4, RUN_DATE, "text_cls")
     folder = Path(summary["model_dir"])
@@ -158,7 +166,7 @@ def test_a_train_stage_that_fails_publishes_no_model_and_marks_its_mlflow_runs_f
     from deepbatch.train.tracking import default_tracking_uri
 
     conf, _ = materialized
-    conf7 = make_conf(conf.data_root, "train.version=mlflow-fail", "train.image_cls.epochs=1")
+    conf7 = make_conf(conf.data_root, "train.version=mlflow-fail", "tasks.image_cls.train.epochs=1")
     with pytest.raises(ConfigError, match="unknown task 'audio_cls'"):
         run_train_stage(spark, conf7, RUN_DATE, ("image_cls", "audio_cls"))  # image_cls trains and logs, then the stage fails
     assert not Path(conf7.path("models", "image_cls", "mlflow-fail")).exists()

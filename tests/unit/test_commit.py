@@ -16,6 +16,7 @@ from deepbatch.errors import LockHeldError, ReconciliationError, SchemaMismatchE
 from deepbatch.manifests import TableCounts
 from deepbatch.storage import LocalStore
 from deepbatch.tables import read_partition
+from tests.conftest import make_conf
 
 pytestmark = pytest.mark.unit
 SCHEMA = StructType([StructField("id", LongType(), True)])
@@ -164,7 +165,8 @@ def test_verify_outputs_names_missing_replaced_and_changed_outputs(tmp_path) -> 
 
 
 def test_source_files_claim_every_file_matching_globs_ignoring_case(tmp_path) -> None:
-    from deepbatch.stages.acquire import SOURCES, source_files
+    from deepbatch.catalog import sources
+    from deepbatch.stages.acquire import source_files
     from deepbatch.storage import expand_braces, matches
 
     assert expand_braces("*.{png,jpg}") == ["*.png", "*.jpg"]
@@ -173,6 +175,6 @@ def test_source_files_claim_every_file_matching_globs_ignoring_case(tmp_path) ->
     labels.mkdir()
     for name in ("image_labels.csv", "IMAGE_LABELS_2.CSV", "video_labels.csv", "notes.md", ".hidden"):
         (labels / name).write_text("x")
-    sharing = tuple(s for s in SOURCES if s.landing == "labels")
+    sharing = tuple(s for s in sources(make_conf(tmp_path)) if s.landing == "labels")
     claimed = {s.name: [f.path.rsplit("/", 1)[-1] for f in source_files(s, str(labels), sharing)] for s in sharing}
     assert claimed == {"image_labels": [".hidden", "IMAGE_LABELS_2.CSV", "image_labels.csv", "notes.md"], "video_labels": ["video_labels.csv"]}

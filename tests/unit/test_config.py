@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_local_overlay_extends_base_and_overrides_apply() -> None:
     conf = load_conf(REPO / "conf" / "local.yaml", ["demo.images=42", "split.seed=3", "spark.conf.spark.sql.shuffle.partitions=3"])
     assert conf.spark.master == "local[*]"  # from local.yaml
-    assert conf.tasks.text_cls.classes == ["fresh", "rotten"]  # from base.yaml
+    assert conf.tasks["text_cls"].classes == ["fresh", "rotten"]  # from demo.yaml
     assert conf.demo.images == 42 and conf.split.seed == 3
     assert conf.spark.conf["spark.sql.shuffle.partitions"] == "3"
     assert conf.spark.conf["spark.sql.session.timeZone"] == "UTC"  # base entry kept by the deep merge

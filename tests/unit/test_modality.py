@@ -6,40 +6,70 @@ import pytest
 import torch
 
 from deepbatch.errors import ConfigError
-from deepbatch.modality import MODALITIES, TASK_MODALITY, modality_of
+from deepbatch.modality import MODALITIES, is_trained, modality_of, model_of
 from deepbatch.models.settings import model_settings
 from deepbatch.train.data import to_inputs
 from tests.conftest import make_conf
 
 pytestmark = pytest.mark.unit
 
-FUNCTIONS = ("profile", "unischema", "encode_rows", "dataset_extra", "to_inputs", "settings", "build", "save_assets", "core_options")
+FUNCTIONS = ("silver_schema", "gold_schema", "check", "profile", "unischema", "encode_rows", "dataset_extra", "to_inputs", "settings", "build", "save_assets", "core_options")
 
 
 @pytest.mark.parametrize("name", sorted(MODALITIES))
 def test_every_modality_implements_every_function(name) -> None:
     modality = MODALITIES[name]
     assert all(callable(modality.fn(f)) for f in FUNCTIONS)
-    from deepbatch.schemas import tables as T
+    gold = modality.fn("gold_schema")(("speaker",))
+    assert {"record_id", "label", "label_index", "split"} <= set(gold.names) and "label_index" in modality.petastorm_fields
+    assert ("speaker" in gold.names) == (name == "text")  # a text source's metadata fields pass through to gold
 
-    assert hasattr(T, modality.gold_schema) and "label_index" in modality.petastorm_fields
 
-
-def test_tasks_resolve_to_their_modality_and_an_unknown_task_is_refused() -> None:
-    assert {t: modality_of(t).name for t in TASK_MODALITY} == {"image_cls": "image", "text_cls": "text", "video_cls": "video"}
-    with pytest.raises(ConfigError, match="unknown task 'audio_cls'"):
-        modality_of("audio_cls")
+def test_tasks_resolve_to_their_modality_and_model_and_an_unknown_task_is_refused(tmp_path) -> None:
+    conf = make_conf(tmp_path)
+    assert {t: modality_of(conf, t).name for t in conf.tasks} == {"image_cls": "image", "text_cls": "text", "video_cls": "video",
+                                                                 "imagenet": "image"}  # fmt: skip
+    assert {t: model_of(conf, t) for t in conf.tasks} == {"image_cls": "compact_cnn", "text_cls": "minilm", "video_cls": "efficientnet_lite0",
+                                                          "imagenet": "imagenet"}  # fmt: skip
+    assert [t for t in conf.tasks if not is_trained(conf, t)] == ["imagenet"]
+    with pytest.raises(ConfigError, match="unknown task 'audio_cls': declared tasks are image_cls, text_cls, video_cls, imagenet"):
+        modality_of(conf, "audio_cls")
 
 
 def test_the_registry_gives_each_task_its_settings_inputs_and_core_options(tmp_path) -> None:
     conf = make_conf(tmp_path)
     settings, prep = model_settings(conf, "image_cls")
     assert settings["in_channels"] == conf.datasets.image_channels and prep["image_size"] == conf.datasets.image_size
-    (x,), y = to_inputs("image_cls", {"image": torch.zeros(2, 28, 28, dtype=torch.uint8), "label_index": torch.tensor([1, 2])}, torch.device("cpu"))
+    (x,), y = to_inputs("image", {"image": torch.zeros(2, 28, 28, dtype=torch.uint8), "label_index": torch.tensor([1, 2])}, torch.device("cpu"))
     assert x.shape == (2, 1, 28, 28) and float(x.min()) == -1.0 and y.tolist() == [1, 2]
-    (ids, mask), _ = to_inputs("text_cls", {"input_ids": torch.ones(2, 8, dtype=torch.int32), "label_index": torch.tensor([0, 1]),
+    (ids, mask), _ = to_inputs("text", {"input_ids": torch.ones(2, 8, dtype=torch.int32), "label_index": torch.tensor([0, 1]),
                                              "attention_mask": torch.tensor([[1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]])},
                                torch.device("cpu"))  # fmt: skip
     assert ids.shape == (2, 3) and mask.dtype == torch.long  # padding columns dropped
-    assert modality_of("image_cls").fn("core_options")(conf, ["a", "b", "c"])["top_k"] == 3
-    assert modality_of("video_cls").fn("core_options")(conf, ["a"])["frames_per_clip"] == conf.infer.video.frames_per_clip
+    assert modality_of(conf, "image_cls").fn("core_options")(conf, ["a", "b", "c"])["top_k"] == 3
+    assert modality_of(conf, "video_cls").fn("core_options")(conf, ["a"])["frames_per_clip"] == conf.infer.video.frames_per_clip
+
+
+def test_efficientnet_lite0_image_tasks_use_the_imagenet_preprocessing_and_a_frozen_backbone(tmp_path) -> None:
+    import cv2
+    import numpy as np
+
+    from deepbatch.infer.image import imagenet_preprocess, preprocess_image
+    from deepbatch.models.builders import build_model
+    from deepbatch.train.cached import supports_feature_cache
+
+    conf = make_conf(tmp_path, "tasks.image_cls.model=efficientnet_lite0")
+    settings, prep = model_settings(conf, "image_cls")
+    assert (prep["image_size"], prep["channels"], prep["resize"]) == (224, 3, "shorter_crop") and settings["model"] == "efficientnet_lite0"
+    png = cv2.imencode(".png", np.random.default_rng(1).integers(0, 255, (40, 60), dtype=np.uint8))[1].tobytes()
+    assert np.array_equal(preprocess_image(png, prep), imagenet_preprocess(png))  # defined once, used by training and the core
+    assert preprocess_image(png, model_settings(make_conf(tmp_path), "image_cls")[1]).shape == (28, 28, 1)  # compact_cnn: squashed
+    model = build_model("image", 4, {**settings, "pretrained": False}).train()
+    assert supports_feature_cache(model) and not model.backbone.training and model.head.training
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    x = torch.rand(2, 3, 224, 224) * 2 - 1
+    assert model(x).shape == (2, 4)
+    model.eval()
+    assert torch.allclose(model(features=model.encode(x)), model(x))
+    tuned = build_model("image", 4, {**settings, "pretrained": False, "freeze_encoder": False}).train()
+    assert not supports_feature_cache(tuned) and tuned.backbone.training and all(p.requires_grad for p in tuned.backbone.parameters())

@@ -21,17 +21,22 @@ def test_every_runner_imports_and_takes_what_the_table_passes(spec: StageSpec) -
     assert len(params) == 3 + (spec.tasks != "none")
 
 
-def test_task_arguments_follow_the_declared_shape(monkeypatch) -> None:
+def test_task_arguments_follow_the_declared_shape(monkeypatch, tmp_path) -> None:
     import sys
     import types
 
+    from tests.conftest import make_conf
+
+    conf = make_conf(tmp_path)
     seen = {}
     fake = types.ModuleType("fake_stage")
     fake.run = lambda spark, conf, run_date, *rest: seen.setdefault("args", rest) and {}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fake_stage", fake)
-    StageSpec("x", (), (), "fake_stage:run", "trained").run(None, None, "d", ("image_cls", "imagenet"))  # type: ignore[arg-type]
-    assert seen.pop("args") == (("image_cls",),)  # imagenet is an inference target, not a trained task
-    StageSpec("x", (), (), "fake_stage:run", "chosen").run(None, None, "d", ("imagenet",))  # type: ignore[arg-type]
+    StageSpec("x", (), (), "fake_stage:run", "trained").run(None, conf, "d", ("image_cls", "imagenet"))
+    assert seen.pop("args") == (("image_cls",),)  # imagenet is an inference-only task: nothing to train
+    StageSpec("x", (), (), "fake_stage:run", "trained").run(None, conf, "d", None)
+    assert seen.pop("args") == (("image_cls", "text_cls", "video_cls"),)
+    StageSpec("x", (), (), "fake_stage:run", "chosen").run(None, conf, "d", ("imagenet",))
     assert seen.pop("args") == (("imagenet",),)
-    StageSpec("x", (), (), "fake_stage:run").run(None, None, "d", ("imagenet",))  # type: ignore[arg-type]
+    StageSpec("x", (), (), "fake_stage:run").run(None, conf, "d", ("imagenet",))
     assert seen.pop("args") == ()

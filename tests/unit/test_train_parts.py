@@ -38,9 +38,9 @@ def test_every_named_optimizer_builds_and_steps(name: str) -> None:
 
 
 def test_to_inputs_shapes_and_scaling() -> None:
-    (x,), y = to_inputs("image_cls", {"image": torch.full((2, 28, 28), 255, dtype=torch.uint8), "label_index": torch.tensor([1, 2])}, torch.device("cpu"))
+    (x,), y = to_inputs("image", {"image": torch.full((2, 28, 28), 255, dtype=torch.uint8), "label_index": torch.tensor([1, 2])}, torch.device("cpu"))
     assert x.shape == (2, 1, 28, 28) and float(x.max()) == 1.0 and y.dtype == torch.long
-    (v,), _ = to_inputs("video_cls", {"frames": torch.zeros(2, 4, 8, 8, 3, dtype=torch.uint8), "label_index": torch.tensor([0, 1])}, torch.device("cpu"))
+    (v,), _ = to_inputs("video", {"frames": torch.zeros(2, 4, 8, 8, 3, dtype=torch.uint8), "label_index": torch.tensor([0, 1])}, torch.device("cpu"))
     assert v.shape == (2, 4, 3, 8, 8) and float(v.min()) == -1.0
 
 
@@ -102,4 +102,4 @@ def test_shuffled_loaders_must_be_endless() -> None:
     from deepbatch.train.data import make_loader
 
     with pytest.raises(ValueError, match="num_epochs=None"):
-        make_loader("file:///nowhere", "image_cls", 8, shuffle=True, num_epochs=1)
+        make_loader("file:///nowhere", "image", 8, shuffle=True, num_epochs=1)

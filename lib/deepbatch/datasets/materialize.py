@@ -19,13 +19,13 @@ from typing import Any
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
+from deepbatch.catalog import classes_of, gold_schema
 from deepbatch.commit import Commit
-from deepbatch.config import TASKS, Conf, DatasetsConf
+from deepbatch.config import Conf, DatasetsConf
 from deepbatch.datasets.window import partition_commit, window_run_dates
 from deepbatch.errors import DeepbatchError
 from deepbatch.manifests import TableCounts
-from deepbatch.modality import modality_of
-from deepbatch.schemas import tables as T
+from deepbatch.modality import MODALITIES, Modality, modality_of
 from deepbatch.session import describe_job
 from deepbatch.storage import Storage
 from deepbatch.tables import read_partition
@@ -83,18 +83,18 @@ def check_row_groups(url: str, workers: int, min_per_worker: int) -> int:
     return groups
 
 
-def _encoder(task: str, d: DatasetsConf, tokenizer_dir: str | None) -> Callable[[Iterable[Row]], Iterable[Row]]:
+def _encoder(modality: Modality, d: DatasetsConf, tokenizer_dir: str | None, prep: dict[str, Any]) -> Callable[[Iterable[Row]], Iterable[Row]]:
     """Per-partition encoder: gold rows -> Petastorm rows (heavy objects built once per partition)."""
-    modality = modality_of(task)
 
     def encode(rows: Iterable[Row]) -> Iterator[Row]:
-        yield from modality.fn("encode_rows")(rows, unischema_for(task, d), d, tokenizer_dir)
+        yield from modality.fn("encode_rows")(rows, unischema_for(modality, d, prep), d, tokenizer_dir, prep)
 
     return encode
 
 
-def unischema_for(task: str, d: DatasetsConf) -> Any:
-    return modality_of(task).fn("unischema")(d)
+def unischema_for(modality: Modality | str, d: DatasetsConf, prep: dict[str, Any]) -> Any:
+    """The Petastorm schema of a modality's dataset, for the preprocessing its model expects."""
+    return (MODALITIES[modality] if isinstance(modality, str) else modality).fn("unischema")(d, prep)
 
 
 def _require_rows(labelled: DataFrame, task: str, window: dict[str, Any]) -> None:
@@ -118,7 +118,7 @@ def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tu
     from pyspark.sql import Window
 
     storage = Storage(spark)
-    root, schema = conf.path("gold", task), T.GOLD_SCHEMAS[task]
+    root, schema = conf.path("gold", task), gold_schema(conf, task)
     dates = window_run_dates(storage, conf, task, run_date)
     parts = [read_partition(spark, root, day, schema).withColumn("_run_date", F.lit(day)) for day in dates]
     union = reduce(DataFrame.unionByName, parts)
@@ -133,58 +133,76 @@ def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tu
     return rows.drop("_run_date"), info
 
 
-def write_split(spark: SparkSession, df: DataFrame, url: str, task: str, d: DatasetsConf, tokenizer_dir: str | None) -> int:
+def write_split(spark: SparkSession, df: DataFrame, url: str, modality: Modality, d: DatasetsConf, tokenizer_dir: str | None,
+                prep: dict[str, Any]) -> int:  # fmt: skip
     """Encode and write one split as a Petastorm dataset; returns rows written."""
     from petastorm.etl.dataset_metadata import materialize_dataset
 
-    schema = unischema_for(task, d)
+    schema = unischema_for(modality, d, prep)
     n = df.count()
     files = files_for(n, d)
     with materialize_dataset(spark, url, schema, d.row_group_size_mb):
         # Range partitioning on the id gives non-empty, balanced files (hash partitioning of a
         # few rows can leave some empty), and a deterministic row order within them.
         encoded = df.repartitionByRange(files, "record_id").sortWithinPartitions("record_id").rdd.mapPartitions(
-            _encoder(task, d, tokenizer_dir)
+            _encoder(modality, d, tokenizer_dir, prep)
         )
         spark.createDataFrame(encoded, schema.as_spark_schema()).write.mode("overwrite").parquet(url)
     return n
 
 
-def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple[str, ...] = TASKS) -> dict[str, Any]:
-    """Materialise every task's train/val/test splits and check their row groups."""
+def window_classes(conf: Conf, task: str, labelled: DataFrame) -> tuple[list[str], DataFrame]:
+    """The dataset's classes: declared, or (classes: auto) discovered over the whole window, re-indexed so every
+    run date's rows share one label map."""
+    from deepbatch.stages.integrate import discovered_classes, with_label_index
+
+    declared = classes_of(conf, task)
+    if declared is not None:
+        return declared, labelled
+    classes = discovered_classes(labelled)
+    return classes, labelled.transform(with_label_index(classes))
+
+
+def _materialize_task(spark: SparkSession, conf: Conf, commit: Commit, task: str, run_date: str) -> None:
     from deepbatch.models.pretrained import resolve_pretrained
 
     d = conf.datasets
     version = d.version or run_date
-    with Commit.for_stage(spark, conf, "materialize", run_date) as commit:
-        storage = Storage(spark)
-        for task in tasks:
-            gold_path = conf.path("gold", task)
-            gold, window = gold_window(spark, conf, task, run_date)
-            labelled = gold.filter(F.col("split").isin(*SPLITS)).persist()
-            _require_rows(labelled, task, window)
-            modality = modality_of(task)
-            tokenizer_dir = str(resolve_pretrained(d.text_tokenizer)) if modality.uses_tokenizer else None
-            target = conf.path("datasets", task, version)
-            staging = commit.staging_dir(f"datasets/{task}")
-            extra: dict[str, Any] = {"version": version, "window": window, "splits": {}}
-            written = 0
-            for split in SPLITS:
-                describe_job(spark, "materialize", f"{task}/{split}", run_date)
-                part = labelled.filter(F.col("split") == split)
-                url = dataset_url(f"{staging}/{split}")
-                rows = write_split(spark, part, url, task, d, tokenizer_dir)
-                groups = check_row_groups(url, d.workers, d.min_row_groups_per_worker) if split == "train" else count_row_groups(url)
-                balance = {str(r["label"]): int(r["count"]) for r in part.groupBy("label").count().collect()}
-                extra["splits"][split] = {"rows": rows, "row_groups": groups, "class_balance": dict(sorted(balance.items()))}
-                written += rows
-                log.debug("materialize %-9s %-5s rows=%d row_groups=%d", task, split, rows, groups)
-            extra.update(modality.fn("dataset_extra")(spark, [dataset_url(f"{staging}/{split}") for split in SPLITS]))
-            n_in = labelled.count()
-            labelled.unpersist()
-            commit.register_folder(f"datasets/{task}", staging, target, written)
-            commit.add_manifest(TableCounts(f"datasets/{task}", n_in, written, inputs=[gold_path], extra=extra))
-            if storage.exists(target):
-                log.debug("materialize %s: version %s exists and will be replaced", task, version)
-    return commit.summary
+    gold, window = gold_window(spark, conf, task, run_date)
+    classes, labelled = window_classes(conf, task, gold.filter(F.col("split").isin(*SPLITS)))
+    labelled = labelled.persist()
+    _require_rows(labelled, task, window)
+    from deepbatch.models.settings import model_settings
 
+    modality, (_, prep) = modality_of(conf, task), model_settings(conf, task)
+    tokenizer_dir = str(resolve_pretrained(d.text_tokenizer)) if modality.uses_tokenizer else None
+    target = conf.path("datasets", task, version)
+    staging = commit.staging_dir(f"datasets/{task}")
+    extra: dict[str, Any] = {"version": version, "window": window, "classes": classes, "modality": modality.name, "preprocessing": prep,
+                             "splits": {}}  # fmt: skip
+    written = 0
+    for split in SPLITS:
+        describe_job(spark, "materialize", f"{task}/{split}", run_date)
+        part = labelled.filter(F.col("split") == split)
+        url = dataset_url(f"{staging}/{split}")
+        rows = write_split(spark, part, url, modality, d, tokenizer_dir, prep)
+        groups = check_row_groups(url, d.workers, d.min_row_groups_per_worker) if split == "train" else count_row_groups(url)
+        balance = {str(r["label"]): int(r["count"]) for r in part.groupBy("label").count().collect()}
+        extra["splits"][split] = {"rows": rows, "row_groups": groups, "class_balance": dict(sorted(balance.items()))}
+        written += rows
+        log.debug("materialize %-9s %-5s rows=%d row_groups=%d", task, split, rows, groups)
+    extra.update(modality.fn("dataset_extra")(spark, [dataset_url(f"{staging}/{split}") for split in SPLITS]))
+    n_in = labelled.count()
+    labelled.unpersist()
+    commit.register_folder(f"datasets/{task}", staging, target, written)
+    commit.add_manifest(TableCounts(f"datasets/{task}", n_in, written, inputs=[conf.path("gold", task)], extra=extra))
+
+
+def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Materialise each trained task's train/val/test splits (default: every one) and check their row groups."""
+    from deepbatch.catalog import trained_tasks
+
+    with Commit.for_stage(spark, conf, "materialize", run_date) as commit:
+        for task in tasks if tasks is not None else trained_tasks(conf):
+            _materialize_task(spark, conf, commit, task, run_date)
+    return commit.summary

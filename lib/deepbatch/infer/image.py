@@ -105,6 +105,17 @@ def imagenet_preprocess(data: bytes, size: int = IMAGENET_SIZE, shorter: int = R
     return resize_crop_array(to_channels(decode_image(data), 3), size, shorter)
 
 
+def preprocess_image(data: bytes, prep: dict[str, Any]) -> np.ndarray:
+    """A model folder's preprocessing (preprocessing.json) applied to image bytes: HxWxC uint8, before normalisation.
+
+    ``resize: shorter_crop`` is the ImageNet core's (shorter side, then centre crop: pretrained backbones);
+    otherwise the image is squashed to ``image_size`` (small images for compact_cnn). Training data
+    (materialize) and the predictor core both call this, so they cannot drift apart."""
+    if prep.get("resize") == "shorter_crop":
+        return imagenet_preprocess(data, int(prep["image_size"]), int(prep.get("shorter", RESIZE_SHORTER)))
+    return image_to_array(data, int(prep["image_size"]), int(prep["channels"]))
+
+
 def _nvjpeg_decoder() -> Any:
     """torchvision's batched GPU JPEG decoder, or None where torchvision is not installed."""
     try:
@@ -286,14 +297,15 @@ class TrainedImageClassifier(TopKImageCore):
         from deepbatch.models.builders import build_model
 
         folder = ModelFolder.open(model_dir)
-        model = folder.load_weights(build_model("image", len(folder.classes), {**folder.model_settings,
-                                                                                   "in_channels": folder.preprocessing["channels"]}))  # fmt: skip
+        settings = {**folder.model_settings, "in_channels": folder.preprocessing["channels"], "pretrained": False}  # weights come next
+        model = folder.load_weights(build_model("image", len(folder.classes), settings))
         super().__init__(model, folder.classes, top_k, batch_size, device)
+        self.preprocessing = dict(folder.preprocessing)
         self.size = int(folder.preprocessing["image_size"])
         self.channels = int(folder.preprocessing["channels"])
         self.version = folder.version
         self.use_runtime(runtime, folder.graph(quantized))
 
     def prepare_one(self, data: bytes) -> np.ndarray:
-        return image_to_array(data, self.size, self.channels)
+        return preprocess_image(data, self.preprocessing)
 

@@ -1,12 +1,12 @@
-"""The infer stage: score gold tables (and the photo set) with the predictor cores under Spark.
+"""The infer stage: score each task's rows with the predictor cores under Spark.
 
-Outputs, each staged and published atomically with a manifest:
+Outputs, one per task (conf key ``tasks``), each staged and published atomically with a manifest:
 
-- ``predictions/image_cls``  top-k Fashion-MNIST labels (trained model)
-- ``predictions/imagenet``   ImageNet top-k for ``infer.imagenet.input`` (the photo set)
-- ``predictions/text_cls``   class probabilities and the predicted label
-- ``predictions/video_cls``  one row per clip: clip label and probabilities
-- ``predictions/video_cls_frames``  one row per sampled frame: features and ImageNet top-1
+- a trained image task: ``predictions/<task>``, top-k labels of its gold rows
+- an inference-only image task (model: imagenet): ``predictions/<task>``, ImageNet top-k of its source's silver images
+- a text task: ``predictions/<task>``, class probabilities and the predicted label
+- a video task: ``predictions/<task>``, one row per clip (clip label and probabilities), and
+  ``predictions/<task>_frames``, one row per sampled frame (features and ImageNet top-1)
 
 Every input row gives exactly one output row (one clip row per clip); a row the
 model could not use carries its ``error`` reason instead of a prediction. The
@@ -30,13 +30,14 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
+from deepbatch.catalog import gold_schema, silver_schema, source
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.errors import ConfigError, MissingInputError
 from deepbatch.infer.common import latest_model_dir, local_path
 from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, frames_fn, series_udf, summarise_workers
 from deepbatch.manifests import TableCounts
-from deepbatch.modality import modality_of
+from deepbatch.modality import is_trained, modality_of, model_of
 from deepbatch.progress import SparkProgress
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
@@ -45,7 +46,7 @@ from deepbatch.tables import partition_path, read_partition
 
 log = logging.getLogger(__name__)
 
-IMAGENET = "imagenet"  # the pretrained ImageNet model on infer.imagenet.input: the target that is not a trained task
+IMAGENET = "imagenet"  # the pretrained ImageNet model: the model of inference-only image tasks
 
 def models_root(conf: Conf) -> str:
     root = conf.path("models")
@@ -126,7 +127,7 @@ def _read_gold(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tup
     path = conf.path("gold", task)
     if not Storage(spark).exists(partition_path(path, run_date)):
         raise MissingInputError(f"no gold/{task} partition for run_date={run_date}: run `deepbatch integrate --run-date {run_date}` first.")
-    return read_partition(spark, path, run_date, T.GOLD_SCHEMAS[task]), path
+    return read_partition(spark, path, run_date, gold_schema(conf, task)), path
 
 
 def _score_series(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, target: str, df: DataFrame, column: str,
@@ -167,18 +168,16 @@ def infer_image_task(spark: SparkSession, conf: Conf, run_date: str, commit: Com
                   F.col("top_labels").getItem(0), [path, model_dir])  # fmt: skip
 
 
-def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, commit: Commit) -> None:
-    path = conf.path(*conf.infer.imagenet.input.split("/"))
+def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
+    """An inference-only image task: its source's silver images through the pretrained EfficientNet-Lite0, ImageNet top-k."""
+    src = source(conf, conf.task(task).source)
+    path = conf.path("silver", src.name)
     if not Storage(spark).exists(partition_path(path, run_date)):
-        raise MissingInputError(f"no {conf.infer.imagenet.input} partition for run_date={run_date} (infer.imagenet.input); "
-                                "run acquire and clean for it first.")  # fmt: skip
-    df = spark.read.parquet(partition_path(path, run_date))
-    missing = {"record_id", "content"} - set(df.columns)
-    if missing:
-        raise ConfigError(f"infer.imagenet.input {path} lacks column(s) {sorted(missing)}; it needs record_id and content (image bytes)")
-    df = df.select("record_id", "content", F.lit(None).cast("string").alias("split"), F.lit(None).cast("string").alias("label"))
+        raise MissingInputError(f"no silver/{src.name} partition for run_date={run_date} (task {task}): run acquire and clean first.")
+    images = read_partition(spark, path, run_date, silver_schema(src))
+    df = images.select("record_id", "content", F.lit(None).cast("string").alias("split"), F.lit(None).cast("string").alias("label"))
     spec = _spec(conf, "imagenet", top_k=conf.infer.imagenet.top_k, batch_size=conf.infer.batch_size, **_runtime(conf, trained=False))
-    _score_series(spark, conf, run_date, commit, "imagenet", df, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
+    _score_series(spark, conf, run_date, commit, task, df, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
                   F.col("top_labels").getItem(0), [path])  # fmt: skip
 
 
@@ -271,15 +270,16 @@ BY_MODALITY: dict[str, Callable[[SparkSession, Conf, str, Commit, str], None]] =
 
 
 # Targets that score with a pretrained model and no trained task.
-PRETRAINED: dict[str, Callable[[SparkSession, Conf, str, Commit], None]] = {IMAGENET: infer_imagenet}
+# How an inference-only task's pretrained model (tasks.<name>.model) scores its source.
+PRETRAINED: dict[str, Callable[[SparkSession, Conf, str, Commit, str], None]] = {IMAGENET: infer_imagenet}
 
 
 def score_target(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, target: str) -> None:
-    """One target: a pretrained one, or a trained task through its modality's scorer."""
-    if target in PRETRAINED:
-        PRETRAINED[target](spark, conf, run_date, commit)
+    """One task: an inference-only one through its pretrained model, a trained one through its modality's scorer."""
+    if not is_trained(conf, target):
+        PRETRAINED[model_of(conf, target)](spark, conf, run_date, commit, target)
         return
-    BY_MODALITY[modality_of(target).name](spark, conf, run_date, commit, target)
+    BY_MODALITY[modality_of(conf, target).name](spark, conf, run_date, commit, target)
 
 
 def run_infer(spark: SparkSession, conf: Conf, run_date: str, targets: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -287,7 +287,7 @@ def run_infer(spark: SparkSession, conf: Conf, run_date: str, targets: tuple[str
     from deepbatch.report.publish import publish_run_report
 
     with Commit.for_stage(spark, conf, "infer", run_date) as commit:
-        for target in targets or tuple(conf.infer.targets):
+        for target in targets or tuple(conf.infer.targets) or tuple(conf.tasks):
             score_target(spark, conf, run_date, commit, target)
     publish_run_report(spark, conf, run_date)
     return commit.summary

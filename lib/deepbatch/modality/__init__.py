@@ -3,6 +3,8 @@
 Each modality's module (:mod:`.image`, :mod:`.text`, :mod:`.video`) defines the same functions;
 stages look them up through :func:`modality_of` instead of branching on a task's name:
 
+- ``silver_schema(metadata)`` and ``gold_schema(metadata)``: its source's silver table and its tasks' gold table;
+- ``check(df, conf)``: clean's checks of its source's bronze rows;
 - ``profile(df)``: analyse's size or length distributions of a gold table;
 - ``unischema(d)`` and ``encode_rows(rows, schema, d, tokenizer_dir)``: materialize's Petastorm schema and encoder;
 - ``to_inputs(batch, device)``: a Petastorm batch as model inputs;
@@ -28,9 +30,10 @@ from deepbatch.errors import ConfigError
 @dataclass(frozen=True)
 class Modality:
     name: str
-    gold_schema: str  # the StructType's name in deepbatch.schemas.tables
     petastorm_fields: tuple[str, ...]  # what training reads of a Petastorm row
     core_kind: str  # the predictor core (deepbatch.infer.spark.CoreSpec kind) that scores its model folders
+    models: tuple[str, ...]  # the models a task of this modality may train (tasks.<name>.model); the first is the default
+    pretrained: tuple[str, ...] = ()  # models that score without training (an inference-only task: labels none)
     uses_tokenizer: bool = False
 
     def fn(self, name: str) -> Callable[..., Any]:
@@ -39,17 +42,27 @@ class Modality:
 
 
 MODALITIES: dict[str, Modality] = {
-    "image": Modality("image", "GOLD_IMAGE_CLS", ("image", "label_index"), "image"),
-    "text": Modality("text", "GOLD_TEXT_CLS", ("input_ids", "attention_mask", "label_index"), "text", uses_tokenizer=True),
-    "video": Modality("video", "GOLD_VIDEO_CLS", ("frames", "label_index"), "video"),
+    # efficientnet_lite0 (pretrained ImageNet backbone, frozen or fine-tuned) is the default for photographs;
+    # compact_cnn is for small greyscale images (the demo's Fashion-MNIST).
+    "image": Modality("image", ("image", "label_index"), "image", ("efficientnet_lite0", "compact_cnn"), ("imagenet",)),
+    "text": Modality("text", ("input_ids", "attention_mask", "label_index"), "text", ("minilm",), uses_tokenizer=True),
+    "video": Modality("video", ("frames", "label_index"), "video", ("efficientnet_lite0",)),
 }
 
-# The demo's tasks and their modalities.
-TASK_MODALITY: dict[str, str] = {"image_cls": "image", "text_cls": "text", "video_cls": "video"}
+
+def modality_of(conf: Any, task: str) -> Modality:
+    """The modality of the declared task ``task`` (conf key tasks.<task>.modality)."""
+    name = conf.task(task).modality
+    if name not in MODALITIES:
+        raise ConfigError(f"conf key 'tasks.{task}.modality' must be one of {', '.join(MODALITIES)}, got {name!r}")
+    return MODALITIES[name]
 
 
-def modality_of(task: str) -> Modality:
-    try:
-        return MODALITIES[TASK_MODALITY[task]]
-    except KeyError:
-        raise ConfigError(f"unknown task {task!r}; tasks: {', '.join(TASK_MODALITY)}") from None
+def model_of(conf: Any, task: str) -> str:
+    """The task's model name: tasks.<task>.model, or its modality's default."""
+    return str(conf.task(task).model or modality_of(conf, task).models[0])
+
+
+def is_trained(conf: Any, task: str) -> bool:
+    """Whether the task trains a model (False: it scores with a pretrained one, an inference-only task)."""
+    return model_of(conf, task) not in modality_of(conf, task).pretrained

@@ -10,6 +10,24 @@ TEXT_BIN_CHARS = 20
 TOKENIZE_BATCH = 256
 
 
+def silver_schema(metadata: tuple[str, ...]) -> Any:
+    from deepbatch.schemas import tables as T
+
+    return T.silver_text(metadata)
+
+
+def gold_schema(metadata: tuple[str, ...]) -> Any:
+    from deepbatch.schemas import tables as T
+
+    return T.gold_text(metadata)
+
+
+def check(df: Any, conf: Any, classes: list[str] | None, metadata: tuple[str, ...] = (), labelled: bool = False) -> Any:
+    from deepbatch.stages import clean as C
+
+    return C.check_text(df, classes, conf.quality.min_text_chars, metadata, labelled)
+
+
 def profile(df: Any) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
@@ -19,7 +37,7 @@ def profile(df: Any) -> dict[str, Any]:
     return {"text_chars": summary_stats(df, "text_chars"), "text_chars_hist": dict(sorted((int(k), v) for k, v in count_by(bins, "bin").items()))}
 
 
-def unischema(d: Any) -> Any:
+def unischema(d: Any, prep: dict[str, Any]) -> Any:
     from deepbatch.schemas import petastorm as P
 
     return P.text_cls_schema(d.text_max_length)
@@ -40,7 +58,7 @@ def _encode_batch(tok: Any, batch: list[Any], schema: Any, d: Any) -> Iterator[A
         })  # fmt: skip
 
 
-def encode_rows(rows: Iterable[Any], schema: Any, d: Any, tokenizer_dir: str | None) -> Iterator[Any]:
+def encode_rows(rows: Iterable[Any], schema: Any, d: Any, tokenizer_dir: str | None, prep: dict[str, Any]) -> Iterator[Any]:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -69,7 +87,7 @@ def to_inputs(batch: dict[str, Any], device: Any) -> tuple[tuple[Any, ...], Any]
     return (batch["input_ids"][:, :width].long().to(device), mask[:, :width].long().to(device)), y
 
 
-def settings(conf: Any, hp: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def settings(conf: Any, hp: Any, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from deepbatch.models.pretrained import resolve_pretrained
 
     d = conf.datasets

@@ -7,6 +7,24 @@ from pathlib import Path
 from typing import Any
 
 
+def silver_schema(metadata: tuple[str, ...]) -> Any:
+    from deepbatch.schemas import tables as T
+
+    return T.SILVER_VIDEOS
+
+
+def gold_schema(metadata: tuple[str, ...]) -> Any:
+    from deepbatch.schemas import tables as T
+
+    return T.GOLD_VIDEO_CLS
+
+
+def check(df: Any, conf: Any, classes: list[str] | None, metadata: tuple[str, ...] = (), labelled: bool = False) -> Any:
+    from deepbatch.stages import clean as C
+
+    return C.check_videos(df, conf.quality.max_video_probe_frames)
+
+
 def profile(df: Any) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
@@ -21,13 +39,13 @@ def profile(df: Any) -> dict[str, Any]:
     }
 
 
-def unischema(d: Any) -> Any:
+def unischema(d: Any, prep: dict[str, Any]) -> Any:
     from deepbatch.schemas import petastorm as P
 
     return P.video_cls_schema(d.video_frames, d.video_size)
 
 
-def encode_rows(rows: Iterable[Any], schema: Any, d: Any, tokenizer_dir: str | None) -> Iterator[Any]:
+def encode_rows(rows: Iterable[Any], schema: Any, d: Any, tokenizer_dir: str | None, prep: dict[str, Any]) -> Iterator[Any]:
     from petastorm.unischema import dict_to_spark_row
 
     from deepbatch.media.video import sample_frames
@@ -48,7 +66,7 @@ def to_inputs(batch: dict[str, Any], device: Any) -> tuple[tuple[Any, ...], Any]
     return (x.permute(0, 1, 4, 2, 3).contiguous(),), y
 
 
-def settings(conf: Any, hp: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def settings(conf: Any, hp: Any, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
     d = conf.datasets
     return ({"pooling": hp.pooling, "pretrained": True, "dropout": hp.dropout},
             {"frames": d.video_frames, "size": d.video_size, "colour": "RGB", "scale": "x/255", "mean": 0.5, "std": 0.5})  # fmt: skip

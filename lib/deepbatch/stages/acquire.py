@@ -1,52 +1,26 @@
 """acquire: land raw files and records as bronze Parquet, nothing dropped.
 
-Files (images, videos) come through Spark's ``binaryFile`` source; records
-(JSONL text, CSV label tables) through the JSON/CSV readers with explicit
-schemas in PERMISSIVE mode, so a malformed line becomes a bronze row with a
-``parse_error`` for the clean stage to quarantine.
+Every declared source (conf key ``sources``, see :mod:`deepbatch.catalog`) is landed:
+files (images, videos) through Spark's ``binaryFile`` source; records (JSONL, CSV,
+Parquet) through readers with explicit schemas built from the source's field mapping,
+in PERMISSIVE mode, so a malformed line becomes a bronze row with a ``parse_error`` for
+the clean stage to quarantine, and a file that cannot be read at all one row that says why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import io
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
-from deepbatch.schemas.tables import (
-    BINARY_FILE,
-    BRONZE_FILES,
-    BRONZE_LABELS,
-    BRONZE_TEXT,
-    CORRUPT,
-    LANDING_LABELS,
-    LANDING_TEXT,
-)
+from deepbatch.catalog import Source, bronze_schema
+from deepbatch.schemas.tables import BINARY_FILE, CORRUPT, landing_records
 from deepbatch.stages.quality import Transform
 from deepbatch.storage import FileEntry, list_files, listing_base, matches, relative_path
-
-
-@dataclass(frozen=True)
-class Source:
-    """One landing source and the bronze table it lands in."""
-
-    name: str  # bronze table name, e.g. "images" -> bronze/images
-    kind: str  # "files" | "jsonl" | "csv"
-    landing: str  # path under <data_root>/landing
-    glob: str  # record sources: the files read as records (case-insensitive); file sources land every file
-    bronze_schema: StructType
-
-
-SOURCES: tuple[Source, ...] = (
-    Source("images", "files", "images", "*.{png,jpg,jpeg}", BRONZE_FILES),
-    Source("image_labels", "csv", "labels", "image_labels*.csv", BRONZE_LABELS),
-    Source("text", "jsonl", "text", "*.jsonl", BRONZE_TEXT),
-    Source("videos", "files", "videos", "*.{mp4,avi,mov,mkv}", BRONZE_FILES),
-    Source("video_labels", "csv", "labels", "video_labels*.csv", BRONZE_LABELS),
-    Source("photos", "files", "photos", "*.{png,jpg,jpeg}", BRONZE_FILES),  # unlabelled: ImageNet inference input
-)
 
 
 def file_stem(path_col: str) -> F.Column:
@@ -58,12 +32,19 @@ def parent_dir(path_col: str) -> F.Column:
     return F.regexp_extract(F.col(path_col), r"([^/]+)/[^/]+$", 1)
 
 
-def with_file_lineage(run_date: str) -> Transform:
-    """binaryFile rows -> bronze file rows with record id, collection and lineage columns."""
+def path_id(path_col: str, base: str) -> F.Column:
+    """The file's path under ``base`` (its source folder) without the extension: an id unique across class folders."""
+    rel = F.when(F.col(path_col).startswith(base + "/"), F.substring(F.col(path_col), len(base) + 2, 1 << 20))
+    return F.coalesce(F.regexp_replace(rel, r"\.[^./]*$", ""), file_stem(path_col))
+
+
+def with_file_lineage(run_date: str, id_from: str = "stem", base: str = "") -> Transform:
+    """binaryFile rows -> bronze file rows with record id (``stem`` or ``path`` under ``base``), collection (the
+    parent folder: an ImageFolder class) and lineage columns."""
 
     def _(df: DataFrame) -> DataFrame:
         return df.select(
-            file_stem("path").alias("record_id"),
+            (path_id("path", base) if id_from == "path" else file_stem("path")).alias("record_id"),
             parent_dir("path").alias("collection"),
             F.col("content"),
             F.col("path").alias("source_path"),
@@ -76,22 +57,65 @@ def with_file_lineage(run_date: str) -> Transform:
     return _
 
 
-def with_record_lineage(run_date: str, id_col: str, fields: list[str]) -> Transform:
+Fields = list[tuple[str | None, str]]  # (field in the landing files, bronze column); None: not mapped, null
+
+
+def record_fields(src: Source) -> Fields:
+    """The bronze columns of a record source besides the id, and the fields they come from."""
+    if src.role == "text":
+        return [(src.text_field, "text"), (src.label_field or None, "label"), *[(m, m) for m in src.metadata]]
+    return [(src.label_field, "label")]
+
+
+def _pairs(fields: Fields | list[str]) -> Fields:
+    return [(f, f) if isinstance(f, str) else f for f in fields]
+
+
+def _mapped(parsed: Callable[[str], F.Column], fields: Fields, ok: F.Column | None = None) -> list[F.Column]:
+    cols = []
+    for field, out in fields:
+        value = F.lit(None).cast("string") if field is None else parsed(field).cast("string")
+        cols.append((value if ok is None else F.when(ok, value)).alias(out))
+    return cols
+
+
+def _ids(id_col: str) -> list[str]:
+    """The id field to read, if the source names one (``id: line`` sources do not)."""
+    return [id_col] if id_col else []
+
+
+def line_ids() -> Transform:
+    """``id: line``: a record's id is its file's name and its line (or row) number."""
+
+    def _(df: DataFrame) -> DataFrame:
+        name = F.regexp_extract(F.col("source_path"), r"([^/]+)$", 1)
+        return df.withColumn("record_id", F.concat(name, F.lit(":"), F.col("source_line").cast("string")))
+
+    return _
+
+
+def _salvaged_id(text: F.Column, id_col: str) -> F.Column:
+    """The id a malformed JSON-ish line still shows (its quarantine record can then be traced back)."""
+    found = F.regexp_extract(text, '"\\Q' + id_col + '\\E"' + r'\s*:\s*"?([^",}]*)', 1)
+    return F.when(found != "", found)
+
+
+def with_record_lineage(run_date: str, id_col: str, fields: Fields | list[str]) -> Transform:
     """Parsed CSV rows -> bronze record rows, keeping the raw line of malformed ones and each row's place in its file."""
     from pyspark.sql import Window
 
+    pairs = _pairs(fields)
+
     def _(df: DataFrame) -> DataFrame:
-        raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f) for f in [id_col, *fields]])))
-        # A malformed line keeps whatever id can be recovered from its raw text, so its
-        # quarantine record can be traced back.
-        salvaged = F.regexp_extract(F.col(CORRUPT), '"' + id_col + r'"\s*:\s*"([^"]*)"', 1)
-        record_id = F.coalesce(F.col(id_col), F.when(salvaged != "", salvaged))
+        present = [f for f, _ in pairs if f is not None]
+        raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{f}`") for f in [*_ids(id_col), *present]])))
+        record_id = F.coalesce(F.col(f"`{id_col}`"), _salvaged_id(F.col(CORRUPT), id_col)) if id_col else F.lit(None).cast("string")
         placed = df.select("*", F.col("_metadata.file_path").alias("source_path"), F.col("_metadata.file_block_start").alias("_block"),
                            F.monotonically_increasing_id().alias("_seq"))  # fmt: skip
         line = F.row_number().over(Window.partitionBy("source_path").orderBy("_block", "_seq")).cast("long")
         return placed.select(
             record_id.alias("record_id"),
-            *[F.col(f) for f in fields],
+            *_mapped(lambda f: F.col(f"`{f}`"), pairs),
             raw.alias("raw_record"),
             F.when(F.col(CORRUPT).isNotNull(), F.lit("MALFORMED_RECORD: record does not parse against the landing schema")).alias(
                 "parse_error"
@@ -127,7 +151,7 @@ def source_files(src: Source, folder: str, sharing: tuple[Source, ...]) -> list[
     for f in list_files(folder):
         if matches(f.path, src.glob):
             mine.append(f)
-        elif src is sharing[0] and not any(matches(f.path, o.glob) for o in sharing):
+        elif src == sharing[0] and not any(matches(f.path, o.glob) for o in sharing):
             mine.append(f)
     return mine
 
@@ -150,30 +174,32 @@ def read_files(spark: SparkSession, source: Source, folder: str, files: list[Fil
         (skipped if spark_skips(f, base) else scanned).append(f)
     extra = driver_read(spark, skipped)
     if not scanned:
-        return extra.transform(with_file_lineage(run_date))
+        return extra.transform(with_file_lineage(run_date, source.id_from, base))
     raw = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(folder if everything else [f.path for f in scanned])
     if [f.name for f in raw.schema.fields] != [f.name for f in BINARY_FILE.fields]:
         raise RuntimeError(f"binaryFile source returned unexpected columns {raw.columns}")
-    return raw.unionByName(extra).transform(with_file_lineage(run_date))
+    return raw.unionByName(extra).transform(with_file_lineage(run_date, source.id_from, base))
 
 
-def unusable_record_files(spark: SparkSession, source: Source, entries: list[FileEntry], run_date: str) -> DataFrame:
-    """One bronze row per record file deepbatch cannot read as records: empty, hidden, or of another format."""
-    from deepbatch.schemas.tables import BRONZE_RECORDS_OF
+def unusable_reason(source: Source, f: FileEntry) -> str:
+    """Why a claimed record file is not read as records: empty, of another format, or hidden."""
+    name = f.path.rsplit("/", 1)[-1]
+    if f.size == 0:
+        return "EMPTY_FILE: zero-byte file"
+    if not matches(f.path, source.glob):
+        return f"UNSUPPORTED_FORMAT: {name} does not match {source.glob} (sources.{source.name}.glob): not read as {source.kind} records"
+    return f"UNSUPPORTED_FORMAT: {name} is hidden (starts with . or _); Spark's readers skip such files"
 
+
+def unusable_record_files(spark: SparkSession, source: Source, entries: list[tuple[FileEntry, str]], run_date: str) -> DataFrame:
+    """One bronze row per record file deepbatch cannot read as records, with the reason."""
+    schema = bronze_schema(source)
     rows = []
-    for f in entries:
+    for f, err in entries:
         name = f.path.rsplit("/", 1)[-1]
-        if f.size == 0:
-            err = "EMPTY_FILE: zero-byte file"
-        elif not matches(f.path, source.glob):
-            err = f"UNSUPPORTED_FORMAT: {name} does not match {source.glob}: not read as {source.kind} records"
-        else:
-            err = f"UNSUPPORTED_FORMAT: {name} is hidden (starts with . or _); Spark's readers skip such files"
         rows.append({"record_id": name.rsplit(".", 1)[0], "parse_error": err, "source_path": f.path, "file_size": f.size,
                      "modification_time": datetime.fromtimestamp(f.mtime_ms / 1000, tz=timezone.utc),
                      "ingest_run_date": run_date, "source_line": 0})  # fmt: skip
-    schema = BRONZE_RECORDS_OF[source.kind]
     return spark.createDataFrame([tuple(r.get(c) for c in schema.names) for r in rows], schema)
 
 
@@ -192,56 +218,140 @@ def numbered_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
     return lines.withColumn("source_line", F.row_number().over(w).cast("long")).drop("_block", "_seq")
 
 
-def json_records(run_date: str, id_col: str, fields: list[str]) -> Transform:
-    """Numbered raw lines -> bronze text rows. A line that is not valid UTF-8, is blank, does not parse,
+def json_records(run_date: str, id_col: str, fields: Fields | list[str]) -> Transform:
+    """Numbered raw lines -> bronze record rows. A line that is not valid UTF-8, is blank, does not parse,
     or holds an array/object where a string belongs keeps its raw bytes and gets a coded parse_error."""
+    pairs = _pairs(fields)
+    present = [f for f, _ in pairs if f is not None]
 
     def _(lines: DataFrame) -> DataFrame:
         raw_bytes = F.col("value").cast("binary")
         text = F.decode(F.encode(F.col("value"), "UTF-8"), "UTF-8")  # invalid bytes -> U+FFFD: always valid UTF-8
-        parsed = F.from_json(F.col("value"), LANDING_TEXT, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
-        drifted = [F.when(F.col("value").rlike(rf'(?<!\\)"{f}"\s*:\s*[\[{{]'), F.lit(f)) for f in [id_col, *fields]]
+        landing = landing_records([*_ids(id_col), *present])
+        parsed = F.from_json(F.col("value"), landing, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+        drifted = [F.when(F.col("value").rlike(r'(?<!\\)"\Q' + f + r'\E"\s*:\s*[\[{]'), F.lit(f)) for f in dict.fromkeys([*_ids(id_col), *present])]
         error = (F.when(F.encode(F.col("value"), "UTF-8") != raw_bytes, F.concat(F.lit("INVALID_UTF8: line "), F.col("source_line"), F.lit(" is not valid UTF-8")))
                  .when(F.trim(text) == "", F.lit("MALFORMED_RECORD: blank line"))
                  .when(F.col("_j")[CORRUPT].isNotNull() | F.col("_j").isNull(), F.lit("MALFORMED_RECORD: record does not parse against the landing schema"))
                  .when(F.concat_ws(",", *drifted) != "", F.concat(F.lit("SCHEMA_MISMATCH: an array or object where a string belongs in field(s) "), F.concat_ws(",", *drifted))))  # fmt: skip
-        salvaged = F.regexp_extract(text, '"' + id_col + r'"\s*:\s*"([^"]*)"', 1)
         ok = F.col("_error").isNull()
         return (lines.withColumn("_j", parsed).withColumn("_error", error).select(
-            F.coalesce(F.when(ok | F.col("_j")[id_col].isNotNull(), F.col("_j")[id_col]), F.when(salvaged != "", salvaged)).alias("record_id"),
-            *[F.when(ok, F.col("_j")[f]).alias(f) for f in fields], text.alias("raw_record"), raw_bytes.alias("raw_bytes"),
+            (F.coalesce(F.when(ok | F.col("_j")[id_col].isNotNull(), F.col("_j")[id_col]), _salvaged_id(text, id_col)) if id_col
+             else F.lit(None).cast("string")).alias("record_id"),
+            *_mapped(lambda f: F.col("_j")[f], pairs, ok), text.alias("raw_record"), raw_bytes.alias("raw_bytes"),
             F.col("_error").alias("parse_error"), "source_path", "file_size", "modification_time",
             F.lit(run_date).alias("ingest_run_date"), F.sha2(raw_bytes, 256).alias("content_hash"), "source_line"))  # fmt: skip
 
     return _
 
 
+def csv_header(path: str) -> list[str]:
+    """A CSV file's column names, from its first line (a UTF-8 byte-order mark dropped)."""
+    from deepbatch.storage import read_head
+
+    first = read_head(path).decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()[:1]
+    return next(csv.reader(io.StringIO(first[0])), []) if first else []
+
+
+def _missing_fields(source: Source, have: list[str] | dict[str, str], what: str) -> str | None:
+    """A SCHEMA_MISMATCH reason when a file lacks a field the source maps (None: it has them all)."""
+    keys = {"id": source.id_field, "text": source.text_field, "label": source.label_field}
+    wanted = [(f"fields.{k}", v) for k, v in keys.items() if v] + [("fields.metadata", m) for m in source.metadata]
+    if source.role == "labels":
+        wanted = [w for w in wanted if w[0] in ("fields.id", "fields.label")]
+    missing = [f"{v!r} (sources.{source.name}.{k})" for k, v in wanted if v not in have]
+    if not missing:
+        return None
+    return f"SCHEMA_MISMATCH: {what} has no column {', '.join(missing)}; its columns are {list(have)}. Map the right names in conf"
+
+
+def csv_records(spark: SparkSession, source: Source, paths: list[str], run_date: str) -> tuple[list[DataFrame], dict[str, str]]:
+    """Readable CSV files grouped by header and read by column name; files whose header lacks a mapped field, with why."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    bad: dict[str, str] = {}
+    for path in paths:
+        header = csv_header(path)
+        why = _missing_fields(source, header, "the header") if len(set(header)) == len(header) else (
+            f"SCHEMA_MISMATCH: the header repeats a column name: {header}")  # fmt: skip
+        if why:
+            bad[path] = why
+        else:
+            groups.setdefault(tuple(header), []).append(path)
+    # multiLine: a quoted field may hold line breaks (RFC 4180); each file is then read by one task.
+    reader = (spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT).option("header", "true")
+              .option("multiLine", "true").option("escape", '"'))  # fmt: skip
+    frames = [reader.schema(landing_records(list(header))).option("encoding", "UTF-8").csv(group)
+              .transform(with_record_lineage(run_date, source.id_field, record_fields(source))) for header, group in groups.items()]  # fmt: skip
+    return frames, bad
+
+
+def parquet_records(spark: SparkSession, source: Source, paths: list[str], run_date: str) -> tuple[list[DataFrame], dict[str, str]]:
+    """Readable Parquet files grouped by schema, mapped fields as strings; unreadable ones and those lacking a field, with why."""
+    from deepbatch.storage import parquet_columns
+
+    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    bad: dict[str, str] = {}
+    for path in paths:
+        try:
+            columns = parquet_columns(path)
+        except Exception as e:  # noqa: BLE001 - any footer that does not parse makes the file unreadable
+            bad[path] = f"UNREADABLE_FILE: not a readable Parquet file: {str(e)[:200]}"
+            continue
+        why = _missing_fields(source, columns, "the file")
+        if why:
+            bad[path] = why
+        else:
+            groups.setdefault(tuple(sorted(columns.items())), []).append(path)
+    return [_parquet_group(spark, source, group, run_date) for group in groups.values()], bad
+
+
+def _parquet_group(spark: SparkSession, source: Source, paths: list[str], run_date: str) -> DataFrame:
+    pairs = record_fields(source)
+    df = spark.read.parquet(*paths)
+    mapped = _mapped(lambda f: F.col(f"`{f}`"), pairs)
+    ids = [F.col(f"`{i}`").cast("string").alias(i) for i in _ids(source.id_field)]
+    raw = F.to_json(F.struct(*ids, *[c for c, (f, _) in zip(mapped, pairs, strict=True) if f]))
+    return df.select(
+        (ids[0] if ids else F.lit(None).cast("string")).alias("record_id"), *mapped, raw.alias("raw_record"),
+        F.lit(None).cast("string").alias("parse_error"), F.col("_metadata.file_path").alias("source_path"),
+        F.col("_metadata.file_size").alias("file_size"), F.col("_metadata.file_modification_time").alias("modification_time"),
+        F.lit(run_date).alias("ingest_run_date"), F.sha2(raw, 256).alias("content_hash"),
+        (F.col("_metadata.row_index") + 1).cast("long").alias("source_line"))  # fmt: skip
+
+
+def jsonl_records(spark: SparkSession, source: Source, paths: list[str], run_date: str) -> tuple[list[DataFrame], dict[str, str]]:
+    return [numbered_lines(spark, paths).transform(json_records(run_date, source.id_field, record_fields(source)))], {}
+
+
+RECORD_READERS: dict[str, Callable[[SparkSession, Source, list[str], str], tuple[list[DataFrame], dict[str, str]]]] = {
+    "jsonl": jsonl_records,
+    "csv": csv_records,
+    "parquet": parquet_records,
+}
+
+
 def read_records(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], run_date: str) -> DataFrame:
-    """Every claimed record file: readable ones line by line, the rest as one coded row each."""
+    """Every claimed record file: readable ones record by record, the rest as one coded row each."""
     base = listing_base(folder)
     readable = [f for f in files if matches(f.path, source.glob) and not spark_skips(f, base)]
-    unusable = unusable_record_files(spark, source, [f for f in files if f not in readable], run_date)
-    if not readable:
-        return unusable
-    paths = [f.path for f in readable]
-    if source.kind == "jsonl":
-        parsed = numbered_lines(spark, paths).transform(json_records(run_date, "review_id", ["text", "label", "movie"]))
-    elif source.kind == "csv":
-        reader = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-        parsed = (reader.schema(LANDING_LABELS).option("header", "true").option("encoding", "UTF-8").csv(paths)
-                  .transform(with_record_lineage(run_date, "id", ["label"])))  # fmt: skip
-    else:
-        raise ValueError(f"unknown source kind {source.kind!r}")
-    return parsed.unionByName(unusable)
+    frames, bad = RECORD_READERS[source.kind](spark, source, [f.path for f in readable], run_date) if readable else ([], {})
+    unusable = [(f, unusable_reason(source, f)) for f in files if f not in readable] + [(f, bad[f.path]) for f in readable if f.path in bad]
+    schema = bronze_schema(source)
+    parts = [(df.transform(line_ids()) if source.id_from == "line" else df).select(*schema.names) for df in frames]
+    if unusable or not parts:
+        parts.append(unusable_record_files(spark, source, unusable, run_date))
+    out = parts[0]
+    for df in parts[1:]:
+        out = out.unionByName(df)
+    return out
 
 
-def read_source(spark: SparkSession, source: Source, landing_root: str, run_date: str, files: list[FileEntry],
+def read_source(spark: SparkSession, source: Source, folder: str, run_date: str, files: list[FileEntry],
                 everything: bool = True) -> DataFrame:  # fmt: skip
-    """One landing source in its bronze shape: a row for every file (and every line of a record file)
+    """One landing source in its bronze shape: a row for every file (and every record of a record file)
     in ``files``; ``everything`` says they are all the folder holds (full mode), so Spark may list it itself."""
-    folder = f"{landing_root.rstrip('/')}/{source.landing}"
     if not files:
-        return spark.createDataFrame([], source.bronze_schema)
+        return spark.createDataFrame([], bronze_schema(source))
     if source.kind == "files":
         return read_files(spark, source, folder, files, everything, run_date)
     return read_records(spark, source, folder, files, run_date)

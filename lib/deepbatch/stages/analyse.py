@@ -16,10 +16,11 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from deepbatch.catalog import gold_schema, trained_tasks
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.manifests import TableCounts
-from deepbatch.modality import modality_of
+from deepbatch.modality import MODALITIES, modality_of
 from deepbatch.report.data import MediaSamples, QuarantineSample
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
@@ -57,8 +58,8 @@ def class_balance(by_class: dict[str, int], classes: list[str]) -> dict[str, Any
     return {"counts": counts, "imbalance_ratio": ratio, "missing_classes": missing}
 
 
-def profile_task(df: DataFrame, task: str, classes: list[str]) -> dict[str, Any]:
-    """Counts, per-split class balance and the modality's size distributions."""
+def profile_task(df: DataFrame, modality: str, classes: list[str]) -> dict[str, Any]:
+    """Counts, per-split class balance and the modality's (image, text, video) size distributions."""
     labelled = df.filter(F.col("label").isNotNull())
     by_split_class = count_by(labelled, "split", "label")
     out: dict[str, Any] = {
@@ -72,7 +73,7 @@ def profile_task(df: DataFrame, task: str, classes: list[str]) -> dict[str, Any]
             for split in ("train", "val", "test")
         },
     }
-    out.update(modality_of(task).fn("profile")(df))
+    out.update(MODALITIES[modality].fn("profile")(df))
     return out
 
 
@@ -146,11 +147,11 @@ def media_samples(df: DataFrame, per_class: int) -> MediaSamples | None:
 
 def quarantine_samples(spark: SparkSession, conf: Conf, run_date: str, n: int) -> list[QuarantineSample]:
     """Up to ``n`` quarantined media files (of the file sources) that kept their bytes, spread over sources and reasons."""
-    from deepbatch.stages.acquire import SOURCES
+    from deepbatch.catalog import sources
 
     storage, found = Storage(spark), []
     root = conf.path("quarantine", "clean")
-    for source in [s.name for s in SOURCES if s.kind == "files"] if n > 0 else []:
+    for source in [s.name for s in sources(conf) if s.kind == "files"] if n > 0 else []:
         if not storage.exists(partition_path(f"{root}/{source}", run_date)):
             continue
         df = read_partition(spark, f"{root}/{source}", run_date, T.QUARANTINE).where(F.col("content").isNotNull())
@@ -161,16 +162,23 @@ def quarantine_samples(spark: SparkSession, conf: Conf, run_date: str, n: int) -
     return found[:n]
 
 
+def gold_classes(spark: SparkSession, conf: Conf, task: str, run_date: str) -> list[str]:
+    """The classes integrate indexed the task's gold partition with (declared, or discovered: classes auto)."""
+    path = partition_path(conf.path("gold", task), run_date) + "/_class_map.json"
+    mapping = json.loads(Storage(spark).read_text(path))
+    return sorted(mapping, key=mapping.get)
+
+
 def _profile_gold(spark: SparkSession, conf: Conf, run_date: str) -> tuple[dict[str, Any], dict[str, MediaSamples], list[str]]:
     tasks: dict[str, Any] = {}
     samples: dict[str, MediaSamples] = {}
     inputs = []
-    for task, schema in T.GOLD_SCHEMAS.items():
+    for task in trained_tasks(conf):
         describe_job(spark, "analyse", task, run_date)
         path = conf.path("gold", task)
         inputs.append(path)
-        df = read_partition(spark, path, run_date, schema)
-        tasks[task] = profile_task(df, task, getattr(conf.tasks, task).classes)
+        df = read_partition(spark, path, run_date, gold_schema(conf, task))
+        tasks[task] = profile_task(df, modality_of(conf, task).name, gold_classes(spark, conf, task, run_date))
         sample = media_samples(df, conf.report.samples_per_class)
         if sample is not None:
             samples[task] = sample

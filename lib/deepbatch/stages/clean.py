@@ -23,10 +23,9 @@ from deepbatch.stages.quality import (
     DETAIL,
     REASON,
     Transform,
-    canonical_label,
+    checked_labels,
     flag_duplicates,
     flag_missing_id,
-    flag_unknown_label,
     flag_when,
     start_checks,
 )
@@ -153,7 +152,8 @@ def flag_parse_errors() -> Transform:
 RECORD_ORDER = ("modification_time", "source_path", "source_line")
 
 
-def check_text(bronze: DataFrame, classes: list[str], min_chars: int) -> DataFrame:
+def check_text(bronze: DataFrame, classes: list[str] | None, min_chars: int, metadata: tuple[str, ...] = ("movie",),
+               labelled: bool = True) -> DataFrame:  # fmt: skip
     """Parse errors, ids, empty text and unknown labels; normalise text and labels; dedup."""
     return (
         bronze.transform(start_checks())
@@ -164,9 +164,8 @@ def check_text(bronze: DataFrame, classes: list[str], min_chars: int) -> DataFra
         .transform(
             flag_when(F.col("text_chars") < min_chars, "EMPTY_TEXT", f"text is empty or shorter than {min_chars} chars after normalisation")
         )
-        .transform(flag_unknown_label("label", classes))
-        .withColumn("label", F.coalesce(canonical_label("label", classes), F.col("label")))
-        .withColumn("movie", F.trim(F.col("movie")))
+        .transform(checked_labels("label", classes) if labelled else (lambda df: df))
+        .transform(trimmed(metadata))
         # Duplicates are judged on the normalised text, so whitespace variants collapse.
         .withColumn("content_hash", F.sha2(F.coalesce(F.col("text"), F.lit("")), 256))
         .transform(flag_duplicates("record_id", "DUPLICATE_ID", RECORD_ORDER))
@@ -174,14 +173,22 @@ def check_text(bronze: DataFrame, classes: list[str], min_chars: int) -> DataFra
     )
 
 
-def check_labels(bronze: DataFrame, classes: list[str]) -> DataFrame:
+def trimmed(columns: tuple[str, ...]) -> Transform:
+    """Metadata fields, trimmed."""
+
+    def _(df: DataFrame) -> DataFrame:
+        return df.withColumns({c: F.trim(F.col(c)) for c in columns}) if columns else df
+
+    return _
+
+
+def check_labels(bronze: DataFrame, classes: list[str] | None) -> DataFrame:
     """Label table rows: parse errors, ids, unknown labels (canonicalised), one row per id."""
     return (
         bronze.transform(start_checks())
         .transform(flag_parse_errors())
         .withColumn("record_id", F.trim(F.col("record_id")))
         .transform(flag_missing_id())
-        .transform(flag_unknown_label("label", classes))
-        .withColumn("label", F.coalesce(canonical_label("label", classes), F.col("label")))
+        .transform(checked_labels("label", classes))
         .transform(flag_duplicates("record_id", "DUPLICATE_ID", RECORD_ORDER))
     )

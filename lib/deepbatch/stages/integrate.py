@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from deepbatch.stages.quality import Transform, flag_when, quarantine_rows, start_checks
+from deepbatch.stages.quality import Transform, canonical_label, flag_when, quarantine_rows, start_checks
 
 UNLABELLED = "unlabelled"
 SPLITS = ("train", "val", "test")
@@ -70,6 +70,25 @@ def orphan_labels(labels: DataFrame, content: DataFrame, source: str) -> DataFra
         .transform(flag_when(F.lit(True), "ORPHAN_LABEL", F.concat(F.lit("no content with id "), F.col("record_id"))))
         .transform(quarantine_rows("integrate", source, binary_col=None))
     )
+
+
+def folder_labels(classes: list[str] | None, base: str) -> Transform:
+    """ImageFolder labels: the parent folder of a file below the source folder ``base`` names its class
+    (canonicalised against declared classes). A file directly in ``base``, or in a folder that is not a declared
+    class, stays unlabelled: inference input."""
+
+    def _(content: DataFrame) -> DataFrame:
+        below = F.col("source_path").startswith(base.rstrip("/") + "/")
+        rel = F.substring(F.col("source_path"), len(base.rstrip("/")) + 2, 1 << 20)
+        with_folder = content.withColumn("label", F.when(below & (F.instr(rel, "/") > 0), F.col("collection")))
+        return with_folder if classes is None else with_folder.withColumn("label", canonical_label("label", classes))
+
+    return _
+
+
+def discovered_classes(df: DataFrame) -> list[str]:
+    """classes: auto: the distinct labels of the labelled rows, sorted (stable across runs and machines)."""
+    return sorted(r[0] for r in df.where(F.col("label").isNotNull()).select("label").distinct().collect())
 
 
 def build_task_table(content: DataFrame, labels: DataFrame | None, classes: list[str], train: float, val: float, seed: int) -> DataFrame:

@@ -125,3 +125,18 @@ def flag_unknown_label(label_col: str, classes: list[str]) -> Transform:
     canon = canonical_label(label_col, classes)
     detail = F.concat(F.lit("label '"), F.coalesce(F.col(label_col), F.lit("<null>")), F.lit(f"' is not one of {classes}"))
     return flag_when(canon.isNull(), "UNKNOWN_LABEL", detail)
+
+
+def checked_labels(label_col: str, classes: list[str] | None) -> Transform:
+    """Declared classes: an unknown label is quarantined, a known one takes its canonical spelling. Discovered
+    classes (None, classes: auto): a missing or blank label is quarantined, the others are trimmed."""
+
+    def _(df: DataFrame) -> DataFrame:
+        if classes is None:
+            trimmed = df.withColumn(label_col, F.trim(F.col(label_col)))
+            blank = F.coalesce(F.col(label_col), F.lit("")) == ""
+            return trimmed.transform(flag_when(blank, "MISSING_LABEL", "the record has no label (classes: auto)"))
+        flagged = df.transform(flag_unknown_label(label_col, classes))
+        return flagged.withColumn(label_col, F.coalesce(canonical_label(label_col, classes), F.col(label_col)))
+
+    return _

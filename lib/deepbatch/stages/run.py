@@ -17,6 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from deepbatch.catalog import Source, bronze_schema, kept_bytes, label_classes, silver_schema, sources
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.errors import MissingInputError, QuarantineThresholdExceeded
@@ -25,9 +26,9 @@ from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
 from deepbatch.stages import clean as C
 from deepbatch.stages import integrate as I
-from deepbatch.stages.acquire import SOURCES, Source, read_source, source_files
+from deepbatch.stages.acquire import read_source, source_files
 from deepbatch.stages.quality import quarantine_rows, reason_counts, valid_rows
-from deepbatch.storage import FileEntry, Storage, file_sha256
+from deepbatch.storage import FileEntry, Storage, file_sha256, listing_base
 from deepbatch.tables import read_partition
 
 log = logging.getLogger(__name__)
@@ -77,23 +78,24 @@ def _new_files(src: Source, listing: list[FileEntry], seen: Ingested) -> tuple[l
 
 def _land_source(spark: SparkSession, conf: Conf, commit: Commit, src: Source, seen: Ingested, run_date: str) -> DataFrame:
     """Stage bronze/<source> for one source; returns its file-manifest rows."""
-    landing = conf.path("landing")
-    path = f"{landing}/{src.landing}"
+    path = src.folder(conf)
     if not Storage(spark).exists(path):
         raise MissingInputError(
-            f"landing folder {path} for source {src.name!r} does not exist; build the demo landing "
-            "zone with `deepbatch demo-data` or point data_root at your landing zone."
+            f"landing folder {path} of source {src.name!r} does not exist. Put its files there, point "
+            f"'sources.{src.name}.path' (or data_root) at them, or remove the source (an overlay says 'sources: {{{src.name}: null}}'); "
+            "for the demo, `deepbatch demo-data` builds the landing zone."
         )
     describe_job(spark, "acquire", src.name, run_date)
-    sharing = tuple(o for o in SOURCES if o.landing == src.landing)
+    sharing = tuple(o for o in sources(conf) if o.folder(conf) == path)
     listing, file_hashes = _new_files(src, source_files(src, path, sharing), seen)
-    df = read_source(spark, src, landing, run_date, listing, everything=not seen.keys and len(sharing) == 1)
+    schema = bronze_schema(src)
+    df = read_source(spark, src, path, run_date, listing, everything=not seen.keys and len(sharing) == 1)
     if seen.hashes and src.kind == "files":
         touched = spark.createDataFrame(sorted(seen.hashes), "source_path string, content_hash string")
         df = df.join(F.broadcast(touched), ["source_path", "content_hash"], "left_anti")
     n_in = df.count()
     table = f"bronze/{src.name}"
-    n_out = commit.stage_table(table, df, src.bronze_schema)
+    n_out = commit.stage_table(table, df, schema)
     bronze = spark.read.parquet(commit.staged_path(table)) if src.kind == "files" else None
     extra = {"mode": conf.acquire.mode, "files": len(listing)}
     commit.add_manifest(TableCounts(table, n_in, n_out, inputs=[path], extra=extra))
@@ -113,33 +115,22 @@ def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
     with Commit.for_stage(spark, conf, "acquire", run_date) as commit:
         incremental = conf.acquire.mode == "incremental"
         seen = Ingested.load(spark, conf, run_date) if incremental else Ingested(frozenset(), frozenset())
-        entries = [_land_source(spark, conf, commit, src, seen, run_date) for src in SOURCES]
+        entries = [_land_source(spark, conf, commit, src, seen, run_date) for src in sources(conf)]
         manifest = reduce(DataFrame.unionByName, entries)
         n_files = commit.stage_table("bronze/_files", manifest, T.BRONZE_FILE_MANIFEST)
         commit.add_manifest(TableCounts("bronze/_files", n_files, n_files, extra={"mode": conf.acquire.mode}))
     return commit.summary
 
 
-_CLEAN: tuple[tuple[str, T.StructType, T.StructType, str | None], ...] = (
-    ("images", T.BRONZE_FILES, T.SILVER_IMAGES, "content"),
-    ("image_labels", T.BRONZE_LABELS, T.SILVER_LABELS, None),
-    ("text", T.BRONZE_TEXT, T.SILVER_TEXT, "raw_bytes"),
-    ("videos", T.BRONZE_FILES, T.SILVER_VIDEOS, "content"),
-    ("video_labels", T.BRONZE_LABELS, T.SILVER_LABELS, None),
-    ("photos", T.BRONZE_FILES, T.SILVER_IMAGES, "content"),
-)
+def _clean_check(conf: Conf, src: Source) -> Callable[[DataFrame], DataFrame]:
+    """The checks of a source by its role: its media's (files), text records' (with its label classes), or a label table's."""
+    from deepbatch.modality import MODALITIES
 
-
-def _clean_check(conf: Conf, source: str) -> Callable[[DataFrame], DataFrame]:
-    checks: dict[str, Callable[[DataFrame], DataFrame]] = {
-        "images": lambda df: C.check_images(df, conf.quality.max_image_pixels),
-        "image_labels": lambda df: C.check_labels(df, conf.tasks.image_cls.classes),
-        "text": lambda df: C.check_text(df, conf.tasks.text_cls.classes, conf.quality.min_text_chars),
-        "videos": lambda df: C.check_videos(df, conf.quality.max_video_probe_frames),
-        "video_labels": lambda df: C.check_labels(df, conf.tasks.video_cls.classes),
-        "photos": lambda df: C.check_images(df, conf.quality.max_image_pixels),
-    }
-    return checks[source]
+    classes = label_classes(conf, src.name)
+    if src.role == "labels":
+        return lambda df: C.check_labels(df, classes)
+    check = MODALITIES[src.media or "text"].fn("check")
+    return lambda df: check(df, conf, classes, src.metadata, bool(src.label_field))
 
 
 def _check_threshold(counts: TableCounts, limit: float) -> None:
@@ -156,22 +147,23 @@ def _check_threshold(counts: TableCounts, limit: float) -> None:
 def run_clean(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
     """bronze -> silver + quarantine/clean, with reconciliation and the quarantine threshold."""
     with Commit.for_stage(spark, conf, "clean", run_date) as commit:
-        for source, bronze_schema, silver_schema, binary_col in _CLEAN:
+        for src in sources(conf):
+            source = src.name
             describe_job(spark, "clean", source, run_date)
             bronze_path = conf.path("bronze", source)
-            bronze = read_partition(spark, bronze_path, run_date, bronze_schema)
+            bronze = read_partition(spark, bronze_path, run_date, bronze_schema(src))
             n_in = bronze.count()
             # The checks run Python UDFs (decoding): persist so they run once per record.
-            checked = bronze.transform(_clean_check(conf, source)).persist(StorageLevel.MEMORY_AND_DISK)
+            checked = bronze.transform(_clean_check(conf, src)).persist(StorageLevel.MEMORY_AND_DISK)
             try:
                 _, quarantined, deduplicated = reason_counts(checked)
                 table = f"silver/{source}"
                 qtable = f"quarantine/clean/{source}"
-                n_out = commit.stage_table(table, checked.transform(valid_rows()), silver_schema)
+                n_out = commit.stage_table(table, checked.transform(valid_rows()), silver_schema(src))
                 counts = TableCounts(table, n_in, n_out, quarantined, deduplicated, inputs=[bronze_path])
                 counts.reconcile()
                 _check_threshold(counts, conf.quality.max_quarantine_fraction)
-                n_q = commit.stage_table(qtable, checked.transform(quarantine_rows("clean", source, binary_col)), T.QUARANTINE)
+                n_q = commit.stage_table(qtable, checked.transform(quarantine_rows("clean", source, kept_bytes(src))), T.QUARANTINE)
                 commit.add_manifest(counts)
                 rejected = {**quarantined, **deduplicated}
                 commit.add_manifest(TableCounts(qtable, sum(rejected.values()), n_q, extra={"by_reason": rejected}))
@@ -184,47 +176,70 @@ def run_clean(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
     return commit.summary
 
 
-# task -> (content source, label source, content schema); gold schemas in T.GOLD_SCHEMAS.
-_TASK_INPUTS: dict[str, tuple[str, str | None, T.StructType]] = {
-    "image_cls": ("images", "image_labels", T.SILVER_IMAGES),
-    "text_cls": ("text", None, T.SILVER_TEXT),
-    "video_cls": ("videos", "video_labels", T.SILVER_VIDEOS),
-}
+def _labelled_content(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tuple[DataFrame, DataFrame | None, list[str]]:
+    """The task's silver content with a label column (from its own field, its folder, or joined later from a label
+    table), that label table (or None) and the silver paths read."""
+    from deepbatch.catalog import classes_of, label_source, source
+
+    tc = conf.task(task)
+    content_path = conf.path("silver", tc.source)
+    content = read_partition(spark, content_path, run_date, silver_schema(source(conf, tc.source)))
+    if tc.labels == "folder":
+        base = listing_base(source(conf, tc.source).folder(conf))
+        content = content.transform(I.folder_labels(classes_of(conf, task), base))
+    labels_src = label_source(conf, task)
+    if labels_src is None:
+        return content, None, [content_path]
+    labels_path = conf.path("silver", labels_src)
+    return content, read_partition(spark, labels_path, run_date, T.SILVER_LABELS), [content_path, labels_path]
+
+
+def _stage_orphans(commit: Commit, conf: Conf, task: str, content: DataFrame, labels: DataFrame, labels_path: str, labelled: int) -> int:
+    """Label rows with no content go to quarantine/integrate/<label source>; the others labelled ``labelled`` gold rows.
+    Returns the labels read."""
+    from deepbatch.catalog import label_source
+
+    labels_src = str(label_source(conf, task))
+    qtable = f"quarantine/integrate/{labels_src}"
+    n_orphan = commit.stage_table(qtable, I.orphan_labels(labels, content, labels_src), T.QUARANTINE)
+    n_labels = labels.count()
+    commit.add_manifest(TableCounts(qtable, n_labels, labelled, {"ORPHAN_LABEL": n_orphan} if n_orphan else {}, inputs=[labels_path]))
+    return n_labels
+
+
+def _integrate_task(spark: SparkSession, conf: Conf, commit: Commit, task: str, run_date: str) -> None:
+    import json
+
+    from deepbatch.catalog import classes_of, gold_schema
+
+    describe_job(spark, "integrate", task, run_date)
+    content, labels, inputs = _labelled_content(spark, conf, task, run_date)
+    joined = content.transform(I.join_labels(labels)) if labels is not None else content
+    declared = classes_of(conf, task)
+    classes = declared if declared is not None else I.discovered_classes(joined)
+    split = conf.split_of(task)
+    gold = joined.transform(I.with_label_index(classes)).transform(I.assign_split(split.train, split.val, split.seed))
+    table = f"gold/{task}"
+    n_in = content.count()
+    n_out = commit.stage_table(table, gold, gold_schema(conf, task))
+    staged = spark.read.parquet(commit.staged_path(table))
+    split_counts = {r["split"]: int(r["count"]) for r in staged.groupBy("split").count().collect()}
+    extra: dict[str, Any] = {"splits": dict(sorted(split_counts.items())), "classes": classes, "classes_from": "conf" if declared else "auto"}
+    if labels is not None:
+        labelled = n_out - split_counts.get(I.UNLABELLED, 0)
+        extra["labels_in"] = _stage_orphans(commit, conf, task, content, labels, inputs[1], labelled)
+    commit.add_manifest(TableCounts(table, n_in, n_out, inputs=inputs, extra=extra))
+    commit.add_file(table, "_class_map.json", json.dumps(I.class_map(classes), indent=2))
+    if declared is None:
+        log.info("integrate %s: classes discovered from the labelled rows (classes: auto): %s", task, ", ".join(classes) or "none")
+    log.debug("integrate %-9s in=%d out=%d splits=%s", task, n_in, n_out, extra["splits"])
 
 
 def run_integrate(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
-    """silver -> gold/<task> with class index and hash split; orphan labels to quarantine."""
-    import json
+    """silver -> gold/<task> for every trained task, with class index and hash split; orphan labels to quarantine."""
+    from deepbatch.catalog import trained_tasks
 
     with Commit.for_stage(spark, conf, "integrate", run_date) as commit:
-        for task, (content_src, labels_src, content_schema) in _TASK_INPUTS.items():
-            describe_job(spark, "integrate", task, run_date)
-            classes = getattr(conf.tasks, task).classes
-            content_path = conf.path("silver", content_src)
-            content = read_partition(spark, content_path, run_date, content_schema)
-            labels = None
-            inputs = [content_path]
-            if labels_src is not None:
-                labels_path = conf.path("silver", labels_src)
-                labels = read_partition(spark, labels_path, run_date, T.SILVER_LABELS)
-                inputs.append(labels_path)
-            gold = I.build_task_table(content, labels, classes, conf.split.train, conf.split.val, conf.split.seed)
-            table = f"gold/{task}"
-            n_in = content.count()
-            n_out = commit.stage_table(table, gold, T.GOLD_SCHEMAS[task])
-            staged = spark.read.parquet(commit.staged_path(table))
-            split_counts = {r["split"]: int(r["count"]) for r in staged.groupBy("split").count().collect()}
-            extra: dict[str, Any] = {"splits": dict(sorted(split_counts.items()))}
-            if labels is not None and labels_src is not None:
-                qtable = f"quarantine/integrate/{labels_src}"
-                n_orphan = commit.stage_table(qtable, I.orphan_labels(labels, content, labels_src), T.QUARANTINE)
-                n_labels = labels.count()
-                labelled = n_out - split_counts.get(I.UNLABELLED, 0)
-                extra["labels_in"] = n_labels
-                commit.add_manifest(
-                    TableCounts(qtable, n_labels, labelled, {"ORPHAN_LABEL": n_orphan} if n_orphan else {}, inputs=[inputs[1]])
-                )
-            commit.add_manifest(TableCounts(table, n_in, n_out, inputs=inputs, extra=extra))
-            commit.add_file(table, "_class_map.json", json.dumps(I.class_map(classes), indent=2))
-            log.debug("integrate %-9s in=%d out=%d splits=%s", task, n_in, n_out, extra["splits"])
+        for task in trained_tasks(conf):
+            _integrate_task(spark, conf, commit, task, run_date)
     return commit.summary

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 
-def encode_split(model: nn.Module, loader: Any, task: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_split(model: nn.Module, loader: Any, modality: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, labels) for every row a finite loader yields, computed with the frozen part."""
     from deepbatch.train.data import to_inputs
 
@@ -22,7 +22,7 @@ def encode_split(model: nn.Module, loader: Any, task: str, device: torch.device)
     try:
         with torch.no_grad():
             for batch in loader:
-                x, y = to_inputs(task, batch, device)
+                x, y = to_inputs(modality, batch, device)
                 feats.append(model.encode(*x))  # type: ignore[operator]
                 labels.append(y)
     finally:

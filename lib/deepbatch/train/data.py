@@ -7,16 +7,16 @@ from typing import Any
 
 import torch
 
-from deepbatch.modality import modality_of
+from deepbatch.modality import MODALITIES
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")
 
-def to_inputs(task: str, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """A Petastorm batch -> (model inputs, labels) on device, normalised as the model expects."""
-    return modality_of(task).fn("to_inputs")(batch, device)  # type: ignore[no-any-return]
+def to_inputs(modality: str, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    """A Petastorm batch of a modality (image, text, video) -> (model inputs, labels) on device, normalised as the model expects."""
+    return MODALITIES[modality].fn("to_inputs")(batch, device)  # type: ignore[no-any-return]
 
 
-def make_loader(url: str, task: str, batch_size: int, *, cur_shard: int | None = None, shard_count: int | None = None,
+def make_loader(url: str, modality: str, batch_size: int, *, cur_shard: int | None = None, shard_count: int | None = None,
                 num_epochs: int | None = 1, shuffle: bool = False, seed: int = 0, workers: int = 2) -> Any:
     """A petastorm.pytorch.DataLoader over one shard of a split (the reader must be closed by the caller).
 
@@ -32,7 +32,7 @@ def make_loader(url: str, task: str, batch_size: int, *, cur_shard: int | None =
     from petastorm.pytorch import DataLoader
 
     reader = make_reader(
-        url, schema_fields=list(modality_of(task).petastorm_fields), cur_shard=cur_shard, shard_count=shard_count, num_epochs=num_epochs,
+        url, schema_fields=list(MODALITIES[modality].petastorm_fields), cur_shard=cur_shard, shard_count=shard_count, num_epochs=num_epochs,
         shuffle_row_groups=shuffle, shuffle_rows=shuffle, seed=seed, reader_pool_type="thread", workers_count=workers,
     )  # fmt: skip
     return DataLoader(reader, batch_size=batch_size, shuffling_queue_capacity=4 * batch_size if shuffle else 0)

@@ -17,7 +17,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from deepbatch.commit import Commit
-from deepbatch.config import TASKS, Conf
+from deepbatch.config import Conf
 from deepbatch.datasets.materialize import check_row_groups, dataset_url
 from deepbatch.errors import ConfigError, MissingInputError, ResumeMismatchError, TrainingIncompleteError
 from deepbatch.storage import Storage, is_local, local_path
@@ -33,10 +33,13 @@ def _local_dir(path: str) -> str:
 
 def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, backend: str) -> dict[str, Any]:
     """Everything train_fn needs, as plain values, checked before any worker starts."""
+    from deepbatch.catalog import trained_tasks
+    from deepbatch.modality import modality_of
     from deepbatch.models.settings import model_settings
 
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; expected one of {TASKS}")
+    if task not in trained_tasks(conf):
+        conf.task(task)  # an undeclared name is its own error
+        raise ConfigError(f"task {task!r} is inference-only (labels: none, a pretrained model): there is nothing to train")
     version = conf.datasets.version or run_date
     ds_root = conf.path("datasets", task, version)
     manifest_path = f"{ds_root}/_manifest.json"
@@ -44,8 +47,8 @@ def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, b
     if not storage.exists(manifest_path):
         raise MissingInputError(f"no Petastorm dataset at {ds_root}: run `deepbatch materialize --run-date {run_date}` first.")
     manifest = json.loads(storage.read_text(manifest_path))
-    hp = getattr(conf.train, task)
-    classes = getattr(conf.tasks, task).classes
+    hp = conf.task(task).train
+    classes = dataset_classes(conf, task, manifest, ds_root, run_date)
     workers = 1 if backend == "local" else conf.train.num_proc
     check_row_groups(dataset_url(f"{ds_root}/train"), workers, conf.datasets.min_row_groups_per_worker)
     balance = manifest["extra"]["splits"]["train"]["class_balance"]
@@ -57,6 +60,7 @@ def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, b
     model_version = conf.train.version or run_date
     params = {
         "task": task,
+        "modality": modality_of(conf, task).name,
         "backend": backend,
         "classes": classes,
         "hparams": dataclasses.asdict(hp),
@@ -162,6 +166,19 @@ def train_task(spark: SparkSession, conf: Conf, run_date: str, task: str, commit
 
 
 # What the ONNX export and its checks read of the gold table: rows per split (clips are costlier).
+def dataset_classes(conf: Conf, task: str, manifest: dict[str, Any], ds_root: str, run_date: str) -> list[str]:
+    """The classes the dataset was materialised with (declared, or discovered over its window: classes auto);
+    declared classes that have changed since are refused, since its label indexes follow the old list."""
+    from deepbatch.catalog import classes_of
+
+    classes = list(manifest["extra"]["classes"])
+    declared = classes_of(conf, task)
+    if declared is not None and declared != classes:
+        raise ConfigError(f"{ds_root} was materialised with classes {classes}, but conf key 'tasks.{task}.classes' is now {declared}: "
+                          f"rerun `deepbatch materialize --run-date {run_date} --task {task}` (or `deepbatch pipeline`) first")  # fmt: skip
+    return classes
+
+
 _CHECK_ROWS = {"val": 256, "test": 2000, "train": 64}
 _CHECK_CLIPS = {"val": 16, "test": 200, "train": 8}
 
@@ -169,10 +186,10 @@ _CHECK_CLIPS = {"val": 16, "test": 200, "train": 8}
 def _gold_rows(spark: SparkSession, conf: Conf, run_date: str, task: str, split: str, limit: int) -> Any:
     from pyspark.sql import functions as F
 
-    from deepbatch.schemas import tables as T
+    from deepbatch.catalog import gold_schema
     from deepbatch.tables import read_partition
 
-    df = read_partition(spark, conf.path("gold", task), run_date, T.GOLD_SCHEMAS[task]).where(F.col("split") == split)
+    df = read_partition(spark, conf.path("gold", task), run_date, gold_schema(conf, task)).where(F.col("split") == split)
     return df.orderBy(F.xxhash64("record_id"), "record_id").limit(limit).toPandas()
 
 
@@ -185,7 +202,7 @@ def _export_onnx(spark: SparkSession, conf: Conf, run_date: str, task: str, expo
     if not onnxruntime_available():
         log.warning("onnxruntime is not installed: %s gets no ONNX graph and infers with torch", task)
         return
-    modality = modality_of(task)
+    modality = modality_of(conf, task)
     kind, options = modality.core_kind, modality.fn("core_options")(conf, classes)
     limits = _CHECK_CLIPS if kind == "video" else _CHECK_ROWS
     rows = {split: _gold_rows(spark, conf, run_date, task, split, n) for split, n in limits.items()}

@@ -49,7 +49,7 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int) -> 
     raise ValueError(f"unknown lr_schedule {name!r}: expected cosine, step or constant")
 
 
-def _split_logits(model: nn.Module, url: str, task: str, batch_size: int, device: torch.device,
+def _split_logits(model: nn.Module, url: str, modality: str, batch_size: int, device: torch.device,
                   cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(logits, labels) per batch over a whole split; from cached frozen features when given a cache."""
     from deepbatch.train.cached import encode_split
@@ -57,22 +57,22 @@ def _split_logits(model: nn.Module, url: str, task: str, batch_size: int, device
 
     if cache is not None:
         if url not in cache:
-            cache[url] = encode_split(model, make_loader(url, task, batch_size), task, device)
+            cache[url] = encode_split(model, make_loader(url, modality, batch_size), modality, device)
         feats, labels = cache[url]
         for i in range(0, len(labels), batch_size):
             yield model(features=feats[i : i + batch_size]), labels[i : i + batch_size]
         return
-    loader = make_loader(url, task, batch_size)
+    loader = make_loader(url, modality, batch_size)
     try:
         for batch in loader:
-            x, y = to_inputs(task, batch, device)
+            x, y = to_inputs(modality, batch, device)
             yield model(*x), y
     finally:
         loader.reader.stop()
         loader.reader.join()
 
 
-def evaluate(model: nn.Module, url: str, task: str, batch_size: int, device: torch.device,
+def evaluate(model: nn.Module, url: str, modality: str, batch_size: int, device: torch.device,
              cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean loss, labels and predictions over a whole split (one process, no sharding).
 
@@ -81,7 +81,7 @@ def evaluate(model: nn.Module, url: str, task: str, batch_size: int, device: tor
     model.eval()
     losses, ys, preds = [], [], []
     with torch.no_grad():
-        for logits, y in _split_logits(model, url, task, batch_size, device, cache):
+        for logits, y in _split_logits(model, url, modality, batch_size, device, cache):
             losses.append(float(nn.functional.cross_entropy(logits, y, reduction="sum")))
             ys.append(y.cpu().numpy())
             preds.append(logits.argmax(1).cpu().numpy())
@@ -154,12 +154,12 @@ def make_feed(params: dict[str, Any], model: nn.Module, dist: Any, device: torch
     from deepbatch.train.cached import encode_split, supports_feature_cache
     from deepbatch.train.data import count_shard_rows, make_loader
 
-    task, bs, url = params["task"], params["hparams"]["batch_size"], params["train_url"]
+    task, modality, bs, url = params["task"], params["modality"], params["hparams"]["batch_size"], params["train_url"]
     feed = Feed(steps=0, n_rows=0)
     if supports_feature_cache(model):
-        shard = make_loader(url, task, bs, cur_shard=dist.rank, shard_count=dist.size, num_epochs=1)
+        shard = make_loader(url, modality, bs, cur_shard=dist.rank, shard_count=dist.size, num_epochs=1)
         t_enc = time.monotonic()
-        feed.feats, feed.labels = encode_split(model, shard, task, device)
+        feed.feats, feed.labels = encode_split(model, shard, modality, device)
         log.info("%s rank %d: frozen-encoder features for %d rows in %.1f s", task, dist.rank, len(feed.labels), time.monotonic() - t_enc)
         feed.n_rows = len(feed.labels)
     else:
@@ -168,7 +168,7 @@ def make_feed(params: dict[str, Any], model: nn.Module, dist: Any, device: torch
     if feed.steps == 0:
         raise RuntimeError(f"a rank's shard of {url} holds fewer than batch_size={bs} rows; lower batch_size or add data")
     if feed.feats is None:
-        feed.loader = make_loader(url, task, bs, cur_shard=dist.rank, shard_count=dist.size, num_epochs=None,
+        feed.loader = make_loader(url, modality, bs, cur_shard=dist.rank, shard_count=dist.size, num_epochs=None,
                                   shuffle=True, seed=params["seed"] + 1000 * dist.rank + first_epoch)  # fmt: skip
         feed.batches = iter(feed.loader)
     return feed
@@ -180,7 +180,7 @@ def train_epoch(params: dict[str, Any], model: nn.Module, optimizer: Any, feed: 
     from deepbatch.train.cached import epoch_order
     from deepbatch.train.data import to_inputs
 
-    hp, bs, task = params["hparams"], params["hparams"]["batch_size"], params["task"]
+    hp, bs = params["hparams"], params["hparams"]["batch_size"]
     trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -191,7 +191,7 @@ def train_epoch(params: dict[str, Any], model: nn.Module, optimizer: Any, feed: 
             idx = order[step * bs : (step + 1) * bs]
             y, logits = feed.labels[idx], model(features=feed.feats[idx])  # type: ignore[index]
         else:
-            x, y = to_inputs(task, next(feed.batches), device)
+            x, y = to_inputs(params["modality"], next(feed.batches), device)
             logits = model(*x)
         loss = nn.functional.cross_entropy(logits, y, weight=weight)
         if hp["l1"] > 0:
@@ -210,7 +210,7 @@ def end_epoch_on_rank0(params: dict[str, Any], model: nn.Module, optimizer: Any,
     from deepbatch.train.outputs import save_checkpoint
 
     ckpt_dir = Path(params["checkpoint_dir"])
-    val_loss, vy, vp = evaluate(model, params["val_url"], params["task"], params["hparams"]["batch_size"], device, cache)
+    val_loss, vy, vp = evaluate(model, params["val_url"], params["modality"], params["hparams"]["batch_size"], device, cache)
     val_acc = float((vy == vp).mean()) if len(vy) else float("nan")
     record.update({"val_loss": round(val_loss, 5), "val_acc": round(val_acc, 5)})
     state["history"].append(record)
@@ -228,18 +228,18 @@ def end_epoch_on_rank0(params: dict[str, Any], model: nn.Module, optimizer: Any,
 
 def export_model(params: dict[str, Any], model: nn.Module, state: dict[str, Any], device: torch.device, world: int, cache: Any) -> float:
     """Rank 0: reload the best epoch, evaluate on test, write the model folder; returns test accuracy."""
-    from deepbatch.modality import modality_of
+    from deepbatch.modality import MODALITIES
     from deepbatch.train.outputs import classification_metrics, load_checkpoint, save_model_folder
 
     task, classes, hp = params["task"], params["classes"], params["hparams"]
     out_dir = Path(params["export_dir"])
     model.load_state_dict(load_checkpoint(Path(params["checkpoint_dir"]) / "best.pt"))
-    test_loss, ty, tp = evaluate(model, params["test_url"], task, hp["batch_size"], device, cache)
+    test_loss, ty, tp = evaluate(model, params["test_url"], params["modality"], hp["batch_size"], device, cache)
     metrics = {"task": task, "history": state["history"], "best_val_acc": state["best_val_acc"], "test_loss": test_loss,
                "test": classification_metrics(ty, tp, classes), "world_size": world, "hparams": hp}  # fmt: skip
     save_model_folder(out_dir, model.state_dict(), {"task": task, "model_settings": params["model_settings"], "num_classes": len(classes)},
                       {c: i for i, c in enumerate(classes)}, params["preprocessing"], metrics)  # fmt: skip
-    modality_of(task).fn("save_assets")(out_dir, params, model)
+    MODALITIES[params["modality"]].fn("save_assets")(out_dir, params, model)
     log.info("%s: test accuracy %.4f on %d rows; model written to %s", task, metrics["test"]["accuracy"], metrics["test"]["n"], out_dir)
     return float(metrics["test"]["accuracy"])
 
@@ -293,7 +293,7 @@ def train_fn(params: dict[str, Any]) -> dict[str, Any]:
     hp = params["hparams"]
     device = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     torch.manual_seed(params["seed"])
-    model = build_model(params["task"], len(params["classes"]), params["model_settings"]).to(device)
+    model = build_model(params["modality"], len(params["classes"]), params["model_settings"]).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     # Horovod convention: scale the learning rate by the number of workers.
     optimizer = make_optimizer(hp["optimizer"], trainable, hp["lr"] * dist.size, hp["momentum"], hp["weight_decay"])

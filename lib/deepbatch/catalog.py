@@ -1,0 +1,159 @@
+"""The declared sources and tasks (conf keys ``sources`` and ``tasks``), resolved and checked.
+
+A source says where landing files are and how they are read; a task says which source's
+records it learns from, where their labels come from, its classes, split and model. Every
+stage asks this module instead of knowing names: acquire lands each declared source, clean
+checks each by its role, integrate builds one gold table per task. Spark-free, so the CLI
+and ``deepbatch check`` can use it before any Spark job starts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from deepbatch.config import LABELS_FROM, Conf, SourceConf
+from deepbatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyspark.sql.types import StructType
+
+# Usual extensions of a files source, by the modality of the tasks that read it; record sources by kind.
+DEFAULT_GLOBS = {
+    "image": "*.{png,jpg,jpeg,bmp,gif,webp,tif,tiff}",
+    "video": "*.{mp4,avi,mov,mkv,webm,m4v}",
+    "jsonl": "*.{jsonl,json,ndjson}",
+    "csv": "*.csv",
+    "parquet": "*.parquet",
+}
+# Columns deepbatch adds itself: a metadata field may not take these names.
+RESERVED = frozenset({"record_id", "text", "label", "label_index", "split", "collection", "content", "content_hash",
+                      "source_path", "file_size", "modification_time", "ingest_run_date", "raw_record", "raw_bytes",
+                      "parse_error", "source_line", "text_chars", "width", "height", "channels", "fps", "frame_count",
+                      "image_format"})  # fmt: skip
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A declared source, resolved: its role follows from its kind and field mapping."""
+
+    name: str
+    kind: str  # files | jsonl | csv | parquet
+    landing: str  # folder under <data_root>/landing, or a URI
+    glob: str
+    id_from: str  # files: stem | path; records: field | line
+    id_field: str  # records with id_from field: the field holding the id (else empty)
+    text_field: str
+    label_field: str
+    metadata: tuple[str, ...]
+    media: str | None  # files: the modality of the tasks that read it (image | video)
+
+    @property
+    def role(self) -> str:
+        """files (media files), text (text records) or labels (a label table)."""
+        if self.kind == "files":
+            return "files"
+        return "text" if self.text_field else "labels"
+
+    def folder(self, conf: Conf) -> str:
+        """Where its landing files are: a URI or absolute path as given, else under <data_root>/landing."""
+        if "://" in self.landing or self.landing.startswith("/"):
+            return self.landing.rstrip("/")
+        return conf.path("landing", self.landing.strip("/"))
+
+
+def _media_of(conf: Conf, name: str) -> str | None:
+    used = sorted({t.modality for t in conf.tasks.values() if t.source == name})
+    return used[0] if used else None
+
+
+def resolve(conf: Conf, name: str, sc: SourceConf) -> Source:
+    media = _media_of(conf, name) if sc.kind == "files" else None
+    glob = sc.glob or DEFAULT_GLOBS.get(media or sc.kind, "*")
+    f = sc.fields
+    id_from = sc.id or ("stem" if sc.kind == "files" else "field")
+    return Source(name, sc.kind, sc.path or name, glob, id_from, f.id if id_from == "field" else "", f.text, f.label, tuple(f.metadata), media)
+
+
+def sources(conf: Conf) -> tuple[Source, ...]:
+    """Every declared source, in declaration order."""
+    return tuple(resolve(conf, n, sc) for n, sc in conf.sources.items())
+
+
+def source(conf: Conf, name: str) -> Source:
+    if name not in conf.sources:
+        raise ConfigError(f"unknown source {name!r}: declared sources are {', '.join(conf.sources) or 'none'} (conf key 'sources')")
+    return resolve(conf, name, conf.sources[name])
+
+
+def label_source(conf: Conf, task: str) -> str | None:
+    """The label table a task joins (None: its labels come from a field, the folder, or nowhere)."""
+    labels = conf.task(task).labels
+    return None if labels in LABELS_FROM else labels
+
+
+def classes_of(conf: Conf, task: str) -> list[str] | None:
+    """The task's declared classes, or None when they are discovered (classes: auto)."""
+    classes = conf.task(task).classes
+    return None if classes == "auto" else list(classes)
+
+
+def trained_tasks(conf: Conf) -> tuple[str, ...]:
+    """The tasks that train a model, in declaration order (the others only score)."""
+    from deepbatch.modality import is_trained
+
+    return tuple(t for t in conf.tasks if is_trained(conf, t))
+
+
+def tasks_reading(conf: Conf, name: str) -> tuple[str, ...]:
+    """The tasks whose content or labels come from source ``name``."""
+    return tuple(t for t, tc in conf.tasks.items() if name in (tc.source, tc.labels))
+
+
+def label_classes(conf: Conf, name: str) -> list[str] | None:
+    """The classes a source's labels are checked against: the union of its tasks' classes (None: a task discovers them)."""
+    out: list[str] = []
+    for task in tasks_reading(conf, name):
+        tc = conf.task(task)
+        if tc.labels == "none":
+            continue
+        classes = classes_of(conf, task)
+        if classes is None:
+            return None
+        out += [c for c in classes if c not in out]
+    return out
+
+
+def bronze_schema(src: Source) -> StructType:
+    """The source's bronze table (a pyspark StructType)."""
+    from deepbatch.schemas import tables as T
+
+    if src.role == "files":
+        return T.BRONZE_FILES
+    return T.bronze_records(src.role == "text", src.metadata, raw_bytes=src.kind == "jsonl")
+
+
+def silver_schema(src: Source) -> StructType:
+    """The source's silver table: its media's, a text source's (with its metadata), or a label table's."""
+    from deepbatch.modality import MODALITIES
+    from deepbatch.schemas import tables as T
+
+    if src.role == "labels":
+        return T.SILVER_LABELS
+    schema: StructType = MODALITIES[src.media or "text"].fn("silver_schema")(src.metadata)
+    return schema
+
+
+def gold_schema(conf: Conf, task: str) -> StructType:
+    """The task's gold table: its modality's, with its source's metadata fields."""
+    from deepbatch.modality import modality_of
+
+    schema: StructType = modality_of(conf, task).fn("gold_schema")(source(conf, conf.task(task).source).metadata)
+    return schema
+
+
+def kept_bytes(src: Source) -> str | None:
+    """The bronze column quarantine keeps a rejected record's raw bytes from (None: its raw_record text says it all)."""
+    return {"files": "content", "jsonl": "raw_bytes"}.get(src.kind)

@@ -1,0 +1,143 @@
+"""Checks of the declared sources and tasks: every mistake named by its conf key, with the fix.
+
+Run by :func:`deepbatch.config.validate`, so a conf with an unknown source, an unmapped
+field or a task without labels never reaches a Spark job.
+"""
+
+from __future__ import annotations
+
+from deepbatch.catalog import _NAME, RESERVED
+from deepbatch.config import LABELS_FROM, MODALITY_NAMES, SOURCE_KINDS, Conf, SourceConf, SplitConf, TaskConf, TaskTrainConf
+from deepbatch.errors import ConfigError
+
+_TRAIN_CHOICES = {"optimizer": ("sgd", "momentum", "rmsprop", "adam"), "lr_schedule": ("cosine", "step", "constant"),
+                  "class_weights": ("none", "balanced"), "pooling": ("mean", "gru", "attention")}  # fmt: skip
+
+
+def _check_name(value: str, key: str) -> None:
+    if not _NAME.match(value):
+        raise ConfigError(f"conf key {key!r}: {value!r} is not a usable field name (letters, digits and _, not starting with a digit)")
+
+
+def check_source(name: str, sc: SourceConf) -> None:
+    key = f"sources.{name}"
+    _check_name(name, key)
+    if sc.kind not in SOURCE_KINDS:
+        raise ConfigError(f"conf key '{key}.kind' must be one of {', '.join(SOURCE_KINDS)}, got {sc.kind!r}")
+    if sc.kind == "files":
+        if sc.id not in ("", "stem", "path"):
+            raise ConfigError(f"conf key '{key}.id' must be stem (file name without extension) or path (path under the folder), got {sc.id!r}")
+        return
+    if sc.id not in ("", "field", "line"):
+        raise ConfigError(f"conf key '{key}.id' must be field (fields.id holds the id) or line (file name and line number), got {sc.id!r}")
+    f = sc.fields
+    if not f.id and sc.id != "line":
+        raise ConfigError(f"conf key '{key}.fields.id' is empty: name the field that holds each record's id, or set '{key}.id: line' "
+                          "when the files have no id column")  # fmt: skip
+    if not f.text and not f.label:
+        raise ConfigError(f"source {name!r} maps neither a text nor a label field: set '{key}.fields.text' (a text source) "
+                          f"or '{key}.fields.label' (a label table)")  # fmt: skip
+    for meta in f.metadata:
+        _check_name(meta, f"{key}.fields.metadata")
+        if meta in RESERVED or meta in (f.id, f.text, f.label):
+            raise ConfigError(f"conf key '{key}.fields.metadata' lists {meta!r}, a column deepbatch writes itself or a mapped "
+                              "field; leave it out")  # fmt: skip
+
+
+def check_split(s: SplitConf, key: str) -> None:
+    fractions = (s.train, s.val, s.test)
+    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(f"conf keys {key}.train/val/test must be >= 0 and sum to 1, got {fractions}")
+
+
+def check_train(hp: TaskTrainConf, key: str) -> None:
+    for name, allowed in _TRAIN_CHOICES.items():
+        if getattr(hp, name) not in allowed:
+            raise ConfigError(f"conf key '{key}.{name}' must be one of {allowed}, got {getattr(hp, name)!r}")
+    if hp.epochs < 1 or hp.batch_size < 1 or hp.lr <= 0:
+        raise ConfigError(f"conf keys {key}.epochs/batch_size must be >= 1 and {key}.lr > 0")
+
+
+def _check_classes(tc: TaskConf, key: str) -> None:
+    c = tc.classes
+    if c == "auto":
+        return
+    if not isinstance(c, list) or not all(isinstance(x, str) and x for x in c) or len(c) < 2 or len(set(c)) != len(c):
+        raise ConfigError(f"conf key '{key}.classes' must be auto or a list of at least 2 distinct class names, got {c!r}")
+
+
+def _check_content(conf: Conf, name: str, tc: TaskConf) -> SourceConf:
+    key = f"tasks.{name}"
+    if tc.modality not in MODALITY_NAMES:
+        raise ConfigError(f"conf key '{key}.modality' must be one of {', '.join(MODALITY_NAMES)}, got {tc.modality!r}")
+    if tc.source not in conf.sources:
+        raise ConfigError(f"conf key '{key}.source' names {tc.source!r}, which is not a declared source; declared sources: "
+                          f"{', '.join(conf.sources) or 'none'}. Declare it under sources, or fix the name.")  # fmt: skip
+    sc = conf.sources[tc.source]
+    wants_files = tc.modality in ("image", "video")
+    if wants_files != (sc.kind == "files") or (not wants_files and not sc.fields.text):
+        need = "a files source" if wants_files else "a record source (jsonl, csv, parquet) with fields.text mapped"
+        raise ConfigError(f"conf key '{key}.source': a {tc.modality} task reads {need}; sources.{tc.source} is kind {sc.kind}"
+                          + ("" if wants_files or sc.kind == "files" else f" without 'sources.{tc.source}.fields.text'"))  # fmt: skip
+    return sc
+
+
+def _check_labels(conf: Conf, name: str, tc: TaskConf, sc: SourceConf) -> None:
+    from deepbatch.modality import MODALITIES
+
+    key, m = f"tasks.{name}", MODALITIES[tc.modality]
+    model = tc.model or m.models[0]
+    if model not in (*m.models, *m.pretrained):
+        raise ConfigError(f"conf key '{key}.model' must be one of {', '.join((*m.models, *m.pretrained))} for modality {tc.modality}, got {model!r}")
+    if not tc.labels:
+        raise ConfigError(f"task {name!r} has no labels: set '{key}.labels' to a label source, field (the record's own label), "
+                          "folder (landing/<source>/<class>/<file>), or none for an inference-only task with a pretrained model")  # fmt: skip
+    pretrained = model in m.pretrained
+    if (tc.labels == "none") != pretrained:
+        raise ConfigError(f"conf key '{key}.labels' is {tc.labels!r} with model {model!r}: an inference-only task uses labels: none and "
+                          f"a pretrained model ({', '.join(m.pretrained) or 'none for ' + tc.modality}); a trained task needs labels")  # fmt: skip
+    if tc.labels == "field" and not sc.fields.label:
+        raise ConfigError(f"conf key '{key}.labels' is field, but 'sources.{tc.source}.fields.label' is not set: map the label field")
+    if tc.labels == "folder" and sc.kind != "files":
+        raise ConfigError(f"conf key '{key}.labels' is folder (ImageFolder layout), but sources.{tc.source} is kind {sc.kind}, not files")
+    if tc.labels not in LABELS_FROM:
+        lab = conf.sources.get(tc.labels)
+        if lab is None or lab.kind == "files" or not lab.fields.label or lab.fields.text:
+            raise ConfigError(f"conf key '{key}.labels' names {tc.labels!r}, which is not a declared label table (a jsonl, csv or parquet "
+                              f"source with fields.id and fields.label); declared sources: {', '.join(conf.sources) or 'none'}")  # fmt: skip
+
+
+def check_task(conf: Conf, name: str, tc: TaskConf) -> None:
+    _check_name(name, f"tasks.{name}")
+    sc = _check_content(conf, name, tc)
+    _check_labels(conf, name, tc, sc)
+    _check_classes(tc, f"tasks.{name}")
+    if tc.split is not None:
+        check_split(tc.split, f"tasks.{name}.split")
+    check_train(tc.train, f"tasks.{name}.train")
+
+
+def _check_use(conf: Conf) -> None:
+    """Every source is read by a task, and a files source by tasks of one modality."""
+    for name, sc in conf.sources.items():
+        readers = {t: tc for t, tc in conf.tasks.items() if name in (tc.source, tc.labels)}
+        if not readers:
+            raise ConfigError(f"source {name!r} is read by no task: name it in a task's source or labels, or remove it "
+                              f"(in an overlay: 'sources: {{{name}: null}}')")  # fmt: skip
+        media = {tc.modality for tc in readers.values() if tc.source == name}
+        if sc.kind == "files" and len(media) > 1:
+            raise ConfigError(f"source {name!r} is read by tasks of modalities {sorted(media)}; a files source holds one kind of media")
+
+
+def check_declarations(conf: Conf) -> None:
+    """Every declared source and task, then how they fit together."""
+    if not conf.tasks:
+        raise ConfigError("no tasks are declared (conf key 'tasks'): declare at least one, as in conf/demo.yaml or conf/examples/")
+    for name, sc in conf.sources.items():
+        check_source(name, sc)
+    for name, tc in conf.tasks.items():
+        check_task(conf, name, tc)
+    _check_use(conf)
+    unknown = [t for t in conf.infer.targets if t not in conf.tasks]
+    if unknown:
+        raise ConfigError(f"conf key 'infer.targets' names {unknown}, which are not declared tasks; declared: {', '.join(conf.tasks)}")

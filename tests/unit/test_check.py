@@ -1,0 +1,113 @@
+"""deepbatch check: the dry run finds what would fail or be lost, names the conf key, and runs no Spark job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deepbatch.check import check_conf, render
+from deepbatch.cli import main
+from deepbatch.config import load_conf
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.unit
+
+CONF = """
+extends: {base}
+data_root: {root}
+datasets: {{workers: 2, min_row_groups_per_worker: 2}}
+sources:
+  notes:
+    kind: jsonl
+    fields: {{id: uid, text: body, label: mood}}
+  pics:
+    kind: files
+    id: path
+tasks:
+  mood:
+    modality: text
+    source: notes
+    labels: field
+    classes: [calm, tense]
+  pets:
+    modality: image
+    source: pics
+    labels: folder
+    classes: auto
+"""
+
+
+def _landing(root: Path, notes: int = 40, moods: tuple[str, ...] = ("calm", "tense", "Calm ", "angry")) -> None:
+    (root / "landing" / "notes").mkdir(parents=True)
+    lines = [json.dumps({"uid": i, "body": f"text {i}", "mood": moods[i % len(moods)]}) for i in range(notes)]
+    (root / "landing" / "notes" / "a.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "landing" / "notes" / "readme.txt").write_text("not a record file")
+    for cls in ("cat", "dog"):
+        (root / "landing" / "pics" / cls).mkdir(parents=True)
+        for i in range(10):
+            (root / "landing" / "pics" / cls / f"{i}.png").write_bytes(b"x")
+    (root / "landing" / "stray").mkdir()
+    (root / "landing" / "stray" / "lost.csv").write_text("a,b\n")
+
+
+def _conf(tmp_path: Path, *overrides: str):
+    path = tmp_path / "c.yaml"
+    path.write_text(CONF.format(base=REPO / "conf" / "base.yaml", root=tmp_path))
+    return load_conf(path, list(overrides))
+
+
+def test_check_counts_files_records_fields_and_labels(tmp_path) -> None:
+    _landing(tmp_path)
+    report = check_conf(_conf(tmp_path))
+    notes, pics = report.sources
+    assert (notes.files, notes.records, notes.fields_found) == (2, 40, ["body", "mood", "uid"])
+    assert [p.rsplit("/", 1)[-1] for p in notes.unmatched] == ["readme.txt"]
+    assert dict(pics.labels) == {"cat": 10, "dog": 10} and "cat/3" in pics.ids
+    mood, pets = report.tasks
+    assert mood.labelled == 30 and mood.splits["train"] == 24  # 'Calm ' counts as calm; 'angry' does not
+    assert pets.labelled == 20
+    levels = {(f.level, f.key) for f in report.findings}
+    assert levels == {("warning", "tasks.mood.classes"), ("warning", "sources.notes.glob"), ("warning", "sources")}
+    unknown = next(f for f in report.findings if f.key == "tasks.mood.classes")
+    assert "'angry' (10)" in unknown.message and "UNKNOWN_LABEL" in unknown.message
+    assert [p.rsplit("/", 1)[-1] for p in report.stray] == ["lost.csv"]
+    assert "check: 2 source(s), 2 task(s): 0 problem(s), 3 warning(s)" in render(report)
+
+
+def test_check_names_an_unmapped_field_with_the_fields_found(tmp_path) -> None:
+    _landing(tmp_path)
+    report = check_conf(_conf(tmp_path, "sources.notes.fields.id=id"))
+    problem = next(f for f in report.problems if f.key == "sources.notes.fields.id")
+    assert "maps 'id', which is in none of its records; fields found: body, mood, uid" in problem.message
+
+
+def test_check_refuses_too_few_rows_for_the_workers_and_a_single_discovered_class(tmp_path) -> None:
+    _landing(tmp_path, notes=6)
+    (tmp_path / "landing" / "pics" / "dog" / "0.png").unlink()
+    for i in range(1, 10):
+        (tmp_path / "landing" / "pics" / "dog" / f"{i}.png").unlink()
+    report = check_conf(_conf(tmp_path))
+    keys = {f.key: f.message for f in report.problems}
+    assert "training needs at least 4 training rows (datasets.workers=2" in keys["datasets.workers"]
+    assert "classes: auto but its labelled rows show 1 distinct label(s) ['cat']" in keys["tasks.pets.classes"]
+
+
+def test_a_missing_folder_is_a_problem_only_for_a_declared_source(tmp_path) -> None:
+    _landing(tmp_path)
+    assert not (tmp_path / "landing" / "videos").exists()  # no video source is declared: nothing to say
+    report = check_conf(_conf(tmp_path, "sources.pics.path=pictures"))
+    assert [f.key for f in report.problems] == ["sources.pics.path", "tasks.pets.labels"]
+
+
+def test_the_cli_check_and_the_pipeline_stop_on_a_problem_before_any_spark_job(tmp_path, capsys) -> None:
+    _landing(tmp_path)
+    (tmp_path / "c.yaml").write_text(CONF.format(base=REPO / "conf" / "base.yaml", root=tmp_path))
+    assert main(["check", "--conf", str(tmp_path / "c.yaml")]) == 0
+    assert "check: 2 source(s), 2 task(s): 0 problem(s)" in capsys.readouterr().out
+    assert main(["check", "--conf", str(tmp_path / "c.yaml"), "--json", "sources.notes.fields.text=content"]) == 2
+    found = json.loads(capsys.readouterr().out)["findings"]
+    assert {"level": "problem", "key": "sources.notes.fields.text"} in [{k: f[k] for k in ("level", "key")} for f in found]
+    assert main(["pipeline", "--conf", str(tmp_path / "c.yaml"), "--run-date", "2026-11-27", "sources.notes.fields.text=content"]) == 2
+    assert not (tmp_path / "bronze").exists() and not (tmp_path / "_staging").exists()
