@@ -236,6 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose, args.log_format)
     try:
         conf = load_conf(Path(args.conf), [*args.overrides, *(["train.resume=true"] if args.resume else [])])
+        if args.command == "demo-data" and conf.demo.example:
+            from deepbatch.demo.build import local_landing_dir
+            from deepbatch.demo.examples import land_example
+
+            landed = land_example(conf.demo.example, local_landing_dir(conf))
+            log.info("example %s landed in %s from %s", conf.demo.example, landed["landing"], landed["source"])
+            return 0
         if args.command == "demo-data":
             from deepbatch.demo.build import build_landing_zone
 

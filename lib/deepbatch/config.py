@@ -49,6 +49,7 @@ class DemoConf:
     clip_size: int = 64
     seed: int = 7
     bad_records: bool = True
+    example: str = ""  # empty: the demo; a name from deepbatch.demo.examples lands that data set as it ships instead
 
 
 @dataclass(frozen=True)

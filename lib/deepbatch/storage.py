@@ -99,9 +99,9 @@ def file_sha256(path: str) -> str:
 
 
 def read_head(path: str, n: int = 65536) -> bytes:
-    """The first ``n`` bytes of a file (a CSV header, a format's magic number)."""
+    """The first ``n`` bytes of a file's content (a CSV header), decompressed when its name says so (``.gz``, ``.bz2``)."""
     filesystem, inner, _ = _arrow_fs(path)
-    with filesystem.open_input_stream(inner) as f:
+    with filesystem.open_input_stream(inner, compression="detect") as f:
         return bytes(f.read(n))
 
 

@@ -66,10 +66,23 @@ def test_materialize_over_a_window_with_an_empty_middle_day_records_what_went_in
     assert sum(s["rows"] for s in manifest["extra"]["splits"].values()) == labelled  # every labelled record once; unlabelled ones are not trained on
 
 
-def test_an_empty_run_date_alone_is_refused_with_the_setting_that_widens_it(spark, three_days) -> None:
+def test_an_empty_run_date_alone_is_rebuilt_from_the_newest_day_with_rows_and_says_so(spark, three_days, caplog) -> None:
+    conf = make_conf(three_days[0].data_root, "datasets.version=empty-day")
+    summary = run_materialize(spark, conf, DAY2, ("image_cls",))
+    window = next(t for t in summary["tables"] if t["table"] == "datasets/image_cls")["extra"]["window"]
+    assert (window["rebuilt_from"], window["empty_run_date"], window["run_dates"]) == (DAY1, DAY2, [DAY1])
+    assert window["commits"] == {DAY1: "integrate-day1"}
+    assert "run date 2026-11-21 has no labelled rows of its own" in caplog.text and "rebuilt from run date 2026-11-20" in caplog.text
+    assert (Path(conf.path("datasets", "image_cls", "empty-day")) / "train").is_dir()
+
+
+def test_an_empty_run_date_with_nothing_before_it_is_refused_with_what_to_do(spark, three_days, tmp_path) -> None:
     from deepbatch.datasets.materialize import NotEnoughRowGroupsError
 
-    conf = make_conf(three_days[0].data_root, "datasets.version=empty-day")
-    with pytest.raises(NotEnoughRowGroupsError, match=r"no labelled rows in datasets.window=this \(run dates 2026-11-21\).*datasets.window=all") as e:
+    empty = read_partition(spark, three_days[0].path("gold", "image_cls"), DAY2, T.GOLD_IMAGE_CLS)
+    empty.write.parquet(str(tmp_path / "gold" / "image_cls" / f"run_date={DAY2}"))
+    conf = make_conf(tmp_path)
+    with pytest.raises(NotEnoughRowGroupsError, match=r"no labelled rows in datasets.window=this \(run dates 2026-11-21\), and no earlier "
+                       r"run date has any.*datasets.window=all") as e:  # fmt: skip
         run_materialize(spark, conf, DAY2, ("image_cls",))
-    assert e.value.exit_code == 5 and not Path(conf.path("datasets", "image_cls", "empty-day")).exists()
+    assert e.value.exit_code == 5 and not (tmp_path / "datasets").exists()

@@ -102,15 +102,14 @@ def _require_rows(labelled: DataFrame, task: str, window: dict[str, Any]) -> Non
     if labelled.limit(1).count() == 0:
         labelled.unpersist()
         raise NotEnoughRowGroupsError(
-            f"{task}: no labelled rows in datasets.window={window['window']} (run dates {', '.join(window['run_dates'])}). "
-            "A run date with no new records (incremental acquire) has nothing to train on by itself: set datasets.window=all "
-            "or datasets.window=last (datasets.window_last=N) to train on what has accumulated, or skip materialize and train "
-            "for this run date."
+            f"{task}: no labelled rows in datasets.window={window['window']} (run dates {', '.join(window['run_dates'])}), and no "
+            "earlier run date has any to rebuild from. Land labelled data for the task (deepbatch check shows what it finds), "
+            "set datasets.window=all or datasets.window=last (datasets.window_last=N), or train the other tasks with --task."
         )
 
 
-def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tuple[DataFrame, dict[str, Any]]:
-    """The task's gold rows over the window; a record in several run dates counts once, from the newest.
+def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str, dates: list[str] | None = None) -> tuple[DataFrame, dict[str, Any]]:
+    """The task's gold rows over the window (or over ``dates``); a record in several run dates counts once, from the newest.
 
     Returns the rows and what went in: the window, its run dates, each one's integrate commit and its rows."""
     from functools import reduce
@@ -119,7 +118,7 @@ def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tu
 
     storage = Storage(spark)
     root, schema = conf.path("gold", task), gold_schema(conf, task)
-    dates = window_run_dates(storage, conf, task, run_date)
+    dates = dates or window_run_dates(storage, conf, task, run_date)
     parts = [read_partition(spark, root, day, schema).withColumn("_run_date", F.lit(day)) for day in dates]
     union = reduce(DataFrame.unionByName, parts)
     newest = Window.partitionBy("record_id").orderBy(F.col("_run_date").desc())
@@ -151,6 +150,35 @@ def write_split(spark: SparkSession, df: DataFrame, url: str, modality: Modality
     return n
 
 
+def newest_labelled_run_date(spark: SparkSession, conf: Conf, task: str, run_date: str) -> str | None:
+    """The newest gold run date before ``run_date`` with labelled rows (None: there is none)."""
+    root = conf.path("gold", task)
+    days = sorted((n.split("=", 1)[1] for n in Storage(spark).list_dirs(root) if n.startswith("run_date=")), reverse=True)
+    for day in (d for d in days if d < run_date):
+        if read_partition(spark, root, day, gold_schema(conf, task)).where(F.col("split").isin(*SPLITS)).limit(1).count():
+            return day
+    return None
+
+
+def labelled_window(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tuple[list[str], DataFrame, dict[str, Any]]:
+    """The labelled rows a dataset is built from, its classes and what went in. A run date with no labelled rows of
+    its own under ``datasets.window: this`` (an incremental day with nothing new) is rebuilt from the newest run date
+    that has some, and says so; with no such run date, _require_rows refuses it."""
+    gold, window = gold_window(spark, conf, task, run_date)
+    labelled = gold.filter(F.col("split").isin(*SPLITS))
+    if conf.datasets.window == "this" and labelled.limit(1).count() == 0:
+        day = newest_labelled_run_date(spark, conf, task, run_date)
+        if day is not None:
+            log.warning("materialize %s: run date %s has no labelled rows of its own (datasets.window=this, incremental acquire found "
+                        "nothing new); the dataset is rebuilt from run date %s. Set datasets.window=all or last to train on what has "
+                        "accumulated.", task, run_date, day)  # fmt: skip
+            gold, window = gold_window(spark, conf, task, run_date, [day])
+            window = {**window, "window": "this", "rebuilt_from": day, "empty_run_date": run_date}
+            labelled = gold.filter(F.col("split").isin(*SPLITS))
+    classes, labelled = window_classes(conf, task, labelled)
+    return classes, labelled, window
+
+
 def window_classes(conf: Conf, task: str, labelled: DataFrame) -> tuple[list[str], DataFrame]:
     """The dataset's classes: declared, or (classes: auto) discovered over the whole window, re-indexed so every
     run date's rows share one label map."""
@@ -168,8 +196,7 @@ def _materialize_task(spark: SparkSession, conf: Conf, commit: Commit, task: str
 
     d = conf.datasets
     version = d.version or run_date
-    gold, window = gold_window(spark, conf, task, run_date)
-    classes, labelled = window_classes(conf, task, gold.filter(F.col("split").isin(*SPLITS)))
+    classes, labelled, window = labelled_window(spark, conf, task, run_date)
     labelled = labelled.persist()
     _require_rows(labelled, task, window)
     from deepbatch.models.settings import model_settings

@@ -49,7 +49,7 @@ def _encode_batch(tok: Any, batch: list[Any], schema: Any, d: Any) -> Iterator[A
 
     enc = tok([r.text for r in batch], max_length=d.text_max_length, truncation=True, padding="max_length",
               return_overflowing_tokens=False, return_length=False)  # fmt: skip
-    full = tok([r.text for r in batch], truncation=False)["input_ids"]
+    full = tok([r.text for r in batch], truncation=False, verbose=False)["input_ids"]  # counted for the truncation figure only
     for r, ids, mask, whole in zip(batch, enc["input_ids"], enc["attention_mask"], full, strict=True):
         yield dict_to_spark_row(schema, {
             "record_id": r.record_id, "label_index": r.label_index,
