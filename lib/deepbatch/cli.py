@@ -206,11 +206,11 @@ def run_check(conf: Conf, as_json: bool) -> int:
     return 2 if report.problems else 0
 
 
-def check_before_pipeline(conf: Conf) -> None:
+def check_before_pipeline(conf: Conf, stages: list[str]) -> None:
     """pipeline runs deepbatch check first: a problem stops it before any Spark job, with every message."""
     from deepbatch.check import check_conf
 
-    report = check_conf(conf)
+    report = check_conf(conf, training="materialize" in stages)
     for f in report.findings:
         log.debug("check %s [%s] %s", f.level, f.key, f.message)
     if report.problems:
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
             stages = select(args.from_stage, args.to_stage)
             if "acquire" in stages:
-                check_before_pipeline(conf)
+                check_before_pipeline(conf, stages)
         else:
             stages = [args.command]
         tasks = tuple(args.task) if args.task else None

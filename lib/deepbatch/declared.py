@@ -87,8 +87,9 @@ def _check_labels(conf: Conf, name: str, tc: TaskConf, sc: SourceConf) -> None:
 
     key, m = f"tasks.{name}", MODALITIES[tc.modality]
     model = tc.model or m.models[0]
-    if model not in (*m.models, *m.pretrained):
-        raise ConfigError(f"conf key '{key}.model' must be one of {', '.join((*m.models, *m.pretrained))} for modality {tc.modality}, got {model!r}")
+    if model not in (*m.models, *m.pretrained) and not (model.startswith(m.prefixes) and m.prefixes and model.split(":", 1)[1]):
+        allowed = ", ".join((*m.models, *m.pretrained, *(f"{p}<local folder>" for p in m.prefixes)))
+        raise ConfigError(f"conf key '{key}.model' must be one of {allowed} for modality {tc.modality}, got {model!r}")
     if not tc.labels:
         raise ConfigError(f"task {name!r} has no labels: set '{key}.labels' to a label source, field (the record's own label), "
                           "folder (landing/<source>/<class>/<file>), or none for an inference-only task with a pretrained model")  # fmt: skip

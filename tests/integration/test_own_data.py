@@ -206,3 +206,35 @@ def test_a_text_only_run_reads_jsonl_csv_and_parquet_by_their_own_field_names(sp
     assert _reasons(spark, conf, "tickets") == {"UNREADABLE_FILE": 1}
     for table in ("images", "videos", "photos"):
         assert not Path(conf.path("bronze", table)).exists()
+
+
+def test_a_text_task_trains_and_scores_a_local_hugging_face_checkpoint(spark, tmp_path) -> None:
+    """model: hf:<folder>: a user's own sequence-classification checkpoint, its tokenizer used from materialize to infer."""
+    from deepbatch.datasets.materialize import run_materialize
+    from deepbatch.infer.run import run_infer
+    from deepbatch.train.launch import run_train_stage
+    from tests.conftest import tiny_hf_checkpoint
+
+    ckpt = tiny_hf_checkpoint(tmp_path / "my-model", sequence_classification=True)
+    only_notes = TEXTS.replace("  chats:", "  chats: null\n  unused_chats:").split("tasks:")[0]
+    declarations = only_notes.split("  unused_chats:")[0] + f"""tasks:
+  mood:
+    modality: text
+    source: notes
+    labels: field
+    classes: auto
+    model: "hf:{ckpt}"
+"""
+    conf = own_conf(tmp_path, declarations, "datasets.workers=1", "datasets.min_row_groups_per_worker=1", "train.launcher=local",
+                    "tasks.mood.train.epochs=2", "tasks.mood.train.batch_size=4")  # fmt: skip
+    _write_texts(tmp_path / "data" / "landing")
+    for run in (run_acquire, run_clean, run_integrate):
+        run(spark, conf, RUN_DATE)
+    run_materialize(spark, conf, RUN_DATE)
+    run_train_stage(spark, conf, RUN_DATE, ("mood",))
+    folder = Path(conf.path("models", "mood", RUN_DATE))
+    assert json.loads((folder / "config.json").read_text())["model_settings"]["encoder_dir"] == str(ckpt)
+    assert (folder / "encoder" / "tokenizer.json").is_file() and json.loads((folder / "encoder" / "config.json").read_text())["hidden_size"] == 32
+    run_infer(spark, conf, RUN_DATE)
+    scored = read_partition(spark, conf.path("predictions", "mood"), RUN_DATE, T.PREDICTIONS_CLASS).collect()
+    assert len(scored) == 10 and all(r.error is None and r.predicted in ("calm", "tense") for r in scored)

@@ -84,14 +84,18 @@ def test_check_names_an_unmapped_field_with_the_fields_found(tmp_path) -> None:
 
 
 def test_check_refuses_too_few_rows_for_the_workers_and_a_single_discovered_class(tmp_path) -> None:
-    _landing(tmp_path, notes=6)
+    _landing(tmp_path, notes=4)
     (tmp_path / "landing" / "pics" / "dog" / "0.png").unlink()
     for i in range(1, 10):
         (tmp_path / "landing" / "pics" / "dog" / f"{i}.png").unlink()
     report = check_conf(_conf(tmp_path))
     keys = {f.key: f.message for f in report.problems}
-    assert "training needs at least 4 training rows (datasets.workers=2" in keys["datasets.workers"]
+    assert "has 3 labelled record(s); its training split needs at least 4 (datasets.workers=2" in keys["datasets.workers"]
     assert "classes: auto but its labelled rows show 1 distinct label(s) ['cat']" in keys["tasks.pets.classes"]
+    assert check_conf(_conf(tmp_path), training=False).problems == []  # a run that stops before materialize
+    _landing(tmp_path / "more", notes=6)
+    warned = check_conf(_conf(tmp_path / "more")).findings
+    assert any(f.level == "warning" and f.key == "datasets.workers" and "about {'train': 4, 'val': 0" in f.message for f in warned)
 
 
 def test_a_missing_folder_is_a_problem_only_for_a_declared_source(tmp_path) -> None:

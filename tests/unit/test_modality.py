@@ -73,3 +73,27 @@ def test_efficientnet_lite0_image_tasks_use_the_imagenet_preprocessing_and_a_fro
     assert torch.allclose(model(features=model.encode(x)), model(x))
     tuned = build_model("image", 4, {**settings, "pretrained": False, "freeze_encoder": False}).train()
     assert not supports_feature_cache(tuned) and tuned.backbone.training and all(p.requires_grad for p in tuned.backbone.parameters())
+
+
+@pytest.mark.parametrize("sequence_classification", [False, True])
+def test_an_hf_text_model_is_any_local_checkpoint_loaded_from_safetensors(tmp_path, sequence_classification) -> None:
+    from deepbatch.models.builders import build_model
+    from tests.conftest import tiny_hf_checkpoint
+
+    folder = tiny_hf_checkpoint(tmp_path / "ckpt", sequence_classification)
+    conf = make_conf(tmp_path, f"tasks.text_cls.model=hf:{folder}")
+    settings, prep = model_settings(conf, "text_cls")
+    assert settings["encoder_dir"] == prep["tokenizer"] == str(folder)  # its own tokenizer, not MiniLM's
+    model = build_model("text", 2, settings).eval()
+    ids, mask = torch.randint(0, 1000, (2, 6)), torch.ones(2, 6, dtype=torch.long)
+    assert model.encode(ids, mask).shape == (2, 32) and model(ids, mask).shape == (2, 2)
+
+
+def test_an_hf_checkpoint_without_safetensors_or_a_folder_is_refused_by_name(tmp_path) -> None:
+    from tests.conftest import tiny_hf_checkpoint
+
+    folder = tiny_hf_checkpoint(tmp_path / "pickled", safetensors=False)
+    with pytest.raises(ConfigError, match=r"model 'hf:.*pickled': .* holds no \*.safetensors weights; .*use_safetensors=True"):
+        model_settings(make_conf(tmp_path, f"tasks.text_cls.model=hf:{folder}"), "text_cls")
+    with pytest.raises(ConfigError, match=r"'tasks.text_cls.model' must be one of minilm, hf:<local folder> for modality text"):
+        make_conf(tmp_path, "tasks.text_cls.model=bert")

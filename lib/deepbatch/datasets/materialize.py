@@ -192,7 +192,6 @@ def window_classes(conf: Conf, task: str, labelled: DataFrame) -> tuple[list[str
 
 
 def _materialize_task(spark: SparkSession, conf: Conf, commit: Commit, task: str, run_date: str) -> None:
-    from deepbatch.models.pretrained import resolve_pretrained
 
     d = conf.datasets
     version = d.version or run_date
@@ -202,7 +201,7 @@ def _materialize_task(spark: SparkSession, conf: Conf, commit: Commit, task: str
     from deepbatch.models.settings import model_settings
 
     modality, (_, prep) = modality_of(conf, task), model_settings(conf, task)
-    tokenizer_dir = str(resolve_pretrained(d.text_tokenizer)) if modality.uses_tokenizer else None
+    tokenizer_dir = str(prep["tokenizer"]) if modality.uses_tokenizer else None  # the task model's own tokenizer
     target = conf.path("datasets", task, version)
     staging = commit.staging_dir(f"datasets/{task}")
     extra: dict[str, Any] = {"version": version, "window": window, "classes": classes, "modality": modality.name, "preprocessing": prep,

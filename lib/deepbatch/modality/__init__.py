@@ -34,6 +34,7 @@ class Modality:
     core_kind: str  # the predictor core (deepbatch.infer.spark.CoreSpec kind) that scores its model folders
     models: tuple[str, ...]  # the models a task of this modality may train (tasks.<name>.model); the first is the default
     pretrained: tuple[str, ...] = ()  # models that score without training (an inference-only task: labels none)
+    prefixes: tuple[str, ...] = ()  # model families named with a prefix, e.g. hf:<local folder>
     uses_tokenizer: bool = False
 
     def fn(self, name: str) -> Callable[..., Any]:
@@ -45,7 +46,7 @@ MODALITIES: dict[str, Modality] = {
     # efficientnet_lite0 (pretrained ImageNet backbone, frozen or fine-tuned) is the default for photographs;
     # compact_cnn is for small greyscale images (the demo's Fashion-MNIST).
     "image": Modality("image", ("image", "label_index"), "image", ("efficientnet_lite0", "compact_cnn"), ("imagenet",)),
-    "text": Modality("text", ("input_ids", "attention_mask", "label_index"), "text", ("minilm",), uses_tokenizer=True),
+    "text": Modality("text", ("input_ids", "attention_mask", "label_index"), "text", ("minilm",), prefixes=("hf:",), uses_tokenizer=True),
     "video": Modality("video", ("frames", "label_index"), "video", ("efficientnet_lite0",)),
 }
 

@@ -88,13 +88,17 @@ def to_inputs(batch: dict[str, Any], device: Any) -> tuple[tuple[Any, ...], Any]
 
 
 def settings(conf: Any, hp: Any, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    from deepbatch.models.pretrained import resolve_pretrained
+    """minilm: train.text_encoder with datasets.text_tokenizer; hf:<folder>: a local Hugging Face encoder or
+    sequence-classification checkpoint with its own tokenizer (its encoder is used, under a new head)."""
+    from deepbatch.models.pretrained import resolve_pretrained, safetensors_folder
 
     d = conf.datasets
-    encoder = str(resolve_pretrained(conf.train.text_encoder))
+    if model.startswith("hf:"):
+        encoder = tokenizer = str(safetensors_folder(model[len("hf:") :], model))
+    else:
+        encoder, tokenizer = str(resolve_pretrained(conf.train.text_encoder)), str(resolve_pretrained(d.text_tokenizer))
     return ({"encoder_dir": encoder, "freeze_encoder": hp.freeze_encoder, "head_hidden": hp.head_hidden, "dropout": hp.dropout},
-            {"tokenizer": str(resolve_pretrained(d.text_tokenizer)), "max_length": d.text_max_length, "padding": "max_length",
-             "truncation": True})  # fmt: skip
+            {"tokenizer": tokenizer, "max_length": d.text_max_length, "padding": "max_length", "truncation": True})  # fmt: skip
 
 
 def build(num_classes: int, settings: dict[str, Any]) -> Any:
@@ -104,7 +108,8 @@ def build(num_classes: int, settings: dict[str, Any]) -> Any:
     from deepbatch.models.builders import TextClassifier
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per rank says nothing a log line would not
-    encoder = AutoModel.from_pretrained(settings["encoder_dir"])
+    # safetensors only: a local checkpoint is never unpickled (settings() checked the folder has the weights).
+    encoder = AutoModel.from_pretrained(settings["encoder_dir"], use_safetensors=True)
     return TextClassifier(encoder, int(encoder.config.hidden_size), num_classes, float(settings.get("dropout", 0.1)),
                           bool(settings.get("freeze_encoder", True)), int(settings.get("head_hidden", 0)))  # fmt: skip
 

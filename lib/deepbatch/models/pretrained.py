@@ -13,6 +13,15 @@ from pathlib import Path
 from deepbatch.errors import ConfigError
 
 
+def safetensors_folder(spec: str, model: str) -> Path:
+    """A local Hugging Face folder (``hf:<folder>``) whose weights are safetensors, which is all deepbatch loads."""
+    path = resolve_pretrained(spec)
+    if not any(path.glob("*.safetensors")):
+        raise ConfigError(f"model {model!r}: {path} holds no *.safetensors weights; deepbatch loads local checkpoints with "
+                          "use_safetensors=True (never a pickle). Save it again with save_pretrained(folder), which writes safetensors.")  # fmt: skip
+    return path
+
+
 def resolve_pretrained(spec: str) -> Path:
     """Turn a model spec into a local folder that ``from_pretrained`` can load."""
     if spec.startswith("package:"):

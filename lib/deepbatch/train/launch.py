@@ -193,6 +193,11 @@ def _gold_rows(spark: SparkSession, conf: Conf, run_date: str, task: str, split:
     return df.orderBy(F.xxhash64("record_id"), "record_id").limit(limit).toPandas()
 
 
+def _check_rows(rows: dict[str, Any]) -> Any:
+    """The rows the ONNX graph is checked on: validation rows, or with a split too small to hold any, test or training rows."""
+    return next((rows[s] for s in ("val", "test", "train") if len(rows[s])), rows["val"])
+
+
 def _export_onnx(spark: SparkSession, conf: Conf, run_date: str, task: str, export: Path, classes: list[str]) -> None:
     """model.onnx beside the weights, checked against torch on validation rows, and int8 when infer.quantize asks."""
     from deepbatch.infer.export import check_equivalence, export_folder, quantize_folder
@@ -208,7 +213,7 @@ def _export_onnx(spark: SparkSession, conf: Conf, run_date: str, task: str, expo
     rows = {split: _gold_rows(spark, conf, run_date, task, split, n) for split, n in limits.items()}
     metrics_path = export / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
-    metrics["onnx"] = {"graphs": export_folder(kind, export, **options), **check_equivalence(kind, export, rows["val"], **options)}
+    metrics["onnx"] = {"graphs": export_folder(kind, export, **options), **check_equivalence(kind, export, _check_rows(rows), **options)}
     if conf.infer.quantize != "none":
         metrics["quantization"] = quantize_folder(kind, export, conf.infer.quantize, conf.infer.max_quantized_accuracy_drop,
                                                   rows["test"], rows["train"], **options)  # fmt: skip
