@@ -93,10 +93,11 @@ def _check_labels(conf: Conf, name: str, tc: TaskConf, sc: SourceConf) -> None:
     if not tc.labels:
         raise ConfigError(f"task {name!r} has no labels: set '{key}.labels' to a label source, field (the record's own label), "
                           "folder (landing/<source>/<class>/<file>), or none for an inference-only task with a pretrained model")  # fmt: skip
-    pretrained = model in m.pretrained
-    if (tc.labels == "none") != pretrained:
+    prefixed = bool(m.prefixes) and model.startswith(m.prefixes)  # hf:<folder>: trains a head, or scores with its own
+    if (tc.labels == "none" and not (model in m.pretrained or prefixed)) or (tc.labels != "none" and model in m.pretrained):
+        pretrained = ", ".join((*m.pretrained, *(f"{p}<local folder>" for p in m.prefixes))) or "none for " + tc.modality
         raise ConfigError(f"conf key '{key}.labels' is {tc.labels!r} with model {model!r}: an inference-only task uses labels: none and "
-                          f"a pretrained model ({', '.join(m.pretrained) or 'none for ' + tc.modality}); a trained task needs labels")  # fmt: skip
+                          f"a pretrained model ({pretrained}); a trained task needs labels")  # fmt: skip
     if tc.labels == "field" and not sc.fields.label:
         raise ConfigError(f"conf key '{key}.labels' is field, but 'sources.{tc.source}.fields.label' is not set: map the label field")
     if tc.labels == "folder" and sc.kind != "files":

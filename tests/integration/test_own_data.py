@@ -224,6 +224,11 @@ def test_a_text_task_trains_and_scores_a_local_hugging_face_checkpoint(spark, tm
     labels: field
     classes: auto
     model: "hf:{ckpt}"
+  mood_as_shipped:        # inference only: the checkpoint's own head and classes, no training
+    modality: text
+    source: notes
+    labels: none
+    model: "hf:{ckpt}"
 """
     conf = own_conf(tmp_path, declarations, "datasets.workers=1", "datasets.min_row_groups_per_worker=1", "train.launcher=local",
                     "tasks.mood.train.epochs=2", "tasks.mood.train.batch_size=4")  # fmt: skip
@@ -238,3 +243,6 @@ def test_a_text_task_trains_and_scores_a_local_hugging_face_checkpoint(spark, tm
     run_infer(spark, conf, RUN_DATE)
     scored = read_partition(spark, conf.path("predictions", "mood"), RUN_DATE, T.PREDICTIONS_CLASS).collect()
     assert len(scored) == 10 and all(r.error is None and r.predicted in ("calm", "tense") for r in scored)
+    shipped = read_partition(spark, conf.path("predictions", "mood_as_shipped"), RUN_DATE, T.PREDICTIONS_CLASS).collect()
+    assert len(shipped) == 10 and {r.predicted for r in shipped} <= {"LABEL_0", "LABEL_1", "LABEL_2"} and shipped[0].split is None
+    assert not Path(conf.path("models", "mood_as_shipped")).exists()  # nothing trained for it

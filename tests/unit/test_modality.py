@@ -97,3 +97,16 @@ def test_an_hf_checkpoint_without_safetensors_or_a_folder_is_refused_by_name(tmp
         model_settings(make_conf(tmp_path, f"tasks.text_cls.model=hf:{folder}"), "text_cls")
     with pytest.raises(ConfigError, match=r"'tasks.text_cls.model' must be one of minilm, hf:<local folder> for modality text"):
         make_conf(tmp_path, "tasks.text_cls.model=bert")
+
+
+def test_an_inference_only_text_task_needs_a_sequence_classification_checkpoint(tmp_path) -> None:
+    from deepbatch.models.pretrained import sequence_classifier_folder
+    from tests.conftest import tiny_hf_checkpoint
+
+    encoder = tiny_hf_checkpoint(tmp_path / "encoder")
+    classifier = tiny_hf_checkpoint(tmp_path / "classifier", sequence_classification=True)
+    conf = make_conf(tmp_path, f"tasks.shipped={{modality: text, source: text, labels: none, model: 'hf:{classifier}'}}")
+    assert not is_trained(conf, "shipped") and is_trained(conf, "text_cls")
+    assert sequence_classifier_folder(str(classifier), "tasks.shipped.model") == classifier
+    with pytest.raises(ConfigError, match=r"conf key 'tasks.shipped.model': .*encoder is not a sequence-classification checkpoint"):
+        sequence_classifier_folder(str(encoder), "tasks.shipped.model")

@@ -168,14 +168,19 @@ def infer_image_task(spark: SparkSession, conf: Conf, run_date: str, commit: Com
                   F.col("top_labels").getItem(0), [path, model_dir])  # fmt: skip
 
 
-def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
-    """An inference-only image task: its source's silver images through the pretrained EfficientNet-Lite0, ImageNet top-k."""
+def _silver_input(spark: SparkSession, conf: Conf, run_date: str, task: str, column: str) -> tuple[DataFrame, str]:
+    """An inference-only task's input: its source's silver rows (``column``), with no split or label."""
     src = source(conf, conf.task(task).source)
     path = conf.path("silver", src.name)
     if not Storage(spark).exists(partition_path(path, run_date)):
         raise MissingInputError(f"no silver/{src.name} partition for run_date={run_date} (task {task}): run acquire and clean first.")
-    images = read_partition(spark, path, run_date, silver_schema(src))
-    df = images.select("record_id", "content", F.lit(None).cast("string").alias("split"), F.lit(None).cast("string").alias("label"))
+    rows = read_partition(spark, path, run_date, silver_schema(src))
+    return rows.select("record_id", column, F.lit(None).cast("string").alias("split"), F.lit(None).cast("string").alias("label")), path
+
+
+def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
+    """An inference-only image task: its source's silver images through the pretrained EfficientNet-Lite0, ImageNet top-k."""
+    df, path = _silver_input(spark, conf, run_date, task, "content")
     spec = _spec(conf, "imagenet", top_k=conf.infer.imagenet.top_k, batch_size=conf.infer.batch_size, **_runtime(conf, trained=False))
     _score_series(spark, conf, run_date, commit, task, df, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
                   F.col("top_labels").getItem(0), [path])  # fmt: skip
@@ -193,6 +198,19 @@ def infer_text_task(spark: SparkSession, conf: Conf, run_date: str, commit: Comm
     classes = _classes_of(spec)
     _score_series(spark, conf, run_date, commit, task, gold, "text", spec, T.CLASS_FIELDS, T.PREDICTIONS_CLASS,
                   F.col("predicted"), [path, spec.model_dir], classes)  # fmt: skip
+
+
+def infer_hf_text(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
+    """An inference-only text task (model hf:<folder>): its source's silver text through a local sequence-classification
+    checkpoint, loaded from safetensors: the checkpoint's own classes and probabilities."""
+    from deepbatch.models.pretrained import sequence_classifier_folder
+
+    df, path = _silver_input(spark, conf, run_date, task, "text")
+    model = model_of(conf, task)
+    folder = str(sequence_classifier_folder(model[len("hf:") :], f"tasks.{task}.model"))
+    spec = _spec(conf, "hf_text", folder, batch_size=conf.infer.batch_size, max_length=conf.infer.text.max_length)
+    _score_series(spark, conf, run_date, commit, task, df, "text", spec, T.CLASS_FIELDS, T.PREDICTIONS_CLASS, F.col("predicted"),
+                  [path, folder], _classes_of(spec))  # fmt: skip
 
 
 def _classes_of(spec: CoreSpec) -> list[str]:
@@ -271,13 +289,14 @@ BY_MODALITY: dict[str, Callable[[SparkSession, Conf, str, Commit, str], None]] =
 
 # Targets that score with a pretrained model and no trained task.
 # How an inference-only task's pretrained model (tasks.<name>.model) scores its source.
-PRETRAINED: dict[str, Callable[[SparkSession, Conf, str, Commit, str], None]] = {IMAGENET: infer_imagenet}
+PRETRAINED: dict[str, Callable[[SparkSession, Conf, str, Commit, str], None]] = {IMAGENET: infer_imagenet, "hf:": infer_hf_text}
 
 
 def score_target(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, target: str) -> None:
     """One task: an inference-only one through its pretrained model, a trained one through its modality's scorer."""
     if not is_trained(conf, target):
-        PRETRAINED[model_of(conf, target)](spark, conf, run_date, commit, target)
+        model = model_of(conf, target)
+        PRETRAINED[model if model in PRETRAINED else model.split(":", 1)[0] + ":"](spark, conf, run_date, commit, target)
         return
     BY_MODALITY[modality_of(conf, target).name](spark, conf, run_date, commit, target)
 

@@ -163,7 +163,7 @@ class HFSequenceClassifier(TextCore):
         if not (path / "config.json").is_file():
             raise ConfigError(f"{checkpoint} is not a Hugging Face checkpoint folder (no config.json)")
         dev = pick_device(device)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval().to(dev)
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True).eval().to(dev)
         id2label = self.model.config.id2label
         classes = [str(id2label[i]) for i in range(int(self.model.config.num_labels))]
         limit = getattr(self.model.config, "max_position_embeddings", max_length)

@@ -65,5 +65,5 @@ def model_of(conf: Any, task: str) -> str:
 
 
 def is_trained(conf: Any, task: str) -> bool:
-    """Whether the task trains a model (False: it scores with a pretrained one, an inference-only task)."""
-    return model_of(conf, task) not in modality_of(conf, task).pretrained
+    """Whether the task trains a model (False: labels none, an inference-only task scoring with a pretrained model)."""
+    return bool(conf.task(task).labels != "none")

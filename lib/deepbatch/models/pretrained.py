@@ -22,6 +22,19 @@ def safetensors_folder(spec: str, model: str) -> Path:
     return path
 
 
+def sequence_classifier_folder(spec: str, key: str) -> Path:
+    """A local sequence-classification checkpoint in safetensors (an inference-only text task's model)."""
+    import json
+
+    path = safetensors_folder(spec, f"hf:{spec}")
+    architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
+    if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        raise ConfigError(f"conf key {key!r}: {path} is not a sequence-classification checkpoint (architectures {architectures}); an "
+                          "inference-only text task (labels: none) scores with its classification head. Use such a checkpoint, or "
+                          "give the task labels to train a head on this encoder.")  # fmt: skip
+    return path
+
+
 def resolve_pretrained(spec: str) -> Path:
     """Turn a model spec into a local folder that ``from_pretrained`` can load."""
     if spec.startswith("package:"):
