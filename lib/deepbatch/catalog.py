@@ -49,6 +49,7 @@ class Source:
     label_field: str
     metadata: tuple[str, ...]
     media: str | None  # files: the modality of the tasks that read it (image | video)
+    delimiter: str = ","  # csv
 
     @property
     def role(self) -> str:
@@ -74,7 +75,8 @@ def resolve(conf: Conf, name: str, sc: SourceConf) -> Source:
     glob = sc.glob or DEFAULT_GLOBS.get(media or sc.kind, "*")
     f = sc.fields
     id_from = sc.id or ("stem" if sc.kind == "files" else "field")
-    return Source(name, sc.kind, sc.path or name, glob, id_from, f.id if id_from == "field" else "", f.text, f.label, tuple(f.metadata), media)
+    return Source(name, sc.kind, sc.path or name, glob, id_from, f.id if id_from == "field" else "", f.text, f.label, tuple(f.metadata), media,
+                  sc.delimiter)  # fmt: skip
 
 
 def sources(conf: Conf) -> tuple[Source, ...]:
@@ -152,6 +154,25 @@ def gold_schema(conf: Conf, task: str) -> StructType:
 
     schema: StructType = modality_of(conf, task).fn("gold_schema")(source(conf, conf.task(task).source).metadata)
     return schema
+
+
+def extensions(src: Source) -> list[str]:
+    """The file extensions a source's glob names (``*.{png,jpg}`` -> png, jpg), lower case."""
+    from deepbatch.storage import expand_braces
+
+    return sorted({p.rsplit(".", 1)[1].lower() for p in expand_braces(src.glob) if "." in p and "*" not in p.rsplit(".", 1)[1]})
+
+
+def label_id(raw: str, content: Source) -> str:
+    """A label table's id as the id of the file it labels: ``cat/001.png`` labels ``001`` (``id: stem``) or
+    ``cat/001`` (``id: path``): the media extension (and, for stems, the folders) dropped. The Spark side is
+    :func:`deepbatch.stages.integrate.as_file_ids`."""
+    rid = raw.strip().replace("\\", "/")
+    while rid.startswith("./"):
+        rid = rid[2:]
+    rid = rid.rsplit("/", 1)[-1] if content.id_from == "stem" else rid
+    head, dot, ext = rid.rpartition(".")
+    return head if dot and ext.lower() in extensions(content) else rid
 
 
 def kept_bytes(src: Source) -> str | None:

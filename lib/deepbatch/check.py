@@ -130,7 +130,7 @@ def _scan_jsonl(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileE
 def _scan_csv(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
     for f in files:
         with _open_text(f.path) as fh:
-            reader = csv.DictReader(fh)
+            reader = csv.DictReader(fh, delimiter=src.delimiter)
             sample.keys.update(c.lstrip("\ufeff") for c in reader.fieldnames or [])
             for row in reader:
                 sc.records += 1
@@ -248,8 +248,12 @@ def _labels_found(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, _S
     content, sample = checks[tc.source]
     table = label_source(conf, task)
     if table is not None:
+        from deepbatch.catalog import label_id, source
+
         _, lsample = checks[table]
-        return Counter(label for rid, label in lsample.label_of.items() if rid in content.ids), 1.0
+        src = source(conf, tc.source)
+        as_ids = (lambda rid: label_id(rid, src)) if src.kind == "files" else (lambda rid: rid)
+        return Counter(label for rid, label in lsample.label_of.items() if as_ids(rid) in content.ids), 1.0
     scale = content.records / sample.sampled if tc.labels == "field" and sample.sampled else 1.0
     return content.labels, scale
 

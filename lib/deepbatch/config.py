@@ -73,6 +73,7 @@ class SourceConf:
     # without extension). Records: field (the default: fields.id) | line (file name and line or row number, for
     # files without an id column; stable while the file does not change).
     id: str = ""
+    delimiter: str = ","  # csv: the field separator ("\t" for tab-separated files)
     fields: FieldsConf = field(default_factory=FieldsConf)
 
 

@@ -28,6 +28,8 @@ def check_source(name: str, sc: SourceConf) -> None:
         if sc.id not in ("", "stem", "path"):
             raise ConfigError(f"conf key '{key}.id' must be stem (file name without extension) or path (path under the folder), got {sc.id!r}")
         return
+    if len(sc.delimiter) != 1:
+        raise ConfigError(f"conf key '{key}.delimiter' must be one character (\",\", \";\", \"\\t\"), got {sc.delimiter!r}")
     if sc.id not in ("", "field", "line"):
         raise ConfigError(f"conf key '{key}.id' must be field (fields.id holds the id) or line (file name and line number), got {sc.id!r}")
     f = sc.fields

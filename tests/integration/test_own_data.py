@@ -37,9 +37,11 @@ sources:
   shapes:
     kind: files
     path: drawings
-  shape_tags:             # a label table with its own column names
+  shape_tags:             # a tab-separated label table with its own column names, naming files with their extension
     kind: csv
     path: tags
+    glob: "*.tsv"
+    delimiter: "\t"
     fields: {id: file, label: category}
 tasks:
   pets:
@@ -109,7 +111,8 @@ def _write_images(landing: Path) -> None:
     (landing / "tags").mkdir()
     for i in range(6):
         (landing / "drawings" / f"s{i}.png").write_bytes(_png(40 + 30 * i, 500 + i))
-    (landing / "tags" / "tags.csv").write_text("category,file\n" + "".join(f"{'ring' if i % 2 else 'bar'},s{i}\n" for i in range(6)) + "ring,ghost\n")
+    rows = "".join(f"{'ring' if i % 2 else 'bar'}\tdrawings/s{i}.PNG\n" for i in range(6))
+    (landing / "tags" / "tags.tsv").write_text("category\tfile\n" + rows + "ring\tghost.png\n")
 
 
 def _gold(spark, conf: Conf, task: str):
@@ -130,7 +133,7 @@ def test_imagefolder_labels_discovered_classes_and_two_image_tasks(spark, tmp_pa
     shapes = {r.record_id: (r.label, r.label_index) for r in _gold(spark, conf, "shapes").collect()}
     assert shapes == {f"s{i}": (("ring", 0) if i % 2 else ("bar", 1)) for i in range(6)}  # joined by the mapped columns
     orphans = read_partition(spark, conf.path("quarantine", "integrate", "shape_tags"), RUN_DATE, T.QUARANTINE).collect()
-    assert [(r.record_id, r.reason) for r in orphans] == [("ghost", "ORPHAN_LABEL")]
+    assert [(r.record_id, r.reason) for r in orphans] == [("ghost", "ORPHAN_LABEL")]  # ids as the files': no folder, no extension
     manifest = json.loads(Path(conf.path("manifests", f"run_date={RUN_DATE}", "integrate.json")).read_text())
     pets_table = next(t for t in manifest["tables"] if t["table"] == "gold/pets")
     assert pets_table["extra"]["classes"] == ["bird", "cat", "dog"] and pets_table["extra"]["classes_from"] == "auto"

@@ -245,12 +245,12 @@ def json_records(run_date: str, id_col: str, fields: Fields | list[str]) -> Tran
     return _
 
 
-def csv_header(path: str) -> list[str]:
+def csv_header(path: str, delimiter: str = ",") -> list[str]:
     """A CSV file's column names, from its first line (a UTF-8 byte-order mark dropped)."""
     from deepbatch.storage import read_head
 
     first = read_head(path).decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()[:1]
-    return next(csv.reader(io.StringIO(first[0])), []) if first else []
+    return next(csv.reader(io.StringIO(first[0]), delimiter=delimiter), []) if first else []
 
 
 def _missing_fields(source: Source, have: list[str] | dict[str, str], what: str) -> str | None:
@@ -270,7 +270,7 @@ def csv_records(spark: SparkSession, source: Source, paths: list[str], run_date:
     groups: dict[tuple[str, ...], list[str]] = {}
     bad: dict[str, str] = {}
     for path in paths:
-        header = csv_header(path)
+        header = csv_header(path, source.delimiter)
         why = _missing_fields(source, header, "the header") if len(set(header)) == len(header) else (
             f"SCHEMA_MISMATCH: the header repeats a column name: {header}")  # fmt: skip
         if why:
@@ -279,7 +279,7 @@ def csv_records(spark: SparkSession, source: Source, paths: list[str], run_date:
             groups.setdefault(tuple(header), []).append(path)
     # multiLine: a quoted field may hold line breaks (RFC 4180); each file is then read by one task.
     reader = (spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT).option("header", "true")
-              .option("multiLine", "true").option("escape", '"'))  # fmt: skip
+              .option("multiLine", "true").option("escape", '"').option("sep", source.delimiter))  # fmt: skip
     frames = [reader.schema(landing_records(list(header))).option("encoding", "UTF-8").csv(group)
               .transform(with_record_lineage(run_date, source.id_field, record_fields(source))) for header, group in groups.items()]  # fmt: skip
     return frames, bad

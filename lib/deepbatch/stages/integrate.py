@@ -86,6 +86,21 @@ def folder_labels(classes: list[str] | None, base: str) -> Transform:
     return _
 
 
+def as_file_ids(exts: list[str], keep_folders: bool) -> Transform:
+    """A label table's ids as the ids of the files they label (Spark side of deepbatch.catalog.label_id): backslashes
+    as slashes, the folders dropped for stem ids (a leading ./ for path ids), and a media extension dropped."""
+
+    def _(labels: DataFrame) -> DataFrame:
+        rid = F.regexp_replace(F.trim(F.col("record_id")), r"\\", "/")
+        rid = F.regexp_replace(rid, r"^(\./)+", "")
+        rid = rid if keep_folders else F.regexp_extract(rid, r"([^/]*)$", 1)
+        if exts:
+            rid = F.regexp_replace(rid, r"(?i)\.(" + "|".join(exts) + r")$", "")
+        return labels.withColumn("record_id", rid)
+
+    return _
+
+
 def discovered_classes(df: DataFrame) -> list[str]:
     """classes: auto: the distinct labels of the labelled rows, sorted (stable across runs and machines)."""
     return sorted(r[0] for r in df.where(F.col("label").isNotNull()).select("label").distinct().collect())

@@ -191,7 +191,13 @@ def _labelled_content(spark: SparkSession, conf: Conf, task: str, run_date: str)
     if labels_src is None:
         return content, None, [content_path]
     labels_path = conf.path("silver", labels_src)
-    return content, read_partition(spark, labels_path, run_date, T.SILVER_LABELS), [content_path, labels_path]
+    labels = read_partition(spark, labels_path, run_date, T.SILVER_LABELS)
+    src = source(conf, tc.source)
+    if src.kind == "files":  # a label table may name files with their extension or folders: cat/001.png labels 001
+        from deepbatch.catalog import extensions
+
+        labels = labels.transform(I.as_file_ids(extensions(src), keep_folders=src.id_from == "path"))
+    return content, labels, [content_path, labels_path]
 
 
 def _stage_orphans(commit: Commit, conf: Conf, task: str, content: DataFrame, labels: DataFrame, labels_path: str, labelled: int) -> int:
