@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 
 # Usual extensions of a files source, by the modality of the tasks that read it; record sources by kind.
 DEFAULT_GLOBS = {
+    "text": "*.{txt,text,md}",
     "image": "*.{png,jpg,jpeg,bmp,gif,webp,tif,tiff}",
     "video": "*.{mp4,avi,mov,mkv,webm,m4v}",
-    "jsonl": "*.{jsonl,json,ndjson}",
+    "jsonl": "*.{jsonl,ndjson}",
+    "json": "*.json",
     "csv": "*.csv",
     "parquet": "*.parquet",
 }
@@ -48,7 +50,7 @@ class Source:
     text_field: str
     label_field: str
     metadata: tuple[str, ...]
-    media: str | None  # files: the modality of the tasks that read it (image | video)
+    media: str | None  # files: the modality of the tasks that read it (image | video | text: a document per file)
     delimiter: str = ","  # csv
 
     @property
@@ -134,7 +136,7 @@ def bronze_schema(src: Source) -> StructType:
 
     if src.role == "files":
         return T.BRONZE_FILES
-    return T.bronze_records(src.role == "text", src.metadata, raw_bytes=src.kind == "jsonl")
+    return T.bronze_records(src.role == "text", src.metadata, raw_bytes=src.kind == "jsonl")  # raw bytes: a line's
 
 
 def silver_schema(src: Source) -> StructType:

@@ -160,7 +160,22 @@ def _scan_parquet(sc: SourceCheck, sample: _Sample, src: Source, files: list[Fil
                                        "acquire lands it as one UNREADABLE_FILE record"))  # fmt: skip
 
 
-_SCANNERS = {"jsonl": _scan_jsonl, "csv": _scan_csv, "parquet": _scan_parquet}
+def _scan_json(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
+    for f in files:
+        with _open_text(f.path) as fh:
+            try:
+                data = json.load(fh)
+            except ValueError:
+                sc.findings.append(Finding("warning", f"sources.{src.name}.kind", f"{f.path} is not a JSON document: acquire lands it as "
+                                           "one MALFORMED_RECORD record (a file with one record per line is kind jsonl)"))  # fmt: skip
+                continue
+        for rec in data if isinstance(data, list) else [data]:
+            sc.records += 1
+            if isinstance(rec, dict) and sample.sampled < SAMPLE_RECORDS:
+                _note(sc, sample, src, rec)
+
+
+_SCANNERS = {"jsonl": _scan_jsonl, "json": _scan_json, "csv": _scan_csv, "parquet": _scan_parquet}
 
 
 def _mapped_fields(src: Source) -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@ import yaml
 
 from deepbatch.errors import ConfigError
 
-SOURCE_KINDS = ("files", "jsonl", "csv", "parquet")
+SOURCE_KINDS = ("files", "jsonl", "json", "csv", "parquet")
 MODALITY_NAMES = ("image", "text", "video")
 # How a task gets its labels besides naming a label source: the record's own label field, the ImageFolder
 # parent folder (landing/<source>/<class>/<file>), or none (an inference-only task with a pretrained model).
@@ -54,7 +54,7 @@ class DemoConf:
 
 @dataclass(frozen=True)
 class FieldsConf:
-    """Which field of a record source (jsonl, csv, parquet) holds what."""
+    """Which field of a record source (jsonl, json, csv, parquet) holds what."""
 
     id: str = "id"  # the record id
     text: str = ""  # the text (a text source); empty: a label table
@@ -66,7 +66,7 @@ class FieldsConf:
 class SourceConf:
     """One landing source: where its files are, how they are read, and which field is what."""
 
-    kind: str = "files"  # files (images or videos) | jsonl | csv | parquet
+    kind: str = "files"  # files (images or videos) | jsonl (a record per line) | json (an array of records per file) | csv | parquet
     path: str = ""  # a folder under <data_root>/landing, or any URI; empty: the source's name
     glob: str = ""  # the files it reads, matched case-insensitively; empty: the kind's (or modality's) usual extensions
     # The record id. files: stem (the default: file name without extension) | path (path under the source folder,

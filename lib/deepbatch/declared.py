@@ -77,10 +77,10 @@ def _check_content(conf: Conf, name: str, tc: TaskConf) -> SourceConf:
                           f"{', '.join(conf.sources) or 'none'}. Declare it under sources, or fix the name.")  # fmt: skip
     sc = conf.sources[tc.source]
     wants_files = tc.modality in ("image", "video")
-    if wants_files != (sc.kind == "files") or (not wants_files and not sc.fields.text):
-        need = "a files source" if wants_files else "a record source (jsonl, csv, parquet) with fields.text mapped"
+    if (wants_files and sc.kind != "files") or (not wants_files and sc.kind != "files" and not sc.fields.text):
+        need = "a files source" if wants_files else "a files source (a document per file) or a record source with fields.text mapped"
         raise ConfigError(f"conf key '{key}.source': a {tc.modality} task reads {need}; sources.{tc.source} is kind {sc.kind}"
-                          + ("" if wants_files or sc.kind == "files" else f" without 'sources.{tc.source}.fields.text'"))  # fmt: skip
+                          + ("" if wants_files else f" without 'sources.{tc.source}.fields.text'"))  # fmt: skip
     return sc
 
 

@@ -70,6 +70,9 @@ sources:
     kind: parquet
     id: line
     fields: {text: content, label: y, metadata: [queue]}
+  speeches:               # each file one JSON array of records
+    kind: json
+    fields: {id: n, text: speech, label: party}
 tasks:
   mood:
     modality: text
@@ -84,6 +87,11 @@ tasks:
   ticket:
     modality: text
     source: tickets
+    labels: field
+    classes: auto
+  speech:
+    modality: text
+    source: speeches
     labels: field
     classes: auto
 """
@@ -180,6 +188,10 @@ def _write_texts(landing: Path) -> None:
     table = pa.table({"key": list(range(6)), "content": [f"ticket {i}" for i in range(6)], "y": [1, 2, 1, 2, 1, 2], "queue": ["a"] * 6})
     pq.write_table(table, landing / "tickets" / "t.parquet")
     (landing / "tickets" / "bad.parquet").write_bytes(b"not parquet at all")
+    (landing / "speeches").mkdir()
+    speeches = [{"n": i, "speech": f"speech {i}\nacross lines", "party": ["left", "right"][i % 2]} for i in range(6)]
+    (landing / "speeches" / "all.json").write_text(json.dumps(speeches, indent=2))
+    (landing / "speeches" / "broken.json").write_text('[{"n": 9, "speech": "cut off"')
 
 
 def _reasons(spark, conf: Conf, source: str) -> dict[str, int]:
@@ -207,6 +219,9 @@ def test_a_text_only_run_reads_jsonl_csv_and_parquet_by_their_own_field_names(sp
     tickets = {r.record_id: (r.label, r.label_index, r.queue) for r in _gold(spark, conf, "ticket").collect()}
     assert tickets == {f"t.parquet:{i + 1}": (str(1 + i % 2), i % 2, "a") for i in range(6)}  # numbers read as strings; classes auto
     assert _reasons(spark, conf, "tickets") == {"UNREADABLE_FILE": 1}
+    speeches = {r.record_id: (r.text, r.label) for r in _gold(spark, conf, "speech").collect()}
+    assert speeches == {str(i): (f"speech {i} across lines", ["left", "right"][i % 2]) for i in range(6)}
+    assert _reasons(spark, conf, "speeches") == {"MALFORMED_RECORD": 1}
     for table in ("images", "videos", "photos"):
         assert not Path(conf.path("bronze", table)).exists()
 
@@ -219,8 +234,7 @@ def test_a_text_task_trains_and_scores_a_local_hugging_face_checkpoint(spark, tm
     from tests.conftest import tiny_hf_checkpoint
 
     ckpt = tiny_hf_checkpoint(tmp_path / "my-model", sequence_classification=True)
-    only_notes = TEXTS.replace("  chats:", "  chats: null\n  unused_chats:").split("tasks:")[0]
-    declarations = only_notes.split("  unused_chats:")[0] + f"""tasks:
+    declarations = TEXTS.split("  chats:")[0] + f"""tasks:
   mood:
     modality: text
     source: notes
@@ -249,3 +263,34 @@ def test_a_text_task_trains_and_scores_a_local_hugging_face_checkpoint(spark, tm
     shipped = read_partition(spark, conf.path("predictions", "mood_as_shipped"), RUN_DATE, T.PREDICTIONS_CLASS).collect()
     assert len(shipped) == 10 and {r.predicted for r in shipped} <= {"LABEL_0", "LABEL_1", "LABEL_2"} and shipped[0].split is None
     assert not Path(conf.path("models", "mood_as_shipped")).exists()  # nothing trained for it
+
+
+def test_text_files_in_class_folders_are_documents_labelled_by_their_folder(spark, tmp_path) -> None:
+    """The aclImdb layout: landing/reviews/<class>/<n>.txt, one document per file."""
+    conf = own_conf(tmp_path, """
+sources:
+  reviews:
+    kind: files
+    id: path
+tasks:
+  sentiment:
+    modality: text
+    source: reviews
+    labels: folder
+    classes: auto
+""")
+    landing = tmp_path / "data" / "landing" / "reviews"
+    for label in ("pos", "neg"):
+        (landing / label).mkdir(parents=True)
+        for i in range(4):
+            (landing / label / f"{i}.txt").write_text(f"\ufeffA {label} review,\n number {i}.", encoding="utf-8")
+    (landing / "neg" / "bad.txt").write_bytes(b"caf\xe9 au lait")  # Latin-1, not UTF-8
+    (landing / "unsorted.txt").write_text("No folder, no label.")
+    for run in (run_acquire, run_clean, run_integrate):
+        run(spark, conf, RUN_DATE)
+    gold = {r.record_id: (r.text, r.label) for r in _gold(spark, conf, "sentiment").collect()}
+    assert gold["pos/2"] == ("A pos review, number 2.", "pos") and gold["unsorted"] == ("No folder, no label.", None)
+    assert len(gold) == 9 and {label for _, label in gold.values()} == {"pos", "neg", None}
+    assert _reasons(spark, conf, "reviews") == {"INVALID_UTF8": 1}
+    kept = read_partition(spark, conf.path("quarantine", "clean", "reviews"), RUN_DATE, T.QUARANTINE).first()
+    assert bytes(kept.content) == b"caf\xe9 au lait"  # the file's bytes, kept for replay

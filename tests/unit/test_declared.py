@@ -78,7 +78,7 @@ def test_a_source_uri_is_used_as_given(tmp_path) -> None:
         ("sources.notes.fields.text=", r"'tasks.mood.source': a text task reads a record source .* without 'sources.notes.fields.text'"),
         ("sources.notes.fields.id=", r"'sources.notes.fields.id' is empty"),
         ("sources.notes.fields.metadata=[label]", r"'sources.notes.fields.metadata' lists 'label'"),
-        ("sources.notes.kind=xml", r"'sources.notes.kind' must be one of files, jsonl, csv, parquet"),
+        ("sources.notes.kind=xml", r"'sources.notes.kind' must be one of files, jsonl, json, csv, parquet"),
         ("sources.pictures.id=name", r"'sources.pictures.id' must be stem .* or path"),
         ("tasks.kind.classes=[cat]", r"'tasks.kind.classes' must be auto or a list of at least 2 distinct class names"),
         ("tasks.kind.modality=audio", r"'tasks.kind.modality' must be one of image, text, video"),

@@ -25,6 +25,8 @@ def gold_schema(metadata: tuple[str, ...]) -> Any:
 def check(df: Any, conf: Any, classes: list[str] | None, metadata: tuple[str, ...] = (), labelled: bool = False) -> Any:
     from deepbatch.stages import clean as C
 
+    if "content" in df.columns:  # a files source: each file one document
+        df = df.transform(C.documents())
     return C.check_text(df, classes, conf.quality.min_text_chars, metadata, labelled)
 
 

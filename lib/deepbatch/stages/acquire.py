@@ -323,8 +323,18 @@ def jsonl_records(spark: SparkSession, source: Source, paths: list[str], run_dat
     return [numbered_lines(spark, paths).transform(json_records(run_date, source.id_field, record_fields(source)))], {}
 
 
+def json_array_records(spark: SparkSession, source: Source, paths: list[str], run_date: str) -> tuple[list[DataFrame], dict[str, str]]:
+    """Files that each hold a JSON array of records (or one record): a row per element, numbered in its file; a file that
+    does not parse is one MALFORMED_RECORD row."""
+    fields = [*_ids(source.id_field), *[f for f, _ in record_fields(source) if f is not None]]
+    reader = spark.read.option("multiLine", "true").option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+    parsed = reader.schema(landing_records(fields)).json(paths)
+    return [parsed.transform(with_record_lineage(run_date, source.id_field, record_fields(source)))], {}
+
+
 RECORD_READERS: dict[str, Callable[[SparkSession, Source, list[str], str], tuple[list[DataFrame], dict[str, str]]]] = {
     "jsonl": jsonl_records,
+    "json": json_array_records,
     "csv": csv_records,
     "parquet": parquet_records,
 }

@@ -81,6 +81,20 @@ def nfc_udf(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         yield texts.map(normalise_text, na_action="ignore")
 
 
+@pandas_udf(StringType())  # type: ignore[call-overload]
+def utf8_udf(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+    """Bytes as UTF-8 text (a byte-order mark dropped); None where they are not valid UTF-8."""
+
+    def text(b: bytes | None) -> str | None:
+        try:
+            return None if b is None else bytes(b).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return None
+
+    for contents in batches:
+        yield contents.map(text)
+
+
 def _apply_probe(probe_col: str) -> Transform:
     """Turn a probe struct's reason into the row's reason code (first failure wins)."""
 
@@ -150,6 +164,19 @@ def flag_parse_errors() -> Transform:
 
 
 RECORD_ORDER = ("modification_time", "source_path", "source_line")
+
+
+def documents() -> Transform:
+    """Bronze files of a text source (a document per file) in the shape of text records: the file's text (its bytes
+    as UTF-8, else INVALID_UTF8), no label of its own (it comes from the folder or a label table), line 0."""
+
+    def _(df: DataFrame) -> DataFrame:
+        text = utf8_udf(F.col("content"))
+        error = F.when(F.col("content").isNotNull() & text.isNull(), F.lit("INVALID_UTF8: the file is not valid UTF-8 text"))
+        return df.select("*", text.alias("text"), F.lit(None).cast("string").alias("label"), F.col("content").alias("raw_bytes"),
+                         text.alias("raw_record"), error.alias("parse_error"), F.lit(0).cast("long").alias("source_line"))  # fmt: skip
+
+    return _
 
 
 def check_text(bronze: DataFrame, classes: list[str] | None, min_chars: int, metadata: tuple[str, ...] = ("movie",),

@@ -80,7 +80,8 @@ def folder_labels(classes: list[str] | None, base: str) -> Transform:
     def _(content: DataFrame) -> DataFrame:
         below = F.col("source_path").startswith(base.rstrip("/") + "/")
         rel = F.substring(F.col("source_path"), len(base.rstrip("/")) + 2, 1 << 20)
-        with_folder = content.withColumn("label", F.when(below & (F.instr(rel, "/") > 0), F.col("collection")))
+        parent = F.regexp_extract(F.col("source_path"), r"([^/]+)/[^/]+$", 1)
+        with_folder = content.withColumn("label", F.when(below & (F.instr(rel, "/") > 0), parent))
         return with_folder if classes is None else with_folder.withColumn("label", canonical_label("label", classes))
 
     return _
