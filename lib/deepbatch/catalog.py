@@ -76,7 +76,10 @@ def resolve(conf: Conf, name: str, sc: SourceConf) -> Source:
     media = _media_of(conf, name) if sc.kind == "files" else None
     glob = sc.glob or DEFAULT_GLOBS.get(media or sc.kind, "*")
     f = sc.fields
-    id_from = sc.id or ("stem" if sc.kind == "files" else "field")
+    # Files in class folders (labels: folder) often repeat names across folders (cat/001.png, dog/001.png): their
+    # default id is the path under the folder; other files are named by their stem.
+    foldered = any(t.source == name and t.labels == "folder" for t in conf.tasks.values())
+    id_from = sc.id or (("path" if foldered else "stem") if sc.kind == "files" else "field")
     return Source(name, sc.kind, sc.path or name, glob, id_from, f.id if id_from == "field" else "", f.text, f.label, tuple(f.metadata), media,
                   sc.delimiter)  # fmt: skip
 

@@ -204,10 +204,17 @@ def file_id(src: Source, f: FileEntry, base: str) -> str:
 
 def _scan_files(sc: SourceCheck, src: Source, files: list[FileEntry], base: str, folder_labels: bool) -> None:
     sc.records = len(files)
+    seen: dict[str, str] = {}
     for f in files:
         if not matches(f.path, src.glob) or f.size == 0:
             continue
-        sc.ids.add(file_id(src, f, base))
+        rid = file_id(src, f, base)
+        if rid in seen and not any(x.key == f"sources.{src.name}.id" for x in sc.findings):
+            sc.findings.append(Finding("warning", f"sources.{src.name}.id", f"files {seen[rid].rsplit('/', 2)[-2:]} and "
+                                       f"{f.path.rsplit('/', 2)[-2:]} get the same id {rid!r} (id: {src.id_from}); clean keeps one and "
+                                       f"deduplicates the others as DUPLICATE_ID. Set sources.{src.name}.id: path"))  # fmt: skip
+        seen[rid] = f.path
+        sc.ids.add(rid)
         rel = relative_path(f.path, base)
         if folder_labels and "/" in rel:  # ImageFolder: landing/<source>/<class>/<file>
             sc.labels[rel.rsplit("/", 2)[-2]] += 1

@@ -69,8 +69,8 @@ class SourceConf:
     kind: str = "files"  # files (images or videos) | jsonl (a record per line) | json (an array of records per file) | csv | parquet
     path: str = ""  # a folder under <data_root>/landing, or any URI; empty: the source's name
     glob: str = ""  # the files it reads, matched case-insensitively; empty: the kind's (or modality's) usual extensions
-    # The record id. files: stem (the default: file name without extension) | path (path under the source folder,
-    # without extension). Records: field (the default: fields.id) | line (file name and line or row number, for
+    # The record id. files: stem (file name without extension; the default) | path (path under the source folder,
+    # without extension; the default for a source labelled by its class folders). Records: field (the default: fields.id) | line (file name and line or row number, for
     # files without an id column; stable while the file does not change).
     id: str = ""
     delimiter: str = ","  # csv: the field separator ("\t" for tab-separated files)

@@ -115,3 +115,17 @@ def test_the_cli_check_and_the_pipeline_stop_on_a_problem_before_any_spark_job(t
     assert {"level": "problem", "key": "sources.notes.fields.text"} in [{k: f[k] for k in ("level", "key")} for f in found]
     assert main(["pipeline", "--conf", str(tmp_path / "c.yaml"), "--run-date", "2026-11-27", "sources.notes.fields.text=content"]) == 2
     assert not (tmp_path / "bronze").exists() and not (tmp_path / "_staging").exists()
+
+
+def test_files_in_class_folders_default_to_path_ids_and_check_warns_when_stems_collide(tmp_path) -> None:
+    from deepbatch.catalog import source
+
+    _landing(tmp_path)
+    text = CONF.format(base=REPO / "conf" / "base.yaml", root=tmp_path).replace("    id: path\n", "")
+    (tmp_path / "c.yaml").write_text(text)
+    conf = load_conf(tmp_path / "c.yaml")
+    assert source(conf, "pics").id_from == "path" and source(conf, "notes").id_from == "field"  # labels: folder -> path ids
+    assert not [f for f in check_conf(conf).findings if f.key == "sources.pics.id"]
+    stems = check_conf(load_conf(tmp_path / "c.yaml", ["sources.pics.id=stem"]))
+    warning = next(f for f in stems.findings if f.key == "sources.pics.id")
+    assert "get the same id '0' (id: stem)" in warning.message and "DUPLICATE_ID" in warning.message

@@ -48,7 +48,7 @@ def test_a_users_own_sources_and_tasks_resolve_without_the_demos(tmp_path) -> No
     conf = _own(tmp_path)
     assert [s.name for s in sources(conf)] == ["notes", "pictures"] and trained_tasks(conf) == ("mood", "kind")
     notes, pictures = source(conf, "notes"), source(conf, "pictures")
-    assert (notes.role, notes.glob, notes.folder(conf)) == ("text", "*.{jsonl,json,ndjson}", conf.path("landing", "corpus"))
+    assert (notes.role, notes.glob, notes.folder(conf)) == ("text", "*.{jsonl,ndjson}", conf.path("landing", "corpus"))
     assert (pictures.role, pictures.media, pictures.id_from, pictures.landing) == ("files", "image", "path", "pictures")
     assert "png" in pictures.glob and "jpeg" in pictures.glob  # the image modality's usual extensions
     assert bronze_schema(notes).names[:4] == ["record_id", "text", "label", "speaker"]  # mapped fields under deepbatch's names
@@ -75,7 +75,7 @@ def test_a_source_uri_is_used_as_given(tmp_path) -> None:
         ("tasks.kind.labels=field", r"'tasks.kind.labels' is field, but 'sources.pictures.fields.label' is not set"),
         ("tasks.mood.labels=folder", r"'tasks.mood.labels' is folder .* sources.notes is kind jsonl, not files"),
         ("tasks.mood.labels=tags", r"'tasks.mood.labels' names 'tags', which is not a declared label table"),
-        ("sources.notes.fields.text=", r"'tasks.mood.source': a text task reads a record source .* without 'sources.notes.fields.text'"),
+        ("sources.notes.fields.text=", r"'tasks.mood.source': a text task reads a files source .* or a record source .* without 'sources.notes.fields.text'"),
         ("sources.notes.fields.id=", r"'sources.notes.fields.id' is empty"),
         ("sources.notes.fields.metadata=[label]", r"'sources.notes.fields.metadata' lists 'label'"),
         ("sources.notes.kind=xml", r"'sources.notes.kind' must be one of files, jsonl, json, csv, parquet"),
