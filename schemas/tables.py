@@ -39,15 +39,7 @@ def landing_records(fields: list[str]) -> StructType:
     return StructType([*[StructField(f, StringType(), True) for f in dict.fromkeys(fields)], StructField(CORRUPT, StringType(), True)])
 
 
-LANDING_TEXT = landing_records(["review_id", "text", "label", "movie"])
-
-LANDING_LABELS = StructType(
-    [
-        StructField("id", StringType(), True),
-        StructField("label", StringType(), True),
-        StructField(CORRUPT, StringType(), True),
-    ]
-)
+LANDING_LABELS = landing_records(["id", "label"])  # the demo's label tables
 
 # --- lineage columns, appended by acquire to every bronze table -----------------------
 

@@ -335,12 +335,13 @@ def check_conf(conf: Conf, training: bool = True) -> CheckReport:
     train; ``training=False`` for a run that stops before materialize reports the tasks' rows only)."""
     all_sources = sources(conf)
     checks = {src.name: check_source(conf, src, all_sources) for src in all_sources}
-    tasks = [check_task(conf, task, checks) for task in trained_tasks(conf)]
+    trained = trained_tasks(conf)
+    tasks = [check_task(conf, task, checks) for task in trained]
     if not training:
         for t in tasks:
             t.findings = [f for f in t.findings if f.level != "problem"]
     for task in conf.tasks:
-        if task not in trained_tasks(conf):
+        if task not in trained:
             content = checks[conf.task(task).source][0]
             tasks.append(TaskCheck(task, 0, {"unlabelled": content.records}))
     return CheckReport([c for c, _ in checks.values()], tasks, stray_files(conf, all_sources))

@@ -224,7 +224,7 @@ def _integrate_task(spark: SparkSession, conf: Conf, commit: Commit, task: str, 
     declared = classes_of(conf, task)
     classes = declared if declared is not None else I.discovered_classes(joined)
     split = conf.split_of(task)
-    gold = joined.transform(I.with_label_index(classes)).transform(I.assign_split(split.train, split.val, split.seed))
+    gold = I.build_task_table(joined, None, classes, split.train, split.val, split.seed)
     table = f"gold/{task}"
     n_in = content.count()
     n_out = commit.stage_table(table, gold, gold_schema(conf, task))
