@@ -12,7 +12,6 @@ It reads on the driver only: file listings, CSV headers, Parquet footers, and a 
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 from deepbatch.catalog import Source, classes_of, label_source, sources, trained_tasks
 from deepbatch.config import Conf
-from deepbatch.storage import FileEntry, list_files, listing_base, matches, relative_path
+from deepbatch.storage import FileEntry, list_files, listing_base, matches, open_text, path_exists, relative_path
 
 SAMPLE_RECORDS = 20_000  # records read per source for fields and labels
 
@@ -80,14 +79,6 @@ class CheckReport:
         }  # fmt: skip
 
 
-def _open_text(path: str) -> io.TextIOWrapper:
-    from deepbatch.storage import _arrow_fs
-
-    filesystem, inner, _ = _arrow_fs(path)
-    stream = filesystem.open_input_stream(inner, compression="detect")
-    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
-
-
 @dataclass
 class _Sample:
     """What the sampled records of one record source showed."""
@@ -112,7 +103,7 @@ def _note(sc: SourceCheck, sample: _Sample, src: Source, rec: dict[str, Any]) ->
 
 def _scan_jsonl(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
     for f in files:
-        with _open_text(f.path) as fh:
+        with open_text(f.path) as fh:
             for line in fh:
                 if not line.strip():
                     continue
@@ -129,7 +120,7 @@ def _scan_jsonl(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileE
 
 def _scan_csv(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
     for f in files:
-        with _open_text(f.path) as fh:
+        with open_text(f.path) as fh:
             reader = csv.DictReader(fh, delimiter=src.delimiter)
             sample.keys.update(c.lstrip("\ufeff") for c in reader.fieldnames or [])
             for row in reader:
@@ -141,12 +132,11 @@ def _scan_csv(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEnt
 def _scan_parquet(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
     import pyarrow.parquet as pq
 
-    from deepbatch.storage import _arrow_fs
+    from deepbatch.storage import open_input_file
 
     for f in files:
-        filesystem, inner, _ = _arrow_fs(f.path)
         try:
-            with filesystem.open_input_file(inner) as fh:
+            with open_input_file(f.path) as fh:
                 pf = pq.ParquetFile(fh)
                 sc.records += pf.metadata.num_rows
                 sample.keys.update(pf.schema_arrow.names)
@@ -162,7 +152,7 @@ def _scan_parquet(sc: SourceCheck, sample: _Sample, src: Source, files: list[Fil
 
 def _scan_json(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
     for f in files:
-        with _open_text(f.path) as fh:
+        with open_text(f.path) as fh:
             try:
                 data = json.load(fh)
             except ValueError:
@@ -226,12 +216,12 @@ def check_source(conf: Conf, src: Source, all_sources: tuple[Source, ...]) -> tu
     folder = src.folder(conf)
     sc, sample = SourceCheck(src.name, src.kind, folder), _Sample()
     listed = list_files(folder)
-    if not listed and not _exists(folder):
+    if not listed and not path_exists(folder):
         sc.findings.append(Finding("problem", f"sources.{src.name}.path", f"landing folder {folder} of source {src.name!r} does not exist: put "
                                    f"its files there, fix 'sources.{src.name}.path', or remove the source"))  # fmt: skip
         return sc, sample
     sharing = tuple(o for o in all_sources if o.folder(conf) == folder)
-    files = source_files(src, folder, sharing)
+    files = source_files(src, folder, sharing, listed)
     sc.files = len(files)
     sc.unmatched = [f.path for f in files if not matches(f.path, src.glob)]
     if src.kind == "files":
@@ -245,15 +235,6 @@ def check_source(conf: Conf, src: Source, all_sources: tuple[Source, ...]) -> tu
                                    f"({src.glob}), e.g. {sc.unmatched[0].rsplit('/', 1)[-1]}: acquire lands them and clean quarantines "
                                    "them as UNSUPPORTED_FORMAT"))  # fmt: skip
     return sc, sample
-
-
-def _exists(folder: str) -> bool:
-    from deepbatch.storage import _arrow_fs
-
-    filesystem, inner, _ = _arrow_fs(folder)
-    from pyarrow import fs as pafs
-
-    return bool(filesystem.get_file_info(inner).type != pafs.FileType.NotFound)
 
 
 def stray_files(conf: Conf, all_sources: tuple[Source, ...]) -> list[str]:

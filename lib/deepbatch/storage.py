@@ -109,10 +109,31 @@ def parquet_columns(path: str) -> dict[str, str]:
     """A Parquet file's columns and their Arrow types, from its footer alone."""
     import pyarrow.parquet as pq
 
-    filesystem, inner, _ = _arrow_fs(path)
-    with filesystem.open_input_file(inner) as f:
+    with open_input_file(path) as f:
         schema = pq.read_schema(f)
     return {name: str(schema.field(name).type) for name in schema.names}
+
+
+def path_exists(path: str) -> bool:
+    """Whether a file or folder exists (local path or any pyarrow-readable URI; no Spark needed)."""
+    from pyarrow import fs as pafs
+
+    filesystem, inner, _ = _arrow_fs(path)
+    return bool(filesystem.get_file_info(inner).type != pafs.FileType.NotFound)
+
+
+def open_text(path: str) -> Any:
+    """A file as UTF-8 text (undecodable bytes replaced), decompressed when its name says so (``.gz``, ``.bz2``)."""
+    import io
+
+    filesystem, inner, _ = _arrow_fs(path)
+    return io.TextIOWrapper(filesystem.open_input_stream(inner, compression="detect"), encoding="utf-8", errors="replace", newline="")
+
+
+def open_input_file(path: str) -> Any:
+    """A random-access handle on a file (Parquet footers)."""
+    filesystem, inner, _ = _arrow_fs(path)
+    return filesystem.open_input_file(inner)
 
 
 def read_bytes(path: str) -> bytes:

@@ -13,6 +13,7 @@ import csv
 import io
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -144,11 +145,11 @@ def spark_skips(entry: FileEntry, base: str) -> bool:
     return entry.size == 0 or any(_spark_hides(c) for c in relative_path(entry.path, base).split("/") if c)
 
 
-def source_files(src: Source, folder: str, sharing: tuple[Source, ...]) -> list[FileEntry]:
-    """Every file under the source's landing folder that it claims: those matching its glob (case-
-    insensitively), plus, for the first source of a shared folder, those that match no source's glob."""
+def source_files(src: Source, folder: str, sharing: tuple[Source, ...], listing: list[FileEntry] | None = None) -> list[FileEntry]:
+    """Every file under the source's landing folder (``listing``, when the caller has it) that it claims: those matching
+    its glob (case-insensitively), plus, for the first source of a shared folder, those that match no source's glob."""
     mine = []
-    for f in list_files(folder):
+    for f in list_files(folder) if listing is None else listing:
         if matches(f.path, src.glob):
             mine.append(f)
         elif src == sharing[0] and not any(matches(f.path, o.glob) for o in sharing):
@@ -350,10 +351,7 @@ def read_records(spark: SparkSession, source: Source, folder: str, files: list[F
     parts = [(df.transform(line_ids()) if source.id_from == "line" else df).select(*schema.names) for df in frames]
     if unusable or not parts:
         parts.append(unusable_record_files(spark, source, unusable, run_date))
-    out = parts[0]
-    for df in parts[1:]:
-        out = out.unionByName(df)
-    return out
+    return reduce(DataFrame.unionByName, parts)
 
 
 def read_source(spark: SparkSession, source: Source, folder: str, run_date: str, files: list[FileEntry],
