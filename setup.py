@@ -39,5 +39,13 @@ setup(
         # The Airflow side of scheduling (jobs/airflow/deepbatch_dag.py); tested in its own venv.
         "airflow": ["apache-airflow>=3,<4", "apache-airflow-providers-apache-spark>=5"],
     },
-    entry_points={"console_scripts": ["deepbatch=deepbatch.cli:main"]},
+    entry_points={
+        "console_scripts": ["deepbatch=deepbatch.cli:main"],
+        # The modality registry (deepbatch.modality): a package of its own adds a line like these to this group.
+        "deepbatch.modalities": [
+            "image = deepbatch.modality.image:MODALITY",
+            "text = deepbatch.modality.text:MODALITY",
+            "video = deepbatch.modality.video:MODALITY",
+        ],
+    },
 )

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from deepbatch.config import load_conf
+from deepbatch.catalog import load_conf
 from deepbatch.demo.build import build_landing_zone
 from deepbatch.demo.replicate import replicate_landing
 from deepbatch.logs import setup_logging
@@ -68,7 +68,7 @@ def main() -> None:
     ci1 = timings[1]["clean"] + timings[1]["integrate"]
     cik = timings[args.factor]["clean"] + timings[args.factor]["integrate"]
     print(f"P4  clean+integrate: {ci1:.1f} s -> {cik:.1f} s for {nk / n1:.1f}x the records: ratio {cik / ci1:.2f} "
-          f"(bar <= {args.factor}); fixed cost per stage under 15 s: {all(fixed[s] < 15 for s in ('clean', 'integrate'))}")  # fmt: skip
+          f"(bar <= {args.factor}); fixed cost per stage under 15 s: {all(fixed[s] < 15 for s in ('clean', 'integrate'))}")
     print(json.dumps({"records": records, "timings_s": timings, "fixed_s": fixed}, default=lambda x: round(x, 2)))
 
 

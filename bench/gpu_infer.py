@@ -147,7 +147,7 @@ def main() -> None:
     if args.make_photos:
         make_photos(args.make_photos)
         return
-    from deepbatch.infer.image import ImageNetClassifier
+    from deepbatch.cores.image import ImageNetClassifier
 
     device = torch.device(args.device)
     if device.type == "cuda":

@@ -42,9 +42,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from infer_spark import CORES, REPO, bare_rate, clips_table, photos_table, session, spark_run, text_table  # noqa: E402
 
-from deepbatch.config import Conf, load_conf  # noqa: E402
-from deepbatch.infer.spark import CoreSpec, frames_fn, series_udf  # noqa: E402
+from deepbatch.catalog import load_conf  # noqa: E402
+from deepbatch.config import Conf  # noqa: E402
+from deepbatch.infer.spark import frames_fn, series_udf  # noqa: E402
 from deepbatch.logs import setup_logging  # noqa: E402
+from deepbatch.modality import MODALITIES, CoreSpec  # noqa: E402
 from deepbatch.schemas.tables import CLASS_FIELDS, TOPK_FIELDS, VIDEO_INFER_ROWS  # noqa: E402
 
 
@@ -59,9 +61,9 @@ def rate(fn: Callable[[], Any], items: int, repeats: int = 3) -> float:
 
 
 def bare_efficientnet(root: Path) -> dict[str, float]:
+    from deepbatch.cores.image import ImageNetClassifier, imagenet_preprocess
+    from deepbatch.cores.runtime import OrtGraph, export_graph, model_input
     from deepbatch.infer.export import _quantize
-    from deepbatch.infer.image import ImageNetClassifier, imagenet_preprocess
-    from deepbatch.infer.runtime import OrtGraph, export_graph, model_input
 
     core = ImageNetClassifier(runtime="torch")
     photos = photos_table(48)["content"].tolist()
@@ -86,8 +88,8 @@ def bare_efficientnet(root: Path) -> dict[str, float]:
 
 
 def bare_minilm(text_dir: Path) -> dict[str, float]:
-    from deepbatch.infer.runtime import OrtGraph
-    from deepbatch.infer.text import TrainedTextClassifier
+    from deepbatch.cores.runtime import OrtGraph
+    from deepbatch.cores.text import TrainedTextClassifier
 
     core = TrainedTextClassifier(str(text_dir), runtime="torch")
     texts = text_table(64)["text"].tolist()
@@ -106,7 +108,7 @@ def bare_minilm(text_dir: Path) -> dict[str, float]:
 def prepare_models(conf: Conf, root: Path, models: str) -> dict[str, Path]:
     """Text and video model folders with their ONNX graphs (and the text model's int8 graph)."""
     from deepbatch.infer.export import _quantize, export_folder
-    from deepbatch.models.scaffold import write_untrained_model
+    from deepbatch.train.scaffold import write_untrained_model
 
     out = {}
     for task, kind in (("text_cls", "text"), ("video_cls", "video")):
@@ -117,7 +119,7 @@ def prepare_models(conf: Conf, root: Path, models: str) -> dict[str, Path]:
             folder = write_untrained_model(conf, task, root / "models" / task / "bench")
         if not (folder / "model.onnx").is_file():
             opts = {"frames_per_clip": 8, "every_n": 0, "max_frames": 64, "imagenet_top1": False} if kind == "video" else {}
-            export_folder(kind, folder, **opts)
+            export_folder(MODALITIES[kind], folder, **opts)
         if kind == "text" and not (folder / "model.int8.onnx").is_file():
             _quantize(folder / "model.onnx", folder / "model.int8.onnx", "dynamic", [])
         out[kind] = folder
@@ -125,7 +127,7 @@ def prepare_models(conf: Conf, root: Path, models: str) -> dict[str, Path]:
 
 
 def spark_variants(spark: Any, name: str, variants: dict[str, CoreSpec], df: pd.DataFrame, column: str | None, path: str,
-                   arrow_batch: int, build: Callable[[CoreSpec], Callable[[Any, Any], Any]]) -> dict[str, dict[str, float]]:  # fmt: skip
+                   arrow_batch: int, build: Callable[[CoreSpec], Callable[[Any, Any], Any]]) -> dict[str, dict[str, float]]:
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch))
     # A multiple of the cores, so no task runs alone at the end of the job (that would measure the tail, not the path).
@@ -139,7 +141,7 @@ def spark_variants(spark: Any, name: str, variants: dict[str, CoreSpec], df: pd.
         warm = len(df) / warm_s
         out[runtime] = {"bare": max(one, many), "spark": warm, "p1": warm / max(one, many)}
         print(f"[{name}] {runtime:<18} bare 1x{CORES}: {one:8.1f}/s  bare {CORES}x1: {many:8.1f}/s  Spark warm: {warm:8.1f}/s  "
-              f"P1 {warm / max(one, many):.3f}", flush=True)  # fmt: skip
+              f"P1 {warm / max(one, many):.3f}", flush=True)
     return out
 
 
@@ -172,21 +174,21 @@ def main() -> None:
         if "images" in only:
             variants = {rt: _spec("imagenet", "", batch_size=b, top_k=5, runtime=rt) for rt in ("torch", "onnxruntime")}
             results["images"] = spark_variants(spark, "images", variants, photos_table(args.images), "content", str(root / "i.parquet"), conf.infer.arrow_batch,
-                                               lambda s: lambda df, st: df.select(series_udf(s, TOPK_FIELDS, st)(df["content"]).alias("p")))  # fmt: skip
+                                               lambda s: lambda df, st: df.select(series_udf(s, TOPK_FIELDS, st)(df["content"]).alias("p")))
         if "text" in only:
             t = str(folders["text"])
             variants = {"torch": _spec("text", t, batch_size=b, runtime="torch"), "onnxruntime": _spec("text", t, batch_size=b, runtime="onnxruntime"),
-                        "onnxruntime int8": _spec("text", t, batch_size=b, runtime="onnxruntime", quantized=True)}  # fmt: skip
+                        "onnxruntime int8": _spec("text", t, batch_size=b, runtime="onnxruntime", quantized=True)}
             results["text"] = spark_variants(spark, "text", variants, text_table(args.texts), "text", str(root / "t.parquet"), conf.infer.arrow_batch,
-                                             lambda s: lambda df, st: df.select(series_udf(s, CLASS_FIELDS, st)(df["text"]).alias("p")))  # fmt: skip
+                                             lambda s: lambda df, st: df.select(series_udf(s, CLASS_FIELDS, st)(df["text"]).alias("p")))
         if "video" in only:
             v, vd = conf.infer.video, str(folders["video"])
             common = {"frames_per_clip": v.frames_per_clip, "every_n": v.every_n, "max_frames": v.max_frames, "imagenet_top1": v.imagenet_top1,
-                      "imagenet_size": v.imagenet_size, "batch_size": b}  # fmt: skip
+                      "imagenet_size": v.imagenet_size, "batch_size": b}
             variants = {rt: _spec("video", vd, runtime=rt, **common) for rt in ("torch", "onnxruntime")}
             schema = VIDEO_INFER_ROWS[: len(VIDEO_INFER_ROWS.fields) - 2]
             results["video"] = spark_variants(spark, "video", variants, clips_table(args.clips, root), None, str(root / "v.parquet"), v.arrow_batch,
-                                              lambda s: lambda df, st: df.mapInPandas(frames_fn(s, st), schema))  # fmt: skip
+                                              lambda s: lambda df, st: df.mapInPandas(frames_fn(s, st), schema))
         spark.stop()
         report(bare, results)
 

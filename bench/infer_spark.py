@@ -44,13 +44,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from deepbatch.config import Conf, load_conf
+from deepbatch.catalog import load_conf
+from deepbatch.config import Conf
 from deepbatch.demo.sources import load_rotten_tomatoes, photo_files, real_video_clips
 from deepbatch.demo.synthetic_video import SHAPES, render_clip, write_clip
-from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, frames_fn, series_udf, summarise_workers
+from deepbatch.infer.spark import WorkerStatsParam, frames_fn, series_udf, summarise_workers
 from deepbatch.logs import setup_logging
-from deepbatch.models.scaffold import write_untrained_model
+from deepbatch.modality import CoreSpec
 from deepbatch.schemas.tables import CLASS_FIELDS, TOPK_FIELDS, VIDEO_INFER_ROWS
+from deepbatch.train.scaffold import write_untrained_model
 
 REPO = Path(__file__).resolve().parents[1]
 CORES = os.cpu_count() or 1
@@ -81,7 +83,7 @@ def clips_table(n: int, workdir: Path) -> pd.DataFrame:
         "content": [clips[i % len(clips)] for i in range(n)],
         "source_path": ["clip.mp4"] * n,
         "frame_count": [None] * n,
-    })  # fmt: skip
+    })
 
 
 def _bare_worker(spec: CoreSpec, column: str | None, batches: list[Any], threads: int, out: Any) -> None:
@@ -128,7 +130,7 @@ def session(conf: Conf) -> Any:
 
 
 def bench_modality(spark: Any, name: str, spec: CoreSpec, df: pd.DataFrame, column: str | None, path: str, arrow_batch: int,
-                   build: Callable[[Any, Any], Any]) -> dict[str, float]:  # fmt: skip
+                   build: Callable[[Any, Any], Any]) -> dict[str, float]:
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch))
     partitions = max(CORES, len(df) // max(arrow_batch * 4, 1))
@@ -160,7 +162,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="deepbatch-bench-infer-") as tmp:
         root = Path(tmp)
         conf = load_conf(REPO / "conf" / "local.yaml", [f"data_root={root}", f"spark.master=local[{CORES}]",
-                                                         "spark.conf.spark.ui.enabled=false"])  # fmt: skip
+                                                         "spark.conf.spark.ui.enabled=false"])
         inf = conf.infer
         models = Path(args.models) if args.models else root / "models"
         for task in ("text_cls", "video_cls"):
@@ -174,23 +176,23 @@ def main() -> None:
             results["images"] = bench_modality(
                 spark, "images", spec, photos_table(args.images), "content", str(root / "images.parquet"), inf.arrow_batch,
                 lambda df, st: df.select(series_udf(spec, TOPK_FIELDS, st)(df["content"]).alias("p")),
-            )  # fmt: skip
+            )
         if "text" in only:
             spec = CoreSpec("text", model_dir["text_cls"], (("batch_size", inf.batch_size),))
             results["text"] = bench_modality(
                 spark, "text", spec, text_table(args.texts), "text", str(root / "text.parquet"), inf.arrow_batch,
                 lambda df, st: df.select(series_udf(spec, CLASS_FIELDS, st)(df["text"]).alias("p")),
-            )  # fmt: skip
+            )
         if "video" in only:
             v = inf.video
             spec = CoreSpec("video", model_dir["video_cls"], tuple(sorted({
                 "frames_per_clip": v.frames_per_clip, "every_n": v.every_n, "max_frames": v.max_frames,
-                "imagenet_top1": v.imagenet_top1, "imagenet_size": v.imagenet_size, "batch_size": inf.batch_size}.items())))  # fmt: skip
+                "imagenet_top1": v.imagenet_top1, "imagenet_size": v.imagenet_size, "batch_size": inf.batch_size}.items())))
             schema = VIDEO_INFER_ROWS[: len(VIDEO_INFER_ROWS.fields) - 2]  # no passthrough columns here
             results["video"] = bench_modality(
                 spark, "video", spec, clips_table(args.clips, root), None, str(root / "video.parquet"), v.arrow_batch,
                 lambda df, st: df.mapInPandas(frames_fn(spec, st), schema),
-            )  # fmt: skip
+            )
         print(f"\nP1  {'modality':<8} {'bare 1p':>9} {'bare np':>9} {'spark cold':>11} {'spark warm':>11} {'warm/bare':>10}")
         for name, r in results.items():
             print(f"P1  {name:<8} {r['bare_1proc']:9.1f} {r['bare_nproc']:9.1f} {r['spark_cold']:11.1f} {r['spark_warm']:11.1f} {r['ratio']:10.3f}")

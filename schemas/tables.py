@@ -84,7 +84,6 @@ def bronze_records(text: bool, metadata: tuple[str, ...] = (), raw_bytes: bool =
     )
 
 
-BRONZE_TEXT = bronze_records(True, ("movie",), raw_bytes=True)
 BRONZE_LABELS = bronze_records(False)
 
 # The file manifest kept with the bronze tables: every landing file each run date ingested.
@@ -149,8 +148,6 @@ def silver_text(metadata: tuple[str, ...] = ()) -> StructType:
     )
 
 
-SILVER_TEXT = silver_text(("movie",))
-
 SILVER_LABELS = StructType(
     [
         StructField("record_id", StringType(), False),
@@ -209,8 +206,6 @@ def gold_text(metadata: tuple[str, ...] = ()) -> StructType:
         ]
     )
 
-
-GOLD_TEXT_CLS = gold_text(("movie",))
 
 GOLD_VIDEO_CLS = StructType(
     [
@@ -285,26 +280,26 @@ PREDICTIONS_VIDEO_FRAMES = StructType([_RECORD_ID, *FRAME_FIELDS, *PREDICTION_ME
 # prediction (a clip that could not be used is one row with its error), plus gold split/label.
 VIDEO_INFER_ROWS = StructType(nullable([_RECORD_ID, *FRAME_FIELDS, *CLASS_FIELDS, _FRAMES_USED, *PREDICTION_META, *_GOLD_PASSTHROUGH]))
 
-TABLES: dict[str, StructType] = {
-    "bronze/images": BRONZE_FILES,
-    "bronze/image_labels": BRONZE_LABELS,
-    "bronze/text": BRONZE_TEXT,
-    "bronze/videos": BRONZE_FILES,
-    "bronze/video_labels": BRONZE_LABELS,
-    "silver/images": SILVER_IMAGES,
-    "silver/image_labels": SILVER_LABELS,
-    "silver/text": SILVER_TEXT,
-    "silver/videos": SILVER_VIDEOS,
-    "silver/video_labels": SILVER_LABELS,
-    "gold/image_cls": GOLD_IMAGE_CLS,
-    "gold/text_cls": GOLD_TEXT_CLS,
-    "gold/video_cls": GOLD_VIDEO_CLS,
-    "bronze/photos": BRONZE_FILES,
-    "bronze/_files": BRONZE_FILE_MANIFEST,
-    "silver/photos": SILVER_IMAGES,
-    "predictions/image_cls": PREDICTIONS_TOPK,
-    "predictions/imagenet": PREDICTIONS_TOPK,
-    "predictions/text_cls": PREDICTIONS_CLASS,
-    "predictions/video_cls": PREDICTIONS_VIDEO_CLIPS,
-    "predictions/video_cls_frames": PREDICTIONS_VIDEO_FRAMES,
-}
+# clean's probes of each image and clip (deepbatch.media), as pandas UDF results.
+IMAGE_PROBE = StructType(
+    [
+        StructField("width", IntegerType()),
+        StructField("height", IntegerType()),
+        StructField("channels", IntegerType()),
+        StructField("image_format", StringType()),
+        StructField("reason", StringType()),
+        StructField("detail", StringType()),
+    ]
+)
+
+VIDEO_PROBE = StructType(
+    [
+        StructField("width", IntegerType()),
+        StructField("height", IntegerType()),
+        StructField("channels", IntegerType()),
+        StructField("fps", DoubleType()),
+        StructField("frame_count", IntegerType()),
+        StructField("reason", StringType()),
+        StructField("detail", StringType()),
+    ]
+)

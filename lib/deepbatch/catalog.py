@@ -9,32 +9,26 @@ and ``deepbatch check`` can use it before any Spark job starts.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deepbatch.config import LABELS_FROM, Conf, SourceConf
+from deepbatch.config import LABELS_FROM, Conf, SourceConf, apply_overrides, build_conf, read_yaml, validate
+from deepbatch.declared import check_declarations
 from deepbatch.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
-# Usual extensions of a files source, by the modality of the tasks that read it; record sources by kind.
-DEFAULT_GLOBS = {
-    "text": "*.{txt,text,md}",
-    "image": "*.{png,jpg,jpeg,bmp,gif,webp,tif,tiff}",
-    "video": "*.{mp4,avi,mov,mkv,webm,m4v}",
+    from deepbatch.modality import ModalityContract
+
+# Usual extensions of a record source, by kind (a files source takes its modality's default_glob).
+RECORD_GLOBS = {
     "jsonl": "*.{jsonl,ndjson}",
     "json": "*.json",
     "csv": "*.csv",
     "parquet": "*.parquet",
 }
-# Columns deepbatch adds itself: a metadata field may not take these names.
-RESERVED = frozenset({"record_id", "text", "label", "label_index", "split", "collection", "content", "content_hash",
-                      "source_path", "file_size", "modification_time", "ingest_run_date", "raw_record", "raw_bytes",
-                      "parse_error", "source_line", "text_chars", "width", "height", "channels", "fps", "frame_count",
-                      "image_format"})  # fmt: skip
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -50,15 +44,15 @@ class Source:
     text_field: str
     label_field: str
     metadata: tuple[str, ...]
-    media: str | None  # files: the modality of the tasks that read it (image | video | text: a document per file)
+    media: str | None  # the modality of the tasks that read its content (None: a label table)
     delimiter: str = ","  # csv
 
     @property
     def role(self) -> str:
-        """files (media files), text (text records) or labels (a label table)."""
+        """files (media files), records (text records) or labels (a label table)."""
         if self.kind == "files":
             return "files"
-        return "text" if self.text_field else "labels"
+        return "records" if self.text_field else "labels"
 
     def folder(self, conf: Conf) -> str:
         """Where its landing files are: a URI or absolute path as given, else under <data_root>/landing."""
@@ -73,15 +67,21 @@ def _media_of(conf: Conf, name: str) -> str | None:
 
 
 def resolve(conf: Conf, name: str, sc: SourceConf) -> Source:
-    media = _media_of(conf, name) if sc.kind == "files" else None
-    glob = sc.glob or DEFAULT_GLOBS.get(media or sc.kind, "*")
+    from deepbatch.modality import MODALITIES
+
+    media = _media_of(conf, name)
+    if sc.kind == "files":
+        default_glob = MODALITIES[media].default_glob if media is not None and media in MODALITIES else "*"
+    else:
+        default_glob = RECORD_GLOBS.get(sc.kind, "*")
+    glob = sc.glob or default_glob
     f = sc.fields
     # Files in class folders (labels: folder) often repeat names across folders (cat/001.png, dog/001.png): their
     # default id is the path under the folder; other files are named by their stem.
     foldered = any(t.source == name and t.labels == "folder" for t in conf.tasks.values())
     id_from = sc.id or (("path" if foldered else "stem") if sc.kind == "files" else "field")
     return Source(name, sc.kind, sc.path or name, glob, id_from, f.id if id_from == "field" else "", f.text, f.label, tuple(f.metadata), media,
-                  sc.delimiter)  # fmt: skip
+                  sc.delimiter)
 
 
 def sources(conf: Conf) -> tuple[Source, ...]:
@@ -139,25 +139,33 @@ def bronze_schema(src: Source) -> StructType:
 
     if src.role == "files":
         return T.BRONZE_FILES
-    return T.bronze_records(src.role == "text", src.metadata, raw_bytes=src.kind == "jsonl")  # raw bytes: a line's
+    return T.bronze_records(src.role == "records", src.metadata, raw_bytes=src.kind == "jsonl")  # raw bytes: a line's
 
 
 def silver_schema(src: Source) -> StructType:
-    """The source's silver table: its media's, a text source's (with its metadata), or a label table's."""
-    from deepbatch.modality import MODALITIES
+    """The source's silver table: its modality's (with its metadata), or a label table's."""
     from deepbatch.schemas import tables as T
 
     if src.role == "labels":
         return T.SILVER_LABELS
-    schema: StructType = MODALITIES[src.media or "text"].fn("silver_schema")(src.metadata)
+    schema: StructType = content_modality(src).silver_schema(src.metadata)
     return schema
+
+
+def content_modality(src: Source) -> ModalityContract:
+    """The modality of the tasks that read a source's content (a label table has none)."""
+    from deepbatch.modality import MODALITIES
+
+    if src.media is None:
+        raise ConfigError(f"source {src.name!r} is a label table: no task reads its content (conf key 'sources.{src.name}')")
+    return MODALITIES[src.media]
 
 
 def gold_schema(conf: Conf, task: str) -> StructType:
     """The task's gold table: its modality's, with its source's metadata fields."""
     from deepbatch.modality import modality_of
 
-    schema: StructType = modality_of(conf, task).fn("gold_schema")(source(conf, conf.task(task).source).metadata)
+    schema: StructType = modality_of(conf, task).gold_schema(source(conf, conf.task(task).source).metadata)
     return schema
 
 
@@ -183,3 +191,8 @@ def label_id(raw: str, content: Source) -> str:
 def kept_bytes(src: Source) -> str | None:
     """The bronze column quarantine keeps a rejected record's raw bytes from (None: its raw_record text says it all)."""
     return {"files": "content", "jsonl": "raw_bytes"}.get(src.kind)
+
+
+def load_conf(path: str | Path, overrides: list[str] | None = None) -> Conf:
+    """Load, merge and validate a conf file plus CLI overrides: its settings, then its declared sources and tasks."""
+    return check_declarations(validate(build_conf(apply_overrides(read_yaml(Path(path)), list(overrides or [])))))

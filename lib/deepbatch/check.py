@@ -62,7 +62,7 @@ class CheckReport:
     @property
     def findings(self) -> list[Finding]:
         stray = [Finding("warning", "sources", f"{len(self.stray)} landing file(s) lie outside every declared source's folder, e.g. "
-                         f"{self.stray[0]}: no stage reads them. Declare a source for them or move them")] if self.stray else []  # fmt: skip
+                         f"{self.stray[0]}: no stage reads them. Declare a source for them or move them")] if self.stray else []
         return [f for s in self.sources for f in s.findings] + [f for t in self.tasks for f in t.findings] + stray
 
     @property
@@ -76,7 +76,7 @@ class CheckReport:
             "tasks": [{"name": t.name, "labelled": t.labelled, "splits": t.splits} for t in self.tasks],
             "stray_files": self.stray,
             "findings": [vars(f) for f in self.findings],
-        }  # fmt: skip
+        }
 
 
 @dataclass
@@ -147,7 +147,7 @@ def _scan_parquet(sc: SourceCheck, sample: _Sample, src: Source, files: list[Fil
                             _note(sc, sample, src, rec)
         except Exception as e:  # noqa: BLE001 - any unreadable footer: acquire quarantines the file as UNREADABLE_FILE
             sc.findings.append(Finding("warning", f"sources.{src.name}", f"{f.path} is not a readable Parquet file ({str(e)[:120]}): "
-                                       "acquire lands it as one UNREADABLE_FILE record"))  # fmt: skip
+                                       "acquire lands it as one UNREADABLE_FILE record"))
 
 
 def _scan_json(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
@@ -157,7 +157,7 @@ def _scan_json(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEn
                 data = json.load(fh)
             except ValueError:
                 sc.findings.append(Finding("warning", f"sources.{src.name}.kind", f"{f.path} is not a JSON document: acquire lands it as "
-                                           "one MALFORMED_RECORD record (a file with one record per line is kind jsonl)"))  # fmt: skip
+                                           "one MALFORMED_RECORD record (a file with one record per line is kind jsonl)"))
                 continue
         for rec in data if isinstance(data, list) else [data]:
             sc.records += 1
@@ -181,7 +181,7 @@ def _check_fields(sc: SourceCheck, src: Source, sample: _Sample) -> None:
     for key, name in _mapped_fields(src):
         if name not in sample.keys:
             sc.findings.append(Finding("problem", f"sources.{src.name}.{key}", f"source {src.name!r} maps {name!r}, which is in none of its "
-                                       f"records; fields found: {', '.join(sc.fields_found) or 'none'}. Map one of those."))  # fmt: skip
+                                       f"records; fields found: {', '.join(sc.fields_found) or 'none'}. Map one of those."))
 
 
 def file_id(src: Source, f: FileEntry, base: str) -> str:
@@ -202,7 +202,7 @@ def _scan_files(sc: SourceCheck, src: Source, files: list[FileEntry], base: str,
         if rid in seen and not any(x.key == f"sources.{src.name}.id" for x in sc.findings):
             sc.findings.append(Finding("warning", f"sources.{src.name}.id", f"files {seen[rid].rsplit('/', 2)[-2:]} and "
                                        f"{f.path.rsplit('/', 2)[-2:]} get the same id {rid!r} (id: {src.id_from}); clean keeps one and "
-                                       f"deduplicates the others as DUPLICATE_ID. Set sources.{src.name}.id: path"))  # fmt: skip
+                                       f"deduplicates the others as DUPLICATE_ID. Set sources.{src.name}.id: path"))
         seen[rid] = f.path
         sc.ids.add(rid)
         rel = relative_path(f.path, base)
@@ -218,7 +218,7 @@ def check_source(conf: Conf, src: Source, all_sources: tuple[Source, ...]) -> tu
     listed = list_files(folder)
     if not listed and not path_exists(folder):
         sc.findings.append(Finding("problem", f"sources.{src.name}.path", f"landing folder {folder} of source {src.name!r} does not exist: put "
-                                   f"its files there, fix 'sources.{src.name}.path', or remove the source"))  # fmt: skip
+                                   f"its files there, fix 'sources.{src.name}.path', or remove the source"))
         return sc, sample
     sharing = tuple(o for o in all_sources if o.folder(conf) == folder)
     files = source_files(src, folder, sharing, listed)
@@ -233,7 +233,7 @@ def check_source(conf: Conf, src: Source, all_sources: tuple[Source, ...]) -> tu
     if sc.unmatched:
         sc.findings.append(Finding("warning", f"sources.{src.name}.glob", f"{len(sc.unmatched)} file(s) in {folder} match no source's glob "
                                    f"({src.glob}), e.g. {sc.unmatched[0].rsplit('/', 1)[-1]}: acquire lands them and clean quarantines "
-                                   "them as UNSUPPORTED_FORMAT"))  # fmt: skip
+                                   "them as UNSUPPORTED_FORMAT"))
     return sc, sample
 
 
@@ -242,7 +242,7 @@ def stray_files(conf: Conf, all_sources: tuple[Source, ...]) -> list[str]:
     folders = [listing_base(s.folder(conf)).rstrip("/") + "/" for s in all_sources]
     hidden = ("_", ".")  # deepbatch's own markers (landing/_demo.json) and hidden files
     return [f.path for f in list_files(conf.path("landing"))
-            if not any(f.path.startswith(d) for d in folders) and not f.path.rsplit("/", 1)[-1].startswith(hidden)]  # fmt: skip
+            if not any(f.path.startswith(d) for d in folders) and not f.path.rsplit("/", 1)[-1].startswith(hidden)]
 
 
 def _labels_found(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, _Sample]]) -> tuple[Counter[str], float]:
@@ -269,7 +269,7 @@ def _class_findings(task: str, declared: list[str] | None, found: Counter[str]) 
     if declared is None:
         if len(found) < 2:
             return 0, [Finding("problem", key, f"task {task!r} has classes: auto but its labelled rows show {len(found)} distinct label(s) "
-                               f"{sorted(found)}; a classifier needs at least 2")]  # fmt: skip
+                               f"{sorted(found)}; a classifier needs at least 2")]
         return sum(found.values()), []
     canon = {c.strip().lower(): c for c in declared}
     known: Counter[str] = Counter()
@@ -281,7 +281,7 @@ def _class_findings(task: str, declared: list[str] | None, found: Counter[str]) 
     if unknown:
         shown = ", ".join(f"{k!r} ({n})" for k, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:8])
         out.append(Finding("warning", key, f"task {task!r}: labels that are not declared classes: {shown}; their records are quarantined "
-                           f"(UNKNOWN_LABEL) or left unlabelled. Add them to {key}, or set {key}: auto"))  # fmt: skip
+                           f"(UNKNOWN_LABEL) or left unlabelled. Add them to {key}, or set {key}: auto"))
     empty = [c for c in declared if not known.get(c)]
     if empty:
         out.append(Finding("warning", key, f"task {task!r}: declared classes with no labelled records: {empty}"))
@@ -294,20 +294,20 @@ def check_task(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, _Samp
     known, findings = _class_findings(task, classes_of(conf, task), found)
     tcheck = TaskCheck(task, int(round(known * scale)), findings=findings)
     tcheck.splits = {"train": int(tcheck.labelled * split.train), "val": int(tcheck.labelled * split.val),
-                     "test": int(tcheck.labelled * split.test)}  # fmt: skip
+                     "test": int(tcheck.labelled * split.test)}
     need = d.workers * d.min_row_groups_per_worker
     workers = f"datasets.workers={d.workers} x datasets.min_row_groups_per_worker={d.min_row_groups_per_worker}"
     if tcheck.labelled == 0:
         tcheck.findings.append(Finding("problem", f"tasks.{task}.labels", f"task {task!r} has no labelled records (labels: {tc.labels}): "
-                                       "check the labels source, field or folders, and the classes"))  # fmt: skip
+                                       "check the labels source, field or folders, and the classes"))
     elif tcheck.labelled < need:
         tcheck.findings.append(Finding("problem", "datasets.workers", f"task {task!r} has {tcheck.labelled} labelled record(s); its training "
                                        f"split needs at least {need} ({workers}). Add data, lower those settings, or leave the task out "
-                                       "with --task"))  # fmt: skip
+                                       "with --task"))
     elif tcheck.splits["train"] < need or min(tcheck.splits["val"], tcheck.splits["test"]) < 1:
         tcheck.findings.append(Finding("warning", "datasets.workers", f"task {task!r}: about {tcheck.splits} rows per split (the hash split "
                                        f"decides the exact counts); training needs {need} training rows ({workers}) and learns little "
-                                       "without validation and test rows"))  # fmt: skip
+                                       "without validation and test rows"))
     return tcheck
 
 
@@ -333,17 +333,17 @@ def render(report: CheckReport) -> str:
     lines = []
     for s in report.sources:
         lines.append(f"source {s.name} ({s.kind}, {s.folder}): {s.files:,} file(s), {s.records:,} record(s)"
-                     + (f", {len(s.unmatched)} matching no glob" if s.unmatched else ""))  # fmt: skip
+                     + (f", {len(s.unmatched)} matching no glob" if s.unmatched else ""))
         if s.fields_found:
             lines.append(f"  fields found: {', '.join(s.fields_found)}")
         if s.labels:
             lines.append("  labels: " + ", ".join(f"{k} {n:,}" for k, n in sorted(s.labels.items())[:20]))
     for t in report.tasks:
         lines.append(f"task {t.name}: " + (f"~{t.labelled:,} labelled rows, ~" + " / ".join(f"{k} {n:,}" for k, n in t.splits.items())
-                                           if "unlabelled" not in t.splits else f"inference only, {t.splits['unlabelled']:,} record(s)"))  # fmt: skip
+                                           if "unlabelled" not in t.splits else f"inference only, {t.splits['unlabelled']:,} record(s)"))
     for f in sorted(report.findings, key=lambda f: f.level != "problem"):
         lines.append(f"{f.level.upper()} [{f.key}] {f.message}")
     problems = len(report.problems)
     lines.append(f"check: {len(report.sources)} source(s), {len(report.tasks)} task(s): {problems} problem(s), "
-                 f"{len(report.findings) - problems} warning(s)")  # fmt: skip
+                 f"{len(report.findings) - problems} warning(s)")
     return "\n".join(lines)

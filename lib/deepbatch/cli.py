@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deepbatch.config import Conf, load_conf
+from deepbatch.catalog import load_conf
+from deepbatch.config import Conf
 from deepbatch.errors import ConfigError, DeepbatchError
 from deepbatch.logs import FORMATS, setup_logging, stage_context
 from deepbatch.pipeline import STAGES, check_chosen
@@ -91,7 +92,7 @@ def _skip_or_run(store: Any, conf: Conf, run_date: str, name: str, key: str) -> 
     if record is not None:
         log.info("stage %s: skipped: published for run_date=%s as commit %s at %s with the same settings and inputs; "
                  "--force reruns it", name, run_date, record["commit_id"], record.get("finished_at"),
-                 extra={"event": "stage_skipped", "stage": name, "run_date": run_date})  # fmt: skip
+                 extra={"event": "stage_skipped", "stage": name, "run_date": run_date})
         return record
     # A first run is the ordinary case; a rerun says why.
     log.log(logging.DEBUG if (reason or "").startswith("no completion record") else logging.INFO, "stage %s: runs: %s", name, reason)
@@ -99,7 +100,7 @@ def _skip_or_run(store: Any, conf: Conf, run_date: str, name: str, key: str) -> 
 
 
 def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, ...] | None = None,
-               skip_done: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+               skip_done: bool = False) -> list[dict[str, Any]]:
     """Recover the data root, then run ``stages`` in order. With ``skip_done`` (pipeline runs without
     --force), leading stages whose completion record still holds are skipped; once one runs, all later ones do."""
     from deepbatch.pipeline import SPECS, mark_done, stage_hash, upstream_commits
@@ -123,14 +124,14 @@ def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, .
         inputs = upstream_commits(store, conf, run_date, name)
         t0 = time.monotonic()
         log.debug("stage %s: start (run_date=%s, conf=%s)", name, run_date, conf.hash(),
-                 extra={"event": "stage_start", "stage": name, "run_date": run_date})  # fmt: skip
+                 extra={"event": "stage_start", "stage": name, "run_date": run_date})
         with stage_context(name, run_date):
             manifest = SPECS[name].run(spark, conf, run_date, tasks)
         duration = time.monotonic() - t0
         mark_done(store, conf, run_date, name, tasks, key, manifest, inputs, duration)
         log.info("stage %s: done in %.1f s: %s (commit %s)", name, duration, _counts_text(manifest), manifest.get("commit_id"),
                  extra={"event": "stage_done", "stage": name, "run_date": run_date, "duration_s": round(duration, 1),
-                        "tables": _counts(manifest)})  # fmt: skip
+                        "tables": _counts(manifest)})
         results.append(manifest)
     return results
 
@@ -156,10 +157,10 @@ def log_tables(manifests: list[dict[str, Any]]) -> None:
     for m in manifests:
         for t in m.get("tables", []):
             log.info("%-10s %-32s in=%-7s out=%-7s quarantined=%s deduplicated=%s", m["stage"], t["table"], t["records_in"],
-                     t["records_out"], t["quarantined"] or "{}", t["deduplicated"] or "{}")  # fmt: skip
+                     t["records_out"], t["quarantined"] or "{}", t["deduplicated"] or "{}")
         for r in m.get("runs", []):
             log.info("train      %-10s test_accuracy=%s epochs=%s launcher=%s model=%s",
-                     r["task"], r["test_accuracy"], r["epochs_done"], r["launcher"], r["model_dir"])  # fmt: skip
+                     r["task"], r["test_accuracy"], r["epochs_done"], r["launcher"], r["model_dir"])
 
 
 def print_run_summary(conf: Conf, run_date: str) -> None:
@@ -215,10 +216,10 @@ def check_before_pipeline(conf: Conf, stages: list[str]) -> None:
         log.debug("check %s [%s] %s", f.level, f.key, f.message)
     if report.problems:
         raise ConfigError("deepbatch check found problem(s) in the declared sources and tasks; nothing ran:\n"
-                          + "\n".join(f"  [{f.key}] {f.message}" for f in report.problems))  # fmt: skip
+                          + "\n".join(f"  [{f.key}] {f.message}" for f in report.problems))
     warnings = len(report.findings)
     log.info("check: %d source(s), %d task(s) fit the landing zone%s", len(report.sources), len(report.tasks),
-             f"; {warnings} warning(s), shown by `deepbatch check`" if warnings else "")  # fmt: skip
+             f"; {warnings} warning(s), shown by `deepbatch check`" if warnings else "")
 
 
 def render_report_page(conf: Conf, run_date: str) -> int:
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             d = build_landing_zone(conf).to_dict()
             counts = ", ".join(f"{k} {v:,}" for k, v in d.items() if isinstance(v, int))
             log.info("demo landing zone %s: %s; %d bad records planted (the clean stage must quarantine each; "
-                     "listed in %s/_demo.json)", d["landing"], counts, len(d["bad_records"]), d["landing"])  # fmt: skip
+                     "listed in %s/_demo.json)", d["landing"], counts, len(d["bad_records"]), d["landing"])
             return 0
         if args.command == "status":
             return show_status(conf, args.run_date, args.json)

@@ -22,7 +22,6 @@ import yaml
 from deepbatch.errors import ConfigError
 
 SOURCE_KINDS = ("files", "jsonl", "json", "csv", "parquet")
-MODALITY_NAMES = ("image", "text", "video")
 # How a task gets its labels besides naming a label source: the record's own label field, the ImageFolder
 # parent folder (landing/<source>/<class>/<file>), or none (an inference-only task with a pretrained model).
 LABELS_FROM = ("field", "folder", "none")
@@ -381,6 +380,12 @@ def _build(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def check_split(s: SplitConf, key: str) -> None:
+    fractions = (s.train, s.val, s.test)
+    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(f"conf keys {key}.train/val/test must be >= 0 and sum to 1, got {fractions}")
+
+
 def _validate_train(t: TrainConf) -> None:
     if t.launcher not in ("horovod", "torch_distributor", "local"):
         raise ConfigError(f"conf key 'train.launcher' must be horovod, torch_distributor or local, got {t.launcher!r}")
@@ -412,8 +417,6 @@ def validate(conf: Conf) -> Conf:
     for name in ("images", "texts", "synthetic_clips", "clip_frames", "clip_size"):
         if getattr(conf.demo, name) < 1:
             raise ConfigError(f"conf key 'demo.{name}' must be >= 1")
-    from deepbatch.declared import check_declarations, check_split
-
     check_split(conf.split, "split")
     if not 0.0 <= conf.quality.max_quarantine_fraction <= 1.0:
         raise ConfigError("conf key 'quality.max_quarantine_fraction' must lie in [0, 1]")
@@ -437,15 +440,15 @@ def validate(conf: Conf) -> Conf:
             raise ConfigError(f"conf key 'report.{name}' must be >= 0 (0 shows no samples), got {value}")
     if not conf.data_root:
         raise ConfigError("conf key 'data_root' must not be empty")
-    check_declarations(conf)
     return conf
 
 
-def load_conf(path: str | Path, overrides: list[str] | None = None) -> Conf:
-    """Load, merge and validate a conf file plus CLI overrides."""
-    data = apply_overrides(_read_yaml(Path(path)), list(overrides or []))
-    return validate(_build(Conf, data))
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A conf file with the files it extends merged under it."""
+    return _read_yaml(path)
 
 
-def conf_from_dict(data: dict[str, Any]) -> Conf:
-    return validate(_build(Conf, data))
+def build_conf(data: dict[str, Any]) -> Conf:
+    """The typed conf of a merged mapping; an unknown key or a value of the wrong type names its dotted key."""
+    conf: Conf = _build(Conf, data)
+    return conf

@@ -1,17 +1,26 @@
 """Checks of the declared sources and tasks: every mistake named by its conf key, with the fix.
 
-Run by :func:`deepbatch.config.validate`, so a conf with an unknown source, an unmapped
+Run by :func:`deepbatch.catalog.load_conf`, so a conf with an unknown source, an unmapped
 field or a task without labels never reaches a Spark job.
 """
 
 from __future__ import annotations
 
-from deepbatch.catalog import _NAME, RESERVED
-from deepbatch.config import LABELS_FROM, MODALITY_NAMES, SOURCE_KINDS, Conf, SourceConf, SplitConf, TaskConf, TaskTrainConf
+import re
+
+from deepbatch.config import LABELS_FROM, SOURCE_KINDS, Conf, SourceConf, TaskConf, TaskTrainConf, check_split
 from deepbatch.errors import ConfigError
+from deepbatch.modality import MODALITIES
+
+# Columns deepbatch adds itself: a metadata field may not take these names.
+RESERVED = frozenset({"record_id", "text", "label", "label_index", "split", "collection", "content", "content_hash",
+                      "source_path", "file_size", "modification_time", "ingest_run_date", "raw_record", "raw_bytes",
+                      "parse_error", "source_line", "text_chars", "width", "height", "channels", "fps", "frame_count",
+                      "image_format"})
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _TRAIN_CHOICES = {"optimizer": ("sgd", "momentum", "rmsprop", "adam"), "lr_schedule": ("cosine", "step", "constant"),
-                  "class_weights": ("none", "balanced"), "pooling": ("mean", "gru", "attention")}  # fmt: skip
+                  "class_weights": ("none", "balanced"), "pooling": ("mean", "gru", "attention")}
 
 
 def _check_name(value: str, key: str) -> None:
@@ -35,21 +44,15 @@ def check_source(name: str, sc: SourceConf) -> None:
     f = sc.fields
     if not f.id and sc.id != "line":
         raise ConfigError(f"conf key '{key}.fields.id' is empty: name the field that holds each record's id, or set '{key}.id: line' "
-                          "when the files have no id column")  # fmt: skip
+                          "when the files have no id column")
     if not f.text and not f.label:
         raise ConfigError(f"source {name!r} maps neither a text nor a label field: set '{key}.fields.text' (a text source) "
-                          f"or '{key}.fields.label' (a label table)")  # fmt: skip
+                          f"or '{key}.fields.label' (a label table)")
     for meta in f.metadata:
         _check_name(meta, f"{key}.fields.metadata")
         if meta in RESERVED or meta in (f.id, f.text, f.label):
             raise ConfigError(f"conf key '{key}.fields.metadata' lists {meta!r}, a column deepbatch writes itself or a mapped "
-                              "field; leave it out")  # fmt: skip
-
-
-def check_split(s: SplitConf, key: str) -> None:
-    fractions = (s.train, s.val, s.test)
-    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ConfigError(f"conf keys {key}.train/val/test must be >= 0 and sum to 1, got {fractions}")
+                              "field; leave it out")
 
 
 def check_train(hp: TaskTrainConf, key: str) -> None:
@@ -70,23 +73,21 @@ def _check_classes(tc: TaskConf, key: str) -> None:
 
 def _check_content(conf: Conf, name: str, tc: TaskConf) -> SourceConf:
     key = f"tasks.{name}"
-    if tc.modality not in MODALITY_NAMES:
-        raise ConfigError(f"conf key '{key}.modality' must be one of {', '.join(MODALITY_NAMES)}, got {tc.modality!r}")
+    if tc.modality not in MODALITIES:
+        raise ConfigError(f"conf key '{key}.modality' must be one of {', '.join(MODALITIES)}, got {tc.modality!r}")
     if tc.source not in conf.sources:
         raise ConfigError(f"conf key '{key}.source' names {tc.source!r}, which is not a declared source; declared sources: "
-                          f"{', '.join(conf.sources) or 'none'}. Declare it under sources, or fix the name.")  # fmt: skip
+                          f"{', '.join(conf.sources) or 'none'}. Declare it under sources, or fix the name.")
     sc = conf.sources[tc.source]
-    wants_files = tc.modality in ("image", "video")
+    wants_files = not MODALITIES[tc.modality].reads_records
     if (wants_files and sc.kind != "files") or (not wants_files and sc.kind != "files" and not sc.fields.text):
         need = "a files source" if wants_files else "a files source (a document per file) or a record source with fields.text mapped"
         raise ConfigError(f"conf key '{key}.source': a {tc.modality} task reads {need}; sources.{tc.source} is kind {sc.kind}"
-                          + ("" if wants_files else f" without 'sources.{tc.source}.fields.text'"))  # fmt: skip
+                          + ("" if wants_files else f" without 'sources.{tc.source}.fields.text'"))
     return sc
 
 
 def _check_labels(conf: Conf, name: str, tc: TaskConf, sc: SourceConf) -> None:
-    from deepbatch.modality import MODALITIES
-
     key, m = f"tasks.{name}", MODALITIES[tc.modality]
     model = tc.model or m.models[0]
     if model not in (*m.models, *m.pretrained) and not (model.startswith(m.prefixes) and m.prefixes and model.split(":", 1)[1]):
@@ -94,12 +95,12 @@ def _check_labels(conf: Conf, name: str, tc: TaskConf, sc: SourceConf) -> None:
         raise ConfigError(f"conf key '{key}.model' must be one of {allowed} for modality {tc.modality}, got {model!r}")
     if not tc.labels:
         raise ConfigError(f"task {name!r} has no labels: set '{key}.labels' to a label source, field (the record's own label), "
-                          "folder (landing/<source>/<class>/<file>), or none for an inference-only task with a pretrained model")  # fmt: skip
+                          "folder (landing/<source>/<class>/<file>), or none for an inference-only task with a pretrained model")
     prefixed = bool(m.prefixes) and model.startswith(m.prefixes)  # hf:<folder>: trains a head, or scores with its own
     if (tc.labels == "none" and not (model in m.pretrained or prefixed)) or (tc.labels != "none" and model in m.pretrained):
         pretrained = ", ".join((*m.pretrained, *(f"{p}<local folder>" for p in m.prefixes))) or "none for " + tc.modality
         raise ConfigError(f"conf key '{key}.labels' is {tc.labels!r} with model {model!r}: an inference-only task uses labels: none and "
-                          f"a pretrained model ({pretrained}); a trained task needs labels")  # fmt: skip
+                          f"a pretrained model ({pretrained}); a trained task needs labels")
     if tc.labels == "field" and not sc.fields.label:
         raise ConfigError(f"conf key '{key}.labels' is field, but 'sources.{tc.source}.fields.label' is not set: map the label field")
     if tc.labels == "folder" and sc.kind != "files":
@@ -108,7 +109,7 @@ def _check_labels(conf: Conf, name: str, tc: TaskConf, sc: SourceConf) -> None:
         lab = conf.sources.get(tc.labels)
         if lab is None or lab.kind == "files" or not lab.fields.label or lab.fields.text:
             raise ConfigError(f"conf key '{key}.labels' names {tc.labels!r}, which is not a declared label table (a jsonl, csv or parquet "
-                              f"source with fields.id and fields.label); declared sources: {', '.join(conf.sources) or 'none'}")  # fmt: skip
+                              f"source with fields.id and fields.label); declared sources: {', '.join(conf.sources) or 'none'}")
 
 
 def check_task(conf: Conf, name: str, tc: TaskConf) -> None:
@@ -127,13 +128,13 @@ def _check_use(conf: Conf) -> None:
         readers = {t: tc for t, tc in conf.tasks.items() if name in (tc.source, tc.labels)}
         if not readers:
             raise ConfigError(f"source {name!r} is read by no task: name it in a task's source or labels, or remove it "
-                              f"(in an overlay: 'sources: {{{name}: null}}')")  # fmt: skip
+                              f"(in an overlay: 'sources: {{{name}: null}}')")
         media = {tc.modality for tc in readers.values() if tc.source == name}
         if sc.kind == "files" and len(media) > 1:
             raise ConfigError(f"source {name!r} is read by tasks of modalities {sorted(media)}; a files source holds one kind of media")
 
 
-def check_declarations(conf: Conf) -> None:
+def check_declarations(conf: Conf) -> Conf:
     """Every declared source and task, then how they fit together."""
     if not conf.tasks:
         raise ConfigError("no tasks are declared (conf key 'tasks'): declare at least one, as in conf/demo.yaml or conf/examples/")
@@ -145,3 +146,4 @@ def check_declarations(conf: Conf) -> None:
     unknown = [t for t in conf.infer.targets if t not in conf.tasks]
     if unknown:
         raise ConfigError(f"conf key 'infer.targets' names {unknown}, which are not declared tasks; declared: {', '.join(conf.tasks)}")
+    return conf

@@ -40,7 +40,7 @@ class TableCounts:
 
 
 def build_manifest(stage: str, run_date: str, conf_hash: str, counts: TableCounts, duration_s: float, output: str,
-                   commit_id: str) -> dict[str, Any]:  # fmt: skip
+                   commit_id: str) -> dict[str, Any]:
     return {
         "stage": stage,
         "table": counts.table,

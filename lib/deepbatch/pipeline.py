@@ -125,7 +125,7 @@ def stage_hash(conf: Conf, stage: str, tasks: tuple[str, ...] | None) -> str:
     d = conf.to_dict()
     # Not the data root itself: the record lives under it, and a root copied elsewhere holds the same outputs.
     key = {"stage": stage, "tasks_run": sorted(tasks) if tasks else None,
-           **{s: _setting(d, s) for s in SPECS[stage].sections}}  # fmt: skip
+           **{s: _setting(d, s) for s in SPECS[stage].sections}}
     if stage == "acquire":
         from deepbatch.catalog import sources
 
@@ -166,11 +166,11 @@ def window_commits(store: FileStore, conf: Conf, run_date: str) -> dict[str, str
     from deepbatch.datasets.window import partition_commit, window_run_dates
 
     return {f"gold/{task}@{day}": partition_commit(store, conf.path("gold", task), day)
-            for task in trained_tasks(conf) for day in window_run_dates(store, conf, task, run_date) if day != run_date}  # fmt: skip
+            for task in trained_tasks(conf) for day in window_run_dates(store, conf, task, run_date) if day != run_date}
 
 
 def mark_done(store: FileStore, conf: Conf, run_date: str, stage: str, tasks: tuple[str, ...] | None, key: str,
-              manifest: dict[str, Any], inputs: dict[str, str | None], duration_s: float) -> None:  # fmt: skip
+              manifest: dict[str, Any], inputs: dict[str, str | None], duration_s: float) -> None:
     record = {
         "stage": stage,
         "run_date": run_date,

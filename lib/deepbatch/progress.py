@@ -84,13 +84,13 @@ class SparkProgress:
         if self.total is None:
             done, n = tasks or (1, 1)
             log.info(task_line(self.label, done, n, elapsed),
-                     extra={"event": "progress", "step": self.label, "tasks_done": done, "tasks_total": n})  # fmt: skip
+                     extra={"event": "progress", "step": self.label, "tasks_done": done, "tasks_total": n})
             return
         records = frac * self.total
         rate = records / elapsed if elapsed > 0 else 0.0
         log.info(progress_line(self.label, records, self.total, elapsed),
                  extra={"event": "progress", "step": self.label, "records_done": int(records), "records_total": self.total,
-                        "records_per_s": round(rate, 1), "eta_s": round((self.total - records) / rate, 1) if rate > 0 else None})  # fmt: skip
+                        "records_per_s": round(rate, 1), "eta_s": round((self.total - records) / rate, 1) if rate > 0 else None})
 
     def __enter__(self) -> SparkProgress:
         self._t0 = time.monotonic()

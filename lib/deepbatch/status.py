@@ -55,7 +55,7 @@ def stage_counts(summary: dict[str, Any]) -> dict[str, Any]:
         for reason, n in {**t.get("quarantined", {}), **t.get("deduplicated", {})}.items():
             quarantined[reason] = quarantined.get(reason, 0) + int(n)
     return {"tables": len(tables), "records_in": sum(int(t.get("records_in", 0)) for t in tables),
-            "records_out": sum(int(t.get("records_out", 0)) for t in tables), "quarantined": dict(sorted(quarantined.items()))}  # fmt: skip
+            "records_out": sum(int(t.get("records_out", 0)) for t in tables), "quarantined": dict(sorted(quarantined.items()))}
 
 
 def _versions(summary: dict[str, Any]) -> dict[str, Any]:
@@ -65,20 +65,20 @@ def _versions(summary: dict[str, Any]) -> dict[str, Any]:
     if datasets:
         out["datasets"] = datasets
     predictions = {t["table"].split("/", 1)[1]: _prediction_counts(t) for t in summary.get("tables", [])
-                   if t["table"].startswith("predictions/") and not t["table"].endswith("_frames")}  # fmt: skip
+                   if t["table"].startswith("predictions/") and not t["table"].endswith("_frames")}
     if predictions:
         out["predictions"] = predictions
     runs = summary.get("runs", [])
     if runs:
         out["models"] = {r["task"]: {"model_dir": r.get("model_dir"), "dataset_version": r.get("dataset_version"),
-                                     "test_accuracy": r.get("test_accuracy"), "mlflow_run_id": r.get("mlflow_run_id")} for r in runs}  # fmt: skip
+                                     "test_accuracy": r.get("test_accuracy"), "mlflow_run_id": r.get("mlflow_run_id")} for r in runs}
     return out
 
 
 def _prediction_counts(table: dict[str, Any]) -> dict[str, Any]:
     extra = table.get("extra", {})
     return {"records": table.get("records_out"), "errors": sum((extra.get("errors_by_reason") or {}).values()),
-            "test": (extra.get("accuracy_by_split") or {}).get("test")}  # fmt: skip
+            "test": (extra.get("accuracy_by_split") or {}).get("test")}
 
 
 def _detail_lines(s: dict[str, Any]) -> list[str]:
@@ -103,7 +103,7 @@ def stage_status(store: FileStore, conf: Conf, run_date: str, stage: str) -> dic
     if record is not None:
         summary = _summary(store, conf, run_date, stage)
         out.update({"commit_id": record.get("commit_id"), "finished_at": record.get("finished_at"),
-                    "duration_s": record.get("duration_s"), **stage_counts(summary), **_versions(summary)})  # fmt: skip
+                    "duration_s": record.get("duration_s"), **stage_counts(summary), **_versions(summary)})
         problems = verify_outputs(store, conf.data_root, record.get("commit_id") or "", record.get("outputs", []))
         if not record.get("commit_id"):
             problems = ["its record names no commit (written by an older deepbatch): rerun the stage"]

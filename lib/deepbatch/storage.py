@@ -68,7 +68,7 @@ def list_files(root: str) -> list[FileEntry]:
                   int(i.mtime_ns // 1_000_000) if i.mtime_ns else 0)
         for i in infos
         if i.type == pafs.FileType.File
-    ), key=lambda f: f.path)  # fmt: skip
+    ), key=lambda f: f.path)
 
 
 def listing_base(root: str) -> str:

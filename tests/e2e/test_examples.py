@@ -17,7 +17,7 @@ DEBATES = str(REPO / "conf" / "examples" / "debates.yaml")
 
 def _args(root: Path, *extra: str) -> list[str]:
     return ["--conf", DEBATES, "--run-date", RUN_DATE, f"data_root={root}", "spark.master=local[2]",
-            "tasks.party.train.epochs=4", *extra]  # fmt: skip
+            "tasks.party.train.epochs=4", *extra]
 
 
 def _tables(root: Path, stage: str) -> dict[str, dict]:

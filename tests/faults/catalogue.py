@@ -166,21 +166,21 @@ def text_cases() -> list[Case]:
         ("first of two lines with one id", b'{"review_id": "odd-dup", "text": "First of two with one id.", "label": "fresh"}', "silver"),
         ("second of two lines with one id", b'{"review_id": "odd-dup", "text": "Second of two with one id.", "label": "rotten"}', "DUPLICATE_ID"),
         ("same text as line 1, later line", b'{"review_id": "odd-ok-2", "text": "A fine film.", "label": "fresh"}', "DUPLICATE_CONTENT"),
-    ]  # fmt: skip
+    ]
     body = _jsonl(*[line for _, line, _ in lines])
     cases = [Case(f"JSONL: {name}", "text", f"text/odd.jsonl#{i + 1}", body, e) for i, (name, _, e) in enumerate(lines)]
     return [*cases,
             Case("a .txt among JSONL", "text", "text/readme.txt", b"these are notes, not records\n", "UNSUPPORTED_FORMAT"),
             Case("zero-byte JSONL", "text", "text/empty.jsonl", b"", "EMPTY_FILE"),
-            Case("uppercase .JSONL", "text", "text/UPPER.JSONL#1", _jsonl(b'{"review_id": "odd-upper", "text": "Loud.", "label": "rotten"}'), "silver")]  # fmt: skip
+            Case("uppercase .JSONL", "text", "text/UPPER.JSONL#1", _jsonl(b'{"review_id": "odd-upper", "text": "Loud.", "label": "rotten"}'), "silver")]
 
 
 def label_cases() -> list[Case]:
     rows = [("a good label row", b"odd-l1,Coat", "silver"), ("label outside the classes", b"odd-l2,NotAClass", "UNKNOWN_LABEL"),
-            ("row without an id", b",Coat", "MISSING_ID"), ("latin-1 label", b"odd-l4,Caf\xe9", "UNKNOWN_LABEL")]  # fmt: skip
+            ("row without an id", b",Coat", "MISSING_ID"), ("latin-1 label", b"odd-l4,Caf\xe9", "UNKNOWN_LABEL")]
     body = b"id,label\n" + b"\n".join(r for _, r, _ in rows) + b"\n"
     return [*[Case(f"CSV: {name}", "image_labels", f"labels/image_labels_odd.csv#{i + 1}", body, e) for i, (name, _, e) in enumerate(rows)],
-            Case("stray file among label tables", "image_labels", "labels/notes.md", b"# notes\n", "UNSUPPORTED_FORMAT")]  # fmt: skip
+            Case("stray file among label tables", "image_labels", "labels/notes.md", b"# notes\n", "UNSUPPORTED_FORMAT")]
 
 
 def all_cases(existing_png: bytes) -> list[Case]:

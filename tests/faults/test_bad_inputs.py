@@ -84,7 +84,7 @@ def test_a_decompression_bomb_is_refused_within_a_small_memory_bound() -> None:
             "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
             "b = png_bomb(); before = peak(); p = probe_image(b)\n"
             "try:\n    decode_image(b)\nexcept ValueError as e:\n    err = type(e).__name__\n"
-            "print(p.reason, err, len(b), before, peak())")  # fmt: skip
+            "print(p.reason, err, len(b), before, peak())")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout.split()
     reason, err, size, before_mb, after_mb = out[0], out[1], int(out[2]), int(out[3]), int(out[4])
     assert (reason, err) == ("IMAGE_TOO_LARGE", "ImageTooLarge") and size < 1_000_000

@@ -22,9 +22,9 @@ D = "2026-11-27"
 # (failpoint, version every table holds after recovery). Before the journal lands the commit has not
 # happened (rolled back); from then on it has (rolled forward).
 SWAP_STEPS = [("commit.staged", "v1"), ("commit.journaled", "v2"), ("commit.moved@1", "v2"), ("commit.moved@2", "v2"),
-              ("commit.moved@3", "v2"), ("commit.applied", "v2"), ("commit.trashed", "v2")]  # fmt: skip
+              ("commit.moved@3", "v2"), ("commit.applied", "v2"), ("commit.trashed", "v2")]
 RENAME_STEPS = [("commit.aside@1", "v2"), ("commit.moved@1", "v2"), ("commit.aside@2", "v2"), ("commit.moved@2", "v2"),
-                ("commit.aside@3", "v2"), ("commit.moved@3", "v2")]  # fmt: skip
+                ("commit.aside@3", "v2"), ("commit.moved@3", "v2")]
 
 
 def _versions(root: Path) -> dict[str, str | None]:
@@ -38,7 +38,7 @@ def _versions(root: Path) -> dict[str, str | None]:
 def _kill_child_at(root: Path, failpoint: str, *flags: str) -> int:
     env = {**os.environ, "DEEPBATCH_FAILPOINT": failpoint, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "tests.faults.commit_child", str(root), "v2", D, *flags],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     return proc.returncode
 
 

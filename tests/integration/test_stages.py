@@ -84,7 +84,7 @@ def test_analyse_writes_report_with_charts(pipeline_run) -> None:
     folder = Path(conf.path("reports", RUN_DATE))
     page = (folder / "report.html").read_text()
     for png in ("class_balance_image_cls.png", "class_balance_text_cls.png", "class_balance_video_cls.png", "text_chars_hist_text_cls.png",
-                "quarantine.png", "samples_image_cls.png", "samples_video_cls.png", "quarantined_0.png"):  # fmt: skip
+                "quarantine.png", "samples_image_cls.png", "samples_video_cls.png", "quarantined_0.png"):
         assert (folder / "data" / png).read_bytes().startswith(b"\x89PNG")
         assert f'src="data/{png}"' in page
     part = Path(conf.path("reports", "_parts", "data", f"run_date={RUN_DATE}"))

@@ -100,7 +100,7 @@ def test_horovod_resume_leaves_every_rank_with_identical_weights(spark, material
     """Adam with weight decay: a rank without optimiser state would move on horovod's zero-gradient step."""
     conf, _ = materialized
     conf5 = make_conf(conf.data_root, "train.launcher=horovod", "train.num_proc=2", "train.version=hvd-resume",
-                      "tasks.image_cls.train.epochs=3", "tasks.image_cls.train.optimizer=adam", "tasks.image_cls.train.weight_decay=0.05")  # fmt: skip
+                      "tasks.image_cls.train.epochs=3", "tasks.image_cls.train.optimizer=adam", "tasks.image_cls.train.weight_decay=0.05")
     params = training_params(spark, conf5, RUN_DATE, "image_cls", "horovod")
     first = launch(spark, {**params, "stop_after_epochs": 1}, "horovod", 2)
     assert [r["epochs_done"] for r in first] == [1, 1]
@@ -120,7 +120,7 @@ def test_resume_refuses_a_checkpoint_of_another_dataset_version_or_class_list(sp
     launch(spark, {**params, "stop_after_epochs": 1}, "local", 1)
     assert (Path(params["checkpoint_dir"]) / "last.json").is_file()
     renamed = make_conf(conf.data_root, "train.version=refuse", "train.resume=true",
-                        "tasks.image_cls.classes=[a,b,c,d,e,f,g,h,i,j]")  # fmt: skip
+                        "tasks.image_cls.classes=[a,b,c,d,e,f,g,h,i,j]")
     with pytest.raises(ConfigError, match=r"materialised with classes .*tasks.image_cls.classes' is now .*rerun `deepbatch materialize"):
         training_params(spark, renamed, RUN_DATE, "image_cls", "local")
     resume = make_conf(conf.data_root, "train.version=refuse", "train.resume=true")
@@ -141,7 +141,7 @@ def test_text_fine_tuning_updates_the_encoder(spark, materialized) -> None:
 
     conf, _ = materialized
     conf4 = make_conf(conf.data_root, "tasks.text_cls.train.freeze_encoder=false", "tasks.text_cls.train.epochs=1", "train.version=finetune",
-                      "infer.quantize=dynamic")  # fmt: skip
+                      "infer.quantize=dynamic")
     summary = run_train(spark, conf4, RUN_DATE, "text_cls")
     folder = Path(summary["model_dir"])
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -83,6 +83,6 @@ def test_an_empty_run_date_with_nothing_before_it_is_refused_with_what_to_do(spa
     empty.write.parquet(str(tmp_path / "gold" / "image_cls" / f"run_date={DAY2}"))
     conf = make_conf(tmp_path)
     with pytest.raises(NotEnoughRowGroupsError, match=r"no labelled rows in datasets.window=this \(run dates 2026-11-21\), and no earlier "
-                       r"run date has any.*datasets.window=all") as e:  # fmt: skip
+                       r"run date has any.*datasets.window=all") as e:
         run_materialize(spark, conf, DAY2, ("image_cls",))
     assert e.value.exit_code == 5 and not (tmp_path / "datasets").exists()

@@ -6,10 +6,12 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from deepbatch.schemas.tables import BINARY_FILE, BRONZE_TEXT
+from deepbatch.modality.image import check_images
+from deepbatch.modality.text import check_text
+from deepbatch.quality import valid_rows
+from deepbatch.schemas.tables import BINARY_FILE, bronze_records
 from deepbatch.stages.acquire import file_stem, with_file_lineage, with_record_lineage
-from deepbatch.stages.clean import check_images, check_labels, check_text
-from deepbatch.stages.quality import valid_rows
+from deepbatch.stages.clean import check_labels
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +41,7 @@ def test_every_jsonl_line_lands_numbered_with_its_raw_bytes_and_a_coded_error(sp
     path.write_bytes(b'{"review_id": "r1", "text": "ok", "label": "fresh"}\n{"review_id": "r2", "text": oops\n'
                      b'{"review_id": "r3", "text": ["a", "list"]}\n{"review_id": "r4", "text": "caf\xe9"}\n\n')
     bronze = numbered_lines(spark, [str(path)]).transform(json_records("2026-11-27", "review_id", ["text", "label", "movie"]))
-    assert [f.name for f in bronze.schema] == [f.name for f in BRONZE_TEXT]
+    assert [f.name for f in bronze.schema] == [f.name for f in bronze_records(True, ("movie",), raw_bytes=True)]
     rows = {r.source_line: r for r in bronze.collect()}
     assert sorted(rows) == [1, 2, 3, 4, 5]
     assert rows[1].parse_error is None and rows[1].record_id == "r1" and rows[1].text == "ok"
@@ -67,7 +69,7 @@ def _bronze_text(spark, rows):
 
     data = [(rid, text, label, None, "{}", b"{}", err, "/l/t.jsonl", 1, datetime(2026, 1, 1), "2026-11-27", "h", i + 1)
             for i, (rid, text, label, err) in enumerate(rows)]
-    return spark.createDataFrame(data, BRONZE_TEXT)
+    return spark.createDataFrame(data, bronze_records(True, ("movie",), raw_bytes=True))
 
 
 def test_check_text_normalises_and_rejects(spark) -> None:
@@ -82,7 +84,7 @@ def test_check_text_normalises_and_rejects(spark) -> None:
             ("r5", "Dull.", "meh", None),
         ],
     )
-    checked = check_text(bronze, ["fresh", "rotten"], min_chars=1)
+    checked = check_text(bronze, ["fresh", "rotten"], min_chars=1, metadata=("movie",))
     got = checked.select("record_id", "text", "label", "_reason")
     expected = spark.createDataFrame(
         [
@@ -130,8 +132,8 @@ def test_the_first_line_of_a_file_wins_a_content_tie_whatever_the_arrival_order(
     from datetime import datetime
 
     lines = [(f"r{n}", "Same words.", "fresh", None, "{}", b"{}", None, "/l/t.jsonl", 1, datetime(2026, 1, 1), "d", "h", n)
-             for n in (1, 2, 3)]  # fmt: skip
+             for n in (1, 2, 3)]
     for order in (lines, lines[::-1]):
-        bronze = spark.createDataFrame(order, BRONZE_TEXT).repartition(3)
-        kept = check_text(bronze, ["fresh", "rotten"], min_chars=1).transform(valid_rows())
+        bronze = spark.createDataFrame(order, bronze_records(True, ("movie",), raw_bytes=True)).repartition(3)
+        kept = check_text(bronze, ["fresh", "rotten"], min_chars=1, metadata=("movie",)).transform(valid_rows())
         assert [r.record_id for r in kept.collect()] == ["r1"]

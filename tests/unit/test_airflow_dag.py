@@ -22,9 +22,9 @@ def report(tmp_path_factory) -> dict:
         pytest.fail(f"{AIRFLOW_PY} is missing: run `make setup`, which installs Airflow for this test")
     home = tmp_path_factory.mktemp("airflow_home")
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-           "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "jobs" / "airflow")}  # fmt: skip
+           "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "jobs" / "airflow")}
     out = subprocess.run([str(AIRFLOW_PY), str(REPO / "tests" / "airflow" / "dagbag_report.py"), str(REPO / "jobs" / "airflow")],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)  # fmt: skip
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from deepbatch.catalog import load_conf
 from deepbatch.check import check_conf, render
 from deepbatch.cli import main
-from deepbatch.config import load_conf
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from deepbatch.config import load_conf, parse_override
+from deepbatch.catalog import load_conf
+from deepbatch.config import parse_override
 from deepbatch.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -66,7 +67,7 @@ def test_conf_hash_changes_with_settings() -> None:
 
 @pytest.mark.parametrize(("override", "key"), [("infer.runtime=tensorrt", "infer.runtime"), ("infer.quantize=int4", "infer.quantize"),
                                                ("infer.max_quantized_accuracy_drop=-1", "infer.max_quantized_accuracy_drop"),
-                                               ("report.samples_per_class=-2", "report.samples_per_class")])  # fmt: skip
+                                               ("report.samples_per_class=-2", "report.samples_per_class")])
 def test_runtime_quantisation_and_report_settings_are_checked(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_conf(REPO / "conf" / "local.yaml", [override])

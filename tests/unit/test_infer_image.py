@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from deepbatch.errors import ConfigError
-from deepbatch.infer.common import latest_model_dir, local_path
-from deepbatch.infer.image import (
+from deepbatch.cores.common import latest_model_dir, local_path
+from deepbatch.cores.image import (
     ImageNetClassifier,
     TrainedImageClassifier,
     imagenet_classes,
@@ -18,6 +17,7 @@ from deepbatch.infer.image import (
     resize_crop_array,
     resize_crop_tensor,
 )
+from deepbatch.errors import ConfigError
 from deepbatch.media.image import decode_image, to_channels
 
 pytestmark = pytest.mark.unit
@@ -108,7 +108,7 @@ def test_model_folders_are_found_or_refused_clearly(model_root, tmp_path) -> Non
 
 
 def test_batched_gpu_resize_crops_pre_resized_images_without_interpolating() -> None:
-    from deepbatch.infer.image import resize_crop_many
+    from deepbatch.cores.image import resize_crop_many
 
     torch.manual_seed(0)
     wide = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8)

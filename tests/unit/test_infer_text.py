@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from deepbatch.cores.common import latest_model_dir
+from deepbatch.cores.text import HFSequenceClassifier, TrainedTextClassifier
 from deepbatch.errors import ConfigError
-from deepbatch.infer.common import latest_model_dir
-from deepbatch.infer.text import HFSequenceClassifier, TrainedTextClassifier
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +28,7 @@ def hf_checkpoint(tmp_path_factory, core) -> Path:
 
     cfg = BertConfig(vocab_size=core.tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=64, num_labels=3,
-                     id2label={0: "negative", 1: "neutral", 2: "positive"}, label2id={"negative": 0, "neutral": 1, "positive": 2})  # fmt: skip
+                     id2label={0: "negative", 1: "neutral", 2: "positive"}, label2id={"negative": 0, "neutral": 1, "positive": 2})
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("hf") / "tiny-sentiment"
     BertForSequenceClassification(cfg).save_pretrained(str(out))

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deepbatch.cores.common import latest_model_dir
+from deepbatch.cores.video import FRAME_COLUMNS, Sampling, VideoClipClassifier, count_frames, read_frames
 from deepbatch.demo.sources import real_video_clips
-from deepbatch.infer.common import latest_model_dir
-from deepbatch.infer.video import FRAME_COLUMNS, Sampling, VideoClipClassifier, count_frames, read_frames
 
 pytestmark = pytest.mark.unit
 
@@ -16,7 +16,7 @@ CLIPS = {p.stem: p for p in real_video_clips()}
 @pytest.fixture(scope="module")
 def core(model_root) -> VideoClipClassifier:
     return VideoClipClassifier(str(latest_model_dir(model_root / "models", "video_cls")), Sampling(frames_per_clip=4),
-                               imagenet_top1=True, imagenet_size=96)  # fmt: skip
+                               imagenet_top1=True, imagenet_size=96)
 
 
 def test_sampling_every_nth_or_k_uniform() -> None:
@@ -45,7 +45,7 @@ def test_clip_rows_become_frame_rows_with_one_clip_label(core) -> None:
         "content": [CLIPS["bikes"].read_bytes(), None, b"\x00" * 512, None],
         "source_path": [f"file:{CLIPS['bikes']}", f"file://{CLIPS['bigbuckbunny']}", "x/junk.mp4", "/no/such/clip.mp4"],
         "frame_count": [250, None, None, None],
-    })  # fmt: skip
+    })
     out = core.predict(clips)
     assert list(out.columns) == FRAME_COLUMNS
     frames = out[out["error"].isna()]

@@ -16,7 +16,7 @@ RAW = ["fmnist-00001", "fmnist-00002.png", "cat/001.JPG", ".\\cat\\002.jpeg", ".
 @pytest.mark.parametrize(("id_from", "expected"), [
     ("stem", ["fmnist-00001", "fmnist-00002", "001", "002", "x.y", "clip.v2", "notes.txt"]),
     ("path", ["fmnist-00001", "fmnist-00002", "cat/001", "cat/002", "dog/x.y", "clip.v2", "notes.txt"]),
-])  # fmt: skip
+])
 def test_label_ids_drop_media_extensions_and_for_stems_the_folders_the_same_in_python_and_spark(spark, tmp_path, id_from, expected) -> None:
     src = source(make_conf(tmp_path, f"sources.images.id={id_from}"), "images")
     assert extensions(src) == ["jpeg", "jpg", "png"]

@@ -47,7 +47,7 @@ def test_json_lines_carry_the_stage_run_date_and_event_fields() -> None:
     logger = logging.getLogger("deepbatch.test")
     with stage_context("clean", "2026-11-27"):
         record = logger.makeRecord("deepbatch.test", logging.INFO, __file__, 1, "stage %s: done in %.1f s", ("clean", 1.25), None,
-                                   extra={"event": "stage_done", "duration_s": 1.2, "tables": [{"table": "silver/text", "records_in": 3}]})  # fmt: skip
+                                   extra={"event": "stage_done", "duration_s": 1.2, "tables": [{"table": "silver/text", "records_in": 3}]})
         line = JsonFormatter().format(record)
     out = json.loads(line)
     assert out["message"] == "stage clean: done in 1.2 s" and out["level"] == "INFO"

@@ -7,7 +7,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
-from deepbatch.stages.quality import (
+from deepbatch.quality import (
     flag_duplicates,
     flag_missing_id,
     flag_unknown_label,

@@ -24,7 +24,7 @@ def test_replicas_differ_in_bytes_but_decode_the_same() -> None:
         assert rep != data and replica_bytes(name, data, 0) == data
         assert probe_image(rep).reason is None
         assert np.array_equal(cv2.imdecode(np.frombuffer(rep, np.uint8), cv2.IMREAD_UNCHANGED),
-                              cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))  # fmt: skip
+                              cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
     clip = real_video_clips()[0].read_bytes()
     rep = replica_bytes("c.mp4", clip, 1)
     assert rep != clip and probe_video(rep).frame_count == probe_video(clip).frame_count

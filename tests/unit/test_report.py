@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from deepbatch.report.data import MediaSamples, QuarantineSample, data_part, media_sheet
+from deepbatch.modality import MODALITIES
+from deepbatch.report.data import MediaSamples, QuarantineSample, clip_sheet, data_part, image_sheet
 from deepbatch.report.model import model_part
 from deepbatch.report.page import Part, render_page
 from deepbatch.report.predictions import ScoredSample, predictions_part
@@ -56,7 +57,7 @@ def _srcs(page: str) -> list[str]:
 def test_data_part_renders_charts_sample_sheets_and_quarantine_previews_that_all_exist() -> None:
     report = {"run_date": "2026-11-27", "conf_hash": "abc", "tasks": {"text_cls": _profile({"a": 6, "b": 2}), "img": _profile({"a": 1, "b": 1})},
               "quarantine": {"silver/text": {"EMPTY_TEXT": 2}}, "comparison": None}
-    samples = {"img": MediaSamples("image", {"a": [_png_bytes(10), _png_bytes(200)], "b": [_png_bytes(90)]})}
+    samples = {"img": MediaSamples(*MODALITIES["image"].report_samples({"a": [_png_bytes(10), _png_bytes(200)], "b": [_png_bytes(90)]}))}
     quarantined = [QuarantineSample("quarantine/clean/images", "UNDECODABLE_IMAGE", "bad bytes", "landing/x.png", b"not an image"),
                    QuarantineSample("quarantine/clean/images", "IMAGE_TOO_LARGE", None, "landing/y.png", None)]
     part = data_part(report, samples, quarantined)
@@ -71,11 +72,13 @@ def test_data_part_renders_charts_sample_sheets_and_quarantine_previews_that_all
     assert 'nothing yet for this run date: run <code>deepbatch train</code>' in page
 
 
-def test_media_sheet_skips_undecodable_samples_and_gives_none_when_nothing_decodes() -> None:
-    assert media_sheet(MediaSamples("image", {"a": [b"junk"], "b": [b""]})) is None
-    sheet = media_sheet(MediaSamples("image", {"a": [b"junk", _png_bytes(50)]}))
+def test_sample_sheets_skip_undecodable_samples_and_give_none_when_nothing_decodes() -> None:
+    assert image_sheet({"a": [b"junk"], "b": [b""]}) is None
+    sheet = image_sheet({"a": [b"junk", _png_bytes(50)]})
     assert sheet is not None and sheet.startswith(b"\x89PNG")
-    assert media_sheet(MediaSamples("video", {"a": [b"not a clip"]})) is None
+    assert clip_sheet({"a": [b"not a clip"]}) is None
+    assert MODALITIES["video"].report_samples({"a": [b"not a clip"]}) == ("sampled frames of one clip per class", None)
+    assert MODALITIES["text"].samples_per_class(8) == 0 and MODALITIES["video"].samples_per_class(8) == 1
 
 
 def test_thumbnail_of_bytes_that_are_no_image_is_a_placeholder_png() -> None:
@@ -109,14 +112,14 @@ def test_model_part_shows_curves_confusion_matrix_per_class_scores_settings_and_
 def test_predictions_part_shows_confident_errors_as_thumbnails_or_text_and_unlabelled_samples_with_top_k() -> None:
     stats = {"records": 10, "accuracy_by_split": {"test": {"n": 4, "accuracy": 0.5}}, "errors_by_reason": {"UNDECODABLE_IMAGE": 1}}
     errors = [ScoredSample("r1", "cat", "dog", 0.97, content=_png_bytes(30)), ScoredSample("r2", "dog", "cat", 0.9, content=None)]
-    image = predictions_part("pets", "image", stats, {0.5: 3, 0.95: 6}, errors, [])
+    image = predictions_part("pets", MODALITIES["image"].preview, stats, {0.5: 3, 0.95: 6}, errors, [])
     page = render_page("d", [image])["report.html"].decode()
     assert {"predictions_pets/error_0.png", "predictions_pets/error_1.png", "predictions_pets/confidence.png"} == set(_srcs(page))
     assert "true: cat" in page and "UNDECODABLE_IMAGE" in page and '<td>test</td><td class="num">4</td><td class="num">0.5</td>' in page
-    text = predictions_part("reviews", "text", {"records": 2}, {0.6: 2}, [ScoredSample("t1", "fresh", "rotten", 0.8, text="<b>dull</b> film")], [])
+    text = predictions_part("reviews", MODALITIES["text"].preview, {"records": 2}, {0.6: 2}, [ScoredSample("t1", "fresh", "rotten", 0.8, text="<b>dull</b> film")], [])
     page = render_page("d", [text])["report.html"].decode()
     assert "&lt;b&gt;dull&lt;/b&gt; film" in page and "no labelled rows" in page
-    shown = predictions_part("imagenet", "image", {"records": 1}, {}, [], [ScoredSample("p1", None, "tabby", 0.6, [("tabby", 0.6), ("tiger cat", 0.3)], _png_bytes(80))])
+    shown = predictions_part("imagenet", MODALITIES["image"].preview, {"records": 1}, {}, [], [ScoredSample("p1", None, "tabby", 0.6, [("tabby", 0.6), ("tiger cat", 0.3)], _png_bytes(80))])
     page = render_page("d", [shown])["report.html"].decode()
     assert "tabby 0.600" in page and "tiger cat 0.300" in page and "A sample of predictions" in page
 

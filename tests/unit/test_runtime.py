@@ -12,17 +12,18 @@ import pandas as pd
 import pytest
 import torch
 
+from deepbatch.cores.image import ImageNetClassifier
+from deepbatch.cores.runtime import choose_runtime
 from deepbatch.demo.sources import real_video_clips
 from deepbatch.errors import ConfigError, ExportMismatchError
 from deepbatch.infer.export import Scored, agreement, build_core, check_equivalence, export_folder, quantize_folder, score
-from deepbatch.infer.image import ImageNetClassifier
-from deepbatch.infer.runtime import choose_runtime
+from deepbatch.modality import MODALITIES
 
 pytestmark = pytest.mark.unit
 
 PHOTOS = Path(list(importlib.util.find_spec("skimage").submodule_search_locations)[0]) / "data"
 TEXTS = ["A wonderful, moving film.", "Dull and far too long.", "The cast is fine but the plot is thin.", "I loved every minute of it!",
-         "Not worth the ticket.", "A quiet triumph.", "", "Forgettable."]  # fmt: skip
+         "Not worth the ticket.", "A quiet triumph.", "", "Forgettable."]
 VIDEO = {"frames_per_clip": 4, "every_n": 0, "max_frames": 64, "imagenet_top1": False}
 
 
@@ -35,7 +36,7 @@ def _photos() -> pd.DataFrame:
 def _clips() -> pd.DataFrame:
     paths = sorted(real_video_clips())[:3]
     return pd.DataFrame({"record_id": [p.stem for p in paths], "content": [p.read_bytes() for p in paths],
-                         "source_path": [str(p) for p in paths], "frame_count": [None] * len(paths)})  # fmt: skip
+                         "source_path": [str(p) for p in paths], "frame_count": [None] * len(paths)})
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def folders(model_root, tmp_path_factory) -> dict[str, Path]:
     out = {}
     for task, kind, options in (("image_cls", "image", {"top_k": 10}), ("text_cls", "text", {}), ("video_cls", "video", VIDEO)):
         folder = shutil.copytree(model_root / "models" / task / "v1", root / task)
-        assert export_folder(kind, folder, **options) == (["frames.onnx", "model.onnx"] if kind == "video" else ["model.onnx"])
+        assert export_folder(MODALITIES[kind], folder, **options) == (["frames.onnx", "model.onnx"] if kind == "video" else ["model.onnx"])
         out[kind] = folder
     return out
 
@@ -70,7 +71,7 @@ def test_auto_picks_onnxruntime_on_cpu_only_where_the_graph_exists(tmp_path) -> 
 @pytest.mark.parametrize(("kind", "options"), [("image", {"top_k": 10}), ("text", {}), ("video", VIDEO)])
 def test_torch_and_onnxruntime_cores_agree_on_the_same_rows(folders, kind, options) -> None:
     rows = {"image": _photos(), "text": pd.DataFrame({"text": TEXTS}), "video": _clips()}[kind]
-    result = check_equivalence(kind, folders[kind], rows, **options)
+    result = check_equivalence(MODALITIES[kind], folders[kind], rows, **options)
     assert result["top1_agreement"] >= 0.99 and result["max_prob_diff"] <= 1e-3
     assert result["rows"] == len(rows) - (1 if kind in ("image", "text") else 0)  # the bad image and the empty text are errors in both
     ort = build_core(kind, folders[kind], "auto", **options)
@@ -82,8 +83,8 @@ def test_the_imagenet_core_exports_once_into_the_cache_and_matches_torch(tmp_pat
     photos = _photos()["content"]
     ort = ImageNetClassifier(top_k=5, runtime="auto")
     assert ort.runtime == "onnxruntime" and len(list(tmp_path.glob("onnx/efficientnet_lite0-imagenet1k-*/model.onnx"))) == 1
-    a = score(ImageNetClassifier(top_k=1000, runtime="torch"), "image", pd.DataFrame({"content": photos}))
-    b = score(ImageNetClassifier(top_k=1000, runtime="onnxruntime"), "image", pd.DataFrame({"content": photos}))
+    a = score(ImageNetClassifier(top_k=1000, runtime="torch"), MODALITIES["image"], pd.DataFrame({"content": photos}))
+    b = score(ImageNetClassifier(top_k=1000, runtime="onnxruntime"), MODALITIES["image"], pd.DataFrame({"content": photos}))
     result = agreement(a, b)
     assert result["top1_agreement"] == 1.0 and result["max_prob_diff"] < 1e-3
     assert ort.predict(photos.head(1))["top_labels"][0][0] in ("tabby", "tiger cat", "Egyptian cat")  # chelsea the cat
@@ -106,13 +107,13 @@ def test_a_mismatch_beyond_the_tolerance_fails_with_the_figures() -> None:
 def test_int8_is_kept_within_the_allowed_drop_and_refused_beyond_it(folders, tmp_path) -> None:
     folder = shutil.copytree(folders["image"], tmp_path / "image")
     test = _photos().assign(label=["Bag"] * len(_photos()))
-    kept = quantize_folder("image", folder, "static", 100.0, test, _photos(), top_k=10)
+    kept = quantize_folder(MODALITIES["image"], folder, "static", 100.0, test, _photos(), top_k=10)
     assert kept["kept"] and (folder / "model.int8.onnx").is_file() and kept["bytes_int8"] < kept["bytes_fp32"]
     assert build_core("image", folder, "auto", quantized=True, top_k=10).ort.path.name == "model.int8.onnx"
-    refused = quantize_folder("image", folder, "static", -1.0, test, _photos(), top_k=10)  # any change at all is too much
+    refused = quantize_folder(MODALITIES["image"], folder, "static", -1.0, test, _photos(), top_k=10)  # any change at all is too much
     assert not refused["kept"] and not (folder / "model.int8.onnx").exists()
     assert build_core("image", folder, "auto", quantized=True, top_k=10).ort.path.name == "model.onnx"  # falls back, and says so
-    text = quantize_folder("text", folders["text"], "static", 100.0, pd.DataFrame({"text": TEXTS[:6], "label": ["fresh"] * 6}), pd.DataFrame())
+    text = quantize_folder(MODALITIES["text"], folders["text"], "static", 100.0, pd.DataFrame({"text": TEXTS[:6], "label": ["fresh"] * 6}), pd.DataFrame())
     assert text["mode"] == "dynamic"  # encoders quantise their weights only
     json.dumps(text)  # recorded in metrics.json as is
 

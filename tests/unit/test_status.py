@@ -57,13 +57,13 @@ def test_status_lists_each_inference_target_with_its_records_errors_and_test_acc
     c = Commit(None, conf.data_root, "infer", D, conf.hash(), locking=LockSettings(enabled=False))
     for table, extra in (("predictions/pets", {"errors_by_reason": {"UNDECODABLE_IMAGE": 2}, "accuracy_by_split": {"test": {"n": 40, "accuracy": 0.875}}}),
                          ("predictions/photos", {"errors_by_reason": {}, "accuracy_by_split": {}}),
-                         ("predictions/pets_frames", {})):  # fmt: skip
+                         ("predictions/pets_frames", {})):
         c.stage_files(table, conf.path(table, f"run_date={D}"), {"part-0.parquet": b"x"})
         c.add_manifest(TableCounts(table, 100, 100, extra=extra))
     mark_done(store, conf, D, "infer", None, "hash", c.publish(), {}, 2.0)
     infer = next(s for s in run_date_status(store, conf, D)["stages"] if s["stage"] == "infer")
     assert infer["predictions"] == {"pets": {"records": 100, "errors": 2, "test": {"n": 40, "accuracy": 0.875}},
-                                    "photos": {"records": 100, "errors": 0, "test": None}}  # fmt: skip
+                                    "photos": {"records": 100, "errors": 0, "test": None}}
     text = render(run_date_status(store, conf, D))
     assert "predictions pets: 100 records, 2 record errors, test accuracy 0.8750 on 40 rows" in text
     assert "predictions photos: 100 records, 0 record errors, no labelled test rows" in text

@@ -102,7 +102,7 @@ class Lock:
                     return
                 self.owner["heartbeat"] = _now()
                 self.store.write_text(self.path, json.dumps(self.owner))
-            except Exception as e:  # a missed beat only ages the lock; the next one may succeed
+            except Exception as e:  # noqa: BLE001 - a missed beat only ages the lock; the next one may succeed
                 log.warning("lock %s: heartbeat failed (%s)", self.path, e)
 
     def release(self) -> None:
@@ -137,12 +137,12 @@ def _take_over(store: FileStore, path: str, holder: dict[str, Any]) -> None:
     except (OSError, FileExistsError):
         return
     log.warning("lock %s: took over a stale lock held by pid %s on %s since %s (last heartbeat %s)", path,
-                holder.get("pid"), holder.get("host"), holder.get("started_at"), _iso(float(holder.get("heartbeat", 0))))  # fmt: skip
+                holder.get("pid"), holder.get("host"), holder.get("started_at"), _iso(float(holder.get("heartbeat", 0))))
     store.delete(aside)
 
 
 def acquire(store: FileStore, root: str, stage: str, run_date: str, command: str = "", stale_after_s: float = 120.0,
-            heartbeat_s: float = 10.0, heartbeat: bool = True, wait_s: float = 0.0) -> Lock:  # fmt: skip
+            heartbeat_s: float = 10.0, heartbeat: bool = True, wait_s: float = 0.0) -> Lock:
     """Take the (stage, run date) lock or raise LockHeldError naming its holder; while a live holder keeps it,
     retry once a second for up to ``wait_s`` seconds first."""
     deadline = time.monotonic() + wait_s
@@ -156,12 +156,12 @@ def acquire(store: FileStore, root: str, stage: str, run_date: str, command: str
 
 
 def _acquire_once(store: FileStore, root: str, stage: str, run_date: str, command: str, stale_after_s: float,
-                  heartbeat_s: float, heartbeat: bool) -> Lock:  # fmt: skip
+                  heartbeat_s: float, heartbeat: bool) -> Lock:
     path = lock_path(root, stage, run_date)
     token = uuid.uuid4().hex
     for _ in range(3):
         owner = {"token": token, "host": socket.gethostname(), "pid": os.getpid(), "process_start": process_start(os.getpid()),
-                 "command": command, "started_at": _iso(_now()), "heartbeat": _now()}  # fmt: skip
+                 "command": command, "started_at": _iso(_now()), "heartbeat": _now()}
         if store.create_exclusive(path, json.dumps(owner)):
             lock = Lock(store, path, token, owner, heartbeat_s)
             if heartbeat:
@@ -175,7 +175,7 @@ def _acquire_once(store: FileStore, root: str, stage: str, run_date: str, comman
             raise LockHeldError(_held_message(path, stage, run_date, holder, stale_after_s))
         _take_over(store, path, holder)
     raise LockHeldError(f"could not take the lock {path} for stage {stage} run date {run_date}: other writers keep "
-                        "taking it; check for concurrent deepbatch runs")  # fmt: skip
+                        "taking it; check for concurrent deepbatch runs")
 
 
 def _held_message(path: str, stage: str, run_date: str, holder: dict[str, Any], stale_after_s: float) -> str:
@@ -184,4 +184,4 @@ def _held_message(path: str, stage: str, run_date: str, holder: dict[str, Any], 
             f"{holder.get('host')} ({holder.get('command') or 'deepbatch'}), started {holder.get('started_at')}, "
             f"last heartbeat {age:.0f} s ago. Wait for it to finish. If that process is gone, its lock {path} "
             f"goes stale {stale_after_s:.0f} s after its last heartbeat and the next run takes it over; "
-            "to clear it at once, delete that file.")  # fmt: skip
+            "to clear it at once, delete that file.")

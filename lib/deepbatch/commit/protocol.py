@@ -99,7 +99,7 @@ class Commit:
         """The commit of one stage run, with the conf's data root, hash and lock settings."""
         locks = conf.locks
         return cls(spark, conf.data_root, stage, run_date, conf.hash(),
-                   locking=LockSettings(locks.stale_after_s, locks.heartbeat_s, wait_s=wait_s))  # fmt: skip
+                   locking=LockSettings(locks.stale_after_s, locks.heartbeat_s, wait_s=wait_s))
 
     @property
     def run_id(self) -> str:
@@ -108,7 +108,7 @@ class Commit:
     def __enter__(self) -> Commit:
         if self.locking.enabled:
             self._lock = acquire(self.store, self.root, self.stage, self.run_date, f"deepbatch {self.stage}",
-                                 self.locking.stale_after_s, self.locking.heartbeat_s, wait_s=self.locking.wait_s)  # fmt: skip
+                                 self.locking.stale_after_s, self.locking.heartbeat_s, wait_s=self.locking.wait_s)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -170,7 +170,7 @@ class Commit:
         counts.reconcile()
         staged = self._find(counts.table)
         manifest = build_manifest(self.stage, self.run_date, self.conf_hash, counts, time.monotonic() - self.started,
-                                  staged.target, self.commit_id)  # fmt: skip
+                                  staged.target, self.commit_id)
         self.store.write_text(f"{staged.staging}/{MANIFEST_NAME}", json.dumps(manifest, indent=2))
         self.manifests.append(manifest)
         return manifest
@@ -183,7 +183,7 @@ class Commit:
     def _stage_summary(self, outputs: list[dict[str, Any]]) -> dict[str, Any]:
         return {"stage": self.stage, "run_date": self.run_date, "conf_hash": self.conf_hash, "commit_id": self.commit_id,
                 "run_id": self.commit_id, "duration_s": round(time.monotonic() - self.started, 3),
-                "deepbatch_version": __version__, "outputs": outputs, "tables": self.manifests, **self.extra}  # fmt: skip
+                "deepbatch_version": __version__, "outputs": outputs, "tables": self.manifests, **self.extra}
 
     def _journal(self) -> dict[str, Any]:
         """Mark every staged folder, measure it, stage the stage manifest, and describe the moves."""
@@ -198,9 +198,9 @@ class Commit:
         summary_src = f"{self.staging_root}/_stage_manifest.json"
         self.store.write_text(summary_src, json.dumps(self.summary, indent=2))
         moves.append({"src": summary_src, "dst": f"{self.root}/manifests/run_date={self.run_date}/{self.stage}.json",
-                      "aside": f"{self.root}/_trash/{self.commit_id}/{len(self._staged)}"})  # fmt: skip
+                      "aside": f"{self.root}/_trash/{self.commit_id}/{len(self._staged)}"})
         return {"commit_id": self.commit_id, "stage": self.stage, "run_date": self.run_date, "root": self.root,
-                "moves": moves, "outputs": outputs}  # fmt: skip
+                "moves": moves, "outputs": outputs}
 
     def publish(self) -> dict[str, Any]:
         """Commit every staged output at once; returns the stage manifest."""

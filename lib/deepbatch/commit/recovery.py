@@ -69,7 +69,7 @@ def _recover_journal(store: FileStore, root: str, name: str, report: RecoveryRep
         moved = roll_forward(store, journal)
         finish(store, journal)
     log.warning("recovered commit %s (stage %s, run date %s): rolled forward, %d of %d moves redone",
-                commit_id, journal["stage"], journal["run_date"], moved, len(journal["moves"]))  # fmt: skip
+                commit_id, journal["stage"], journal["run_date"], moved, len(journal["moves"]))
     report.rolled_forward.append(commit_id)
 
 
@@ -138,5 +138,5 @@ def verify_outputs(store: FileStore, root: str, commit_id: str, outputs: list[di
             problems.append(f"{path} holds commit {found}, not {commit_id}")
         elif tuple(store.tree_size(path)) != (o["files"], o["bytes"]):
             problems.append(f"{path} changed since commit {commit_id} (files/bytes {store.tree_size(path)}, "
-                            f"committed {(o['files'], o['bytes'])})")  # fmt: skip
+                            f"committed {(o['files'], o['bytes'])})")
     return problems

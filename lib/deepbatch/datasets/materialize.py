@@ -25,7 +25,7 @@ from deepbatch.config import Conf, DatasetsConf
 from deepbatch.datasets.window import partition_commit, window_run_dates
 from deepbatch.errors import DeepbatchError
 from deepbatch.manifests import TableCounts
-from deepbatch.modality import MODALITIES, Modality, modality_of
+from deepbatch.modality import MODALITIES, ModalityContract, modality_of
 from deepbatch.session import describe_job
 from deepbatch.storage import Storage
 from deepbatch.tables import read_partition
@@ -83,18 +83,18 @@ def check_row_groups(url: str, workers: int, min_per_worker: int) -> int:
     return groups
 
 
-def _encoder(modality: Modality, d: DatasetsConf, tokenizer_dir: str | None, prep: dict[str, Any]) -> Callable[[Iterable[Row]], Iterable[Row]]:
+def _encoder(modality: ModalityContract, d: DatasetsConf, tokenizer_dir: str | None, prep: dict[str, Any]) -> Callable[[Iterable[Row]], Iterable[Row]]:
     """Per-partition encoder: gold rows -> Petastorm rows (heavy objects built once per partition)."""
 
     def encode(rows: Iterable[Row]) -> Iterator[Row]:
-        yield from modality.fn("encode_rows")(rows, unischema_for(modality, d, prep), d, tokenizer_dir, prep)
+        yield from modality.encode_rows(rows, unischema_for(modality, d, prep), d, tokenizer_dir, prep)
 
     return encode
 
 
-def unischema_for(modality: Modality | str, d: DatasetsConf, prep: dict[str, Any]) -> Any:
+def unischema_for(modality: ModalityContract | str, d: DatasetsConf, prep: dict[str, Any]) -> Any:
     """The Petastorm schema of a modality's dataset, for the preprocessing its model expects."""
-    return (MODALITIES[modality] if isinstance(modality, str) else modality).fn("unischema")(d, prep)
+    return (MODALITIES[modality] if isinstance(modality, str) else modality).unischema(d, prep)
 
 
 def _require_rows(labelled: DataFrame, task: str, window: dict[str, Any]) -> None:
@@ -128,12 +128,12 @@ def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str, dates
     info = {"window": conf.datasets.window, "run_dates": dates, "commits": commits, "rows_by_run_date": {d: counts.get(d, 0) for d in dates}}
     if len(dates) > 1:
         log.info("materialize %s: window %s over %d run dates (%s .. %s), %d rows", task, conf.datasets.window, len(dates), dates[0],
-                 dates[-1], sum(counts.values()))  # fmt: skip
+                 dates[-1], sum(counts.values()))
     return rows.drop("_run_date"), info
 
 
-def write_split(spark: SparkSession, df: DataFrame, url: str, modality: Modality, d: DatasetsConf, tokenizer_dir: str | None,
-                prep: dict[str, Any]) -> int:  # fmt: skip
+def write_split(spark: SparkSession, df: DataFrame, url: str, modality: ModalityContract, d: DatasetsConf, tokenizer_dir: str | None,
+                prep: dict[str, Any]) -> int:
     """Encode and write one split as a Petastorm dataset; returns rows written."""
     from petastorm.etl.dataset_metadata import materialize_dataset
 
@@ -171,7 +171,7 @@ def labelled_window(spark: SparkSession, conf: Conf, task: str, run_date: str) -
         if day is not None:
             log.warning("materialize %s: run date %s has no labelled rows of its own (datasets.window=this, incremental acquire found "
                         "nothing new); the dataset is rebuilt from run date %s. Set datasets.window=all or last to train on what has "
-                        "accumulated.", task, run_date, day)  # fmt: skip
+                        "accumulated.", task, run_date, day)
             gold, window = gold_window(spark, conf, task, run_date, [day])
             window = {**window, "window": "this", "rebuilt_from": day, "empty_run_date": run_date}
             labelled = gold.filter(F.col("split").isin(*SPLITS))
@@ -198,14 +198,14 @@ def _materialize_task(spark: SparkSession, conf: Conf, commit: Commit, task: str
     classes, labelled, window = labelled_window(spark, conf, task, run_date)
     labelled = labelled.persist()
     _require_rows(labelled, task, window)
-    from deepbatch.models.settings import model_settings
+    from deepbatch.modality import model_settings
 
     modality, (_, prep) = modality_of(conf, task), model_settings(conf, task)
     tokenizer_dir = str(prep["tokenizer"]) if modality.uses_tokenizer else None  # the task model's own tokenizer
     target = conf.path("datasets", task, version)
     staging = commit.staging_dir(f"datasets/{task}")
     extra: dict[str, Any] = {"version": version, "window": window, "classes": classes, "modality": modality.name, "preprocessing": prep,
-                             "splits": {}}  # fmt: skip
+                             "splits": {}}
     written = 0
     for split in SPLITS:
         describe_job(spark, "materialize", f"{task}/{split}", run_date)
@@ -217,7 +217,7 @@ def _materialize_task(spark: SparkSession, conf: Conf, commit: Commit, task: str
         extra["splits"][split] = {"rows": rows, "row_groups": groups, "class_balance": dict(sorted(balance.items()))}
         written += rows
         log.debug("materialize %-9s %-5s rows=%d row_groups=%d", task, split, rows, groups)
-    extra.update(modality.fn("dataset_extra")(spark, [dataset_url(f"{staging}/{split}") for split in SPLITS]))
+    extra.update(modality.dataset_extra(spark, [dataset_url(f"{staging}/{split}") for split in SPLITS]))
     n_in = labelled.count()
     labelled.unpersist()
     commit.register_folder(f"datasets/{task}", staging, target, written)

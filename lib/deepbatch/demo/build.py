@@ -231,5 +231,5 @@ def build_landing_zone(conf: Conf) -> DemoSummary:
     log.debug(
         "demo-data: %d images, %d texts, %d videos, %d photos, %d bad records",
         summary.images, summary.texts, summary.videos, summary.photos, len(summary.bad_records),
-    )  # fmt: skip
+    )
     return summary

@@ -16,7 +16,7 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
+]
 
 
 def _package_dir(module: str, install_hint: str) -> Path:
@@ -84,7 +84,7 @@ def real_video_clips() -> list[Path]:
 PHOTOS = (
     "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "grass.png", "gravel.png",
     "hubble_deep_field.jpg", "ihc.png", "moon.png", "motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "rocket.jpg",
-)  # fmt: skip
+)
 
 
 def photo_files() -> list[Path]:

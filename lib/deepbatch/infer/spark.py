@@ -16,7 +16,6 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -24,10 +23,12 @@ from pyspark.accumulators import AccumulatorParam
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import StructField, StructType
 
+from deepbatch.modality import CoreSpec
 from deepbatch.schemas import tables as T
 
 _CORES: dict[tuple[Any, ...], Any] = {}
 _LOADS: dict[tuple[Any, ...], int] = {}
+
 
 def cached_core(key: tuple[Any, ...], build: Callable[[], Any]) -> tuple[Any, int]:
     """The core for ``key`` in this Python process, built on first use; (core, times built)."""
@@ -35,46 +36,6 @@ def cached_core(key: tuple[Any, ...], build: Callable[[], Any]) -> tuple[Any, in
         _CORES[key] = build()
         _LOADS[key] = _LOADS.get(key, 0) + 1
     return _CORES[key], _LOADS[key]
-
-
-@dataclass(frozen=True)
-class CoreSpec:
-    """What to build on the executor: a picklable, hashable recipe for one predictor core."""
-
-    kind: str  # imagenet | image | text | hf_text | video
-    model_dir: str = ""
-    options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
-    device: str = "auto"
-    threads: int = 0  # torch threads per worker; 0: spark.task.cpus
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return (self.kind, self.model_dir, self.options, self.device)
-
-    def build(self) -> Any:
-        opts = dict(self.options)
-        if self.kind == "imagenet":
-            from deepbatch.infer.image import ImageNetClassifier
-
-            return ImageNetClassifier(device=self.device, **opts)
-        if self.kind == "image":
-            from deepbatch.infer.image import TrainedImageClassifier
-
-            return TrainedImageClassifier(self.model_dir, device=self.device, **opts)
-        if self.kind == "text":
-            from deepbatch.infer.text import TrainedTextClassifier
-
-            return TrainedTextClassifier(self.model_dir, device=self.device, **opts)
-        if self.kind == "hf_text":
-            from deepbatch.infer.text import HFSequenceClassifier
-
-            return HFSequenceClassifier(self.model_dir, device=self.device, **opts)
-        if self.kind == "video":
-            from deepbatch.infer.video import Sampling, VideoClipClassifier
-
-            sampling = Sampling(opts.pop("frames_per_clip"), opts.pop("every_n"), opts.pop("max_frames"))
-            return VideoClipClassifier(self.model_dir, sampling, device=self.device, **opts)
-        raise ValueError(f"unknown predictor kind {self.kind!r}")
 
 
 class WorkerStatsParam(AccumulatorParam):  # type: ignore[type-arg]
@@ -116,7 +77,7 @@ def peak_rss_mb() -> float:
 def _worker_setup(spec: CoreSpec) -> tuple[Any, int]:
     from pyspark import TaskContext
 
-    from deepbatch.infer.common import set_threads
+    from deepbatch.cores.common import set_threads
 
     ctx = TaskContext.get()
     set_threads(spec.threads or (ctx.cpus() if ctx is not None else 1))
@@ -138,7 +99,7 @@ class _Reporter:
     def close(self) -> None:
         if self.stats is not None:
             self.stats.add({os.getpid(): {"loads": self.loads, "rows": self.rows, "batches": self.batches,
-                                          "model_s": self.model_s, "peak_rss_mb": peak_rss_mb()}})  # fmt: skip
+                                          "model_s": self.model_s, "peak_rss_mb": peak_rss_mb()}})
 
 
 def _score(spec: CoreSpec, stats: Any, batches: Iterator[Any]) -> Iterator[tuple[Any, pd.DataFrame]]:

@@ -21,7 +21,7 @@ DEFAULT_MAX_PIXELS = 50_000_000
 # (WebP is RIFF....WEBP and the Netpbm family is parsed, both in sniff_format).
 _MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"BM": "bmp", b"GIF87a": "gif", b"GIF89a": "gif",
           b"II*\x00": "tiff", b"MM\x00*": "tiff", b"#?RADIANCE": "hdr", b"#?RGBE": "hdr", b"\x59\xa6\x6a\x95": "sunraster",
-          b"\x00\x00\x00\x0cjP  \r\n\x87\n": "jp2", b"\xff\x4f\xff\x51": "jp2"}  # fmt: skip
+          b"\x00\x00\x00\x0cjP  \r\n\x87\n": "jp2", b"\xff\x4f\xff\x51": "jp2"}
 # Netpbm (PBM/PGM/PPM/PFM): magic, then width and height in ASCII, comments allowed; PAM names them.
 _NETPBM = re.compile(rb"^P([1-6Ff])\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)")
 _PAM = re.compile(rb"^P7\s.*?WIDTH\s+(\d+).*?HEIGHT\s+(\d+)", re.S)

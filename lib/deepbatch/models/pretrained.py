@@ -18,7 +18,7 @@ def safetensors_folder(spec: str, model: str) -> Path:
     path = resolve_pretrained(spec)
     if not any(path.glob("*.safetensors")):
         raise ConfigError(f"model {model!r}: {path} holds no *.safetensors weights; deepbatch loads local checkpoints with "
-                          "use_safetensors=True (never a pickle). Save it again with save_pretrained(folder), which writes safetensors.")  # fmt: skip
+                          "use_safetensors=True (never a pickle). Save it again with save_pretrained(folder), which writes safetensors.")
     return path
 
 
@@ -31,7 +31,7 @@ def sequence_classifier_folder(spec: str, key: str) -> Path:
     if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
         raise ConfigError(f"conf key {key!r}: {path} is not a sequence-classification checkpoint (architectures {architectures}); an "
                           "inference-only text task (labels: none) scores with its classification head. Use such a checkpoint, or "
-                          "give the task labels to train a head on this encoder.")  # fmt: skip
+                          "give the task labels to train a head on this encoder.")
     return path
 
 

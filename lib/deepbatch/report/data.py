@@ -5,14 +5,12 @@ Pure: the analyse stage's profile dict and a few sampled records in, a :class:`P
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from deepbatch.report.charts import bar_chart, class_balance_chart
 from deepbatch.report.page import Part
-from deepbatch.report.thumbs import clip_frames, decode_preview, placeholder_png, thumbnail_png
+from deepbatch.report.thumbs import clip_frames, contact_sheet, decode_preview, placeholder_png, thumbnail_png
 
 STRIP_FRAMES = 6
 FRAME_PX = 64
@@ -20,10 +18,10 @@ FRAME_PX = 64
 
 @dataclass
 class MediaSamples:
-    """Sampled records of one gold table: per class, the raw bytes of a few images or clips."""
+    """Pictures of one gold table's sampled records: what they show, and the contact sheet (None: nothing decoded)."""
 
-    kind: str  # image | video
-    by_class: dict[str, list[bytes]] = field(default_factory=dict)
+    what: str  # e.g. "a sample of images per class"
+    sheet: bytes | None
 
 
 @dataclass
@@ -35,17 +33,15 @@ class QuarantineSample:
     content: bytes | None
 
 
-def media_sheet(samples: MediaSamples) -> bytes | None:
-    """Images: one row of samples per class. Videos: one row of frames from one clip per class."""
-    from deepbatch.report.thumbs import contact_sheet
+def image_sheet(by_class: dict[str, list[bytes]]) -> bytes | None:
+    """One row of images per class (the undecodable ones left out); None when nothing decodes."""
+    rows = [(label, [p for p in (decode_preview(b) for b in items) if p is not None]) for label, items in sorted(by_class.items())]
+    return contact_sheet(rows) if any(r[1] for r in rows) else None
 
-    rows: list[tuple[str, list[np.ndarray]]] = []
-    for label, items in sorted(samples.by_class.items()):
-        if samples.kind == "video":
-            pictures = clip_frames(items[0], STRIP_FRAMES, FRAME_PX) if items else []
-        else:
-            pictures = [p for p in (decode_preview(b) for b in items) if p is not None]
-        rows.append((label, pictures))
+
+def clip_sheet(by_class: dict[str, list[bytes]]) -> bytes | None:
+    """One row of frames from one clip per class; None when no clip decodes."""
+    rows = [(label, clip_frames(items[0], STRIP_FRAMES, FRAME_PX) if items else []) for label, items in sorted(by_class.items())]
     return contact_sheet(rows) if any(r[1] for r in rows) else None
 
 
@@ -60,14 +56,14 @@ def _balance_blocks(task: str, prof: dict[str, Any]) -> list[dict[str, Any]]:
         {"type": "table", "header": ["class", "all", *splits],
          "rows": [[c, n, *(prof["balance_by_split"][s]["counts"][c] for s in splits)] for c, n in bal["counts"].items()]},
         {"type": "img", "src": f"class_balance_{task}.png", "alt": f"class balance of {task}"},
-    ]  # fmt: skip
+    ]
 
 
 def _size_blocks(task: str, prof: dict[str, Any], files: dict[str, bytes]) -> list[dict[str, Any]]:
     """The modality's distributions, whichever the profile has."""
     blocks: list[dict[str, Any]] = []
     charts = (("image_sizes", "image sizes (w x h)", "size"), ("text_chars_hist", "text length (characters, 20-char bins)", "characters"),
-              ("frame_count_hist", "frames per clip", "frames"))  # fmt: skip
+              ("frame_count_hist", "frames per clip", "frames"))
     for key, title, xlabel in charts:
         if key in prof:
             files[f"{key}_{task}.png"] = bar_chart(title, prof[key], xlabel)
@@ -79,12 +75,10 @@ def _size_blocks(task: str, prof: dict[str, Any], files: dict[str, bytes]) -> li
 
 
 def _samples_blocks(task: str, samples: MediaSamples | None, files: dict[str, bytes]) -> list[dict[str, Any]]:
-    sheet = media_sheet(samples) if samples else None
-    if sheet is None:
+    if samples is None or samples.sheet is None:
         return []
-    files[f"samples_{task}.png"] = sheet
-    what = "sampled frames of one clip per class" if samples and samples.kind == "video" else "a sample of images per class"
-    return [{"type": "h4", "text": f"{task}: {what}"}, {"type": "img", "src": f"samples_{task}.png", "alt": f"{what} of {task}"}]
+    files[f"samples_{task}.png"] = samples.sheet
+    return [{"type": "h4", "text": f"{task}: {samples.what}"}, {"type": "img", "src": f"samples_{task}.png", "alt": f"{samples.what} of {task}"}]
 
 
 def _quarantine_blocks(report: dict[str, Any], quarantined: list[QuarantineSample], files: dict[str, bytes]) -> list[dict[str, Any]]:
@@ -93,7 +87,7 @@ def _quarantine_blocks(report: dict[str, Any], quarantined: list[QuarantineSampl
         return [{"type": "h4", "text": "Quarantine and deduplication"}, {"type": "p", "text": "nothing rejected"}]
     files["quarantine.png"] = bar_chart("rejected records by table and reason", {f"{t}: {r}": n for t, r, n in q_rows}, "", horizontal=True)
     blocks: list[dict[str, Any]] = [{"type": "h4", "text": "Quarantine and deduplication"}, {"type": "table", "header": ["table", "reason", "records"], "rows": q_rows},
-              {"type": "img", "src": "quarantine.png", "alt": "quarantine by reason"}]  # fmt: skip
+              {"type": "img", "src": "quarantine.png", "alt": "quarantine by reason"}]
     items = []
     for i, q in enumerate(quarantined):
         files[f"quarantined_{i}.png"] = thumbnail_png(q.content) if q.content else placeholder_png("no bytes kept")
@@ -109,13 +103,13 @@ def _comparison_blocks(report: dict[str, Any]) -> list[dict[str, Any]]:
     if not comp:
         return [{"type": "h4", "text": "Comparison"}, {"type": "p", "text": "no earlier run date to compare with"}]
     rows = [[t, v.get("rows_before", ""), v.get("rows_now", ""), v.get("rows_delta", ""), v.get("max_abs_share_delta", "")]
-            for t, v in comp["tasks"].items()]  # fmt: skip
+            for t, v in comp["tasks"].items()]
     return [{"type": "h4", "text": f"Compared with {comp['previous_run_date']}"},
-            {"type": "table", "header": ["task", "rows before", "rows now", "delta", "max class-share change"], "rows": rows}]  # fmt: skip
+            {"type": "table", "header": ["task", "rows before", "rows now", "delta", "max class-share change"], "rows": rows}]
 
 
 def data_part(report: dict[str, Any], samples: dict[str, MediaSamples] | None = None,
-              quarantined: list[QuarantineSample] | None = None) -> Part:  # fmt: skip
+              quarantined: list[QuarantineSample] | None = None) -> Part:
     """analyse's part: per task, balance, sizes and sample pictures; then quarantine and the comparison."""
     files: dict[str, bytes] = {}
     blocks: list[dict[str, Any]] = [{"type": "p", "text": f"conf hash {report['conf_hash']}; the figures are in data/part.json."}]

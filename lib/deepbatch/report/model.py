@@ -18,7 +18,7 @@ def model_part(task: str, metrics: dict[str, Any], run: dict[str, Any], classes:
         {"type": "p", "text": f"test accuracy {test['accuracy']:.4f} on {test['n']} rows; best validation accuracy "
                               f"{metrics.get('best_val_acc', float('nan')):.4f}; model folder {run.get('model_dir', '')}"},
         {"type": "table", "header": ["run", "value"], "rows": [[k, run.get(k)] for k in _RUN_FIELDS if run.get(k) is not None]},
-    ]  # fmt: skip
+    ]
     blocks += _runtime_blocks(metrics)
     if metrics.get("history"):
         files[f"curves_{task}.png"] = training_curves(metrics["history"])
@@ -28,7 +28,7 @@ def model_part(task: str, metrics: dict[str, Any], run: dict[str, Any], classes:
         {"type": "table", "header": ["class", "precision", "recall", "support"],
          "rows": [[c, v["precision"], v["recall"], v["support"]] for c, v in test["per_class"].items()]},
         {"type": "table", "header": ["setting", "value"], "rows": sorted([k, v] for k, v in metrics.get("hparams", {}).items())},
-    ]  # fmt: skip
+    ]
     data = {"task": task, "test": test, "best_val_acc": metrics.get("best_val_acc"), "run": {k: run.get(k) for k in _RUN_FIELDS}}
     return Part(f"model_{task}", "model", f"Model: {task}", blocks, files, data)
 
@@ -39,9 +39,9 @@ def _runtime_blocks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     onnx, q = metrics.get("onnx"), metrics.get("quantization")
     if onnx:
         rows += [["ONNX graphs", ", ".join(onnx["graphs"])], ["top-1 agreement with torch", onnx["top1_agreement"]],
-                 ["largest probability difference", f"{onnx['max_prob_diff']:.1e}"], ["validation rows compared", onnx["rows"]]]  # fmt: skip
+                 ["largest probability difference", f"{onnx['max_prob_diff']:.1e}"], ["validation rows compared", onnx["rows"]]]
     if q:
         rows += [[f"int8 ({q['mode']})", "kept" if q["kept"] else f"refused: drop above {q['max_drop_points']} points"],
                  ["test accuracy fp32 / int8", f"{q['test_accuracy_fp32']:.4f} / {q['test_accuracy_int8']:.4f}"],
-                 ["graph size fp32 / int8 (bytes)", f"{q['bytes_fp32']:,} / {q['bytes_int8']:,}"]]  # fmt: skip
+                 ["graph size fp32 / int8 (bytes)", f"{q['bytes_fp32']:,} / {q['bytes_int8']:,}"]]
     return [{"type": "table", "header": ["runtime", "value"], "rows": rows}] if rows else []

@@ -50,7 +50,7 @@ class Part:
     def from_files(cls, files: dict[str, bytes]) -> Part:
         meta = json.loads(files[PART_FILE])
         return cls(meta["key"], meta["kind"], meta["title"], meta["blocks"], {k: v for k, v in files.items() if k != PART_FILE},
-                   meta.get("data", {}))  # fmt: skip
+                   meta.get("data", {}))
 
 
 def _cell(value: Any) -> str:

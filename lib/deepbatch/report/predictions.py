@@ -7,12 +7,13 @@ first sampled frame) or as text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from deepbatch.report.charts import histogram
 from deepbatch.report.page import Part
-from deepbatch.report.thumbs import THUMB_PX, array_png, clip_frames, placeholder_png, thumbnail_png
+from deepbatch.report.thumbs import placeholder_png
 
 CONFIDENCE_BIN = 0.05
 TEXT_CHARS = 240
@@ -31,15 +32,13 @@ class ScoredSample:
     text: str | None = None
 
 
-def _clip_preview(data: bytes) -> bytes:
-    frames = clip_frames(data, 1, THUMB_PX)
-    return array_png(frames[0]) if frames else placeholder_png("no preview: clip did not decode")
+Preview = Callable[[bytes | None], bytes | None]  # a record's bytes as a PNG thumbnail; None: the record is shown as text
 
 
-def preview_png(sample: ScoredSample, media: str) -> bytes:
+def preview_png(sample: ScoredSample, preview: Preview) -> bytes:
     if sample.content is None:
         return placeholder_png("no preview: bytes not kept")
-    return _clip_preview(sample.content) if media == "video" else thumbnail_png(sample.content)
+    return preview(sample.content) or placeholder_png("no preview")
 
 
 def _caption(s: ScoredSample) -> list[str]:
@@ -53,23 +52,23 @@ def _caption(s: ScoredSample) -> list[str]:
     return lines
 
 
-def samples_blocks(name: str, title: str, samples: list[ScoredSample], media: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
-    """A gallery of thumbnails for images and clips; a table for text."""
+def samples_blocks(name: str, title: str, samples: list[ScoredSample], preview: Preview | None, files: dict[str, bytes]) -> list[dict[str, Any]]:
+    """A gallery of thumbnails (records with a preview: images, clips); a table of texts (preview None)."""
     if not samples:
         return []
-    if media == "text":
+    if preview is None:
         rows = [[s.record_id, s.label, s.predicted, s.confidence, (s.text or "")[:TEXT_CHARS]] for s in samples]
         return [{"type": "h4", "text": title}, {"type": "table", "header": ["record", "true", "predicted", "confidence", "text"], "rows": rows}]
     items = []
     for i, s in enumerate(samples):
-        files[f"{name}_{i}.png"] = preview_png(s, media)
+        files[f"{name}_{i}.png"] = preview_png(s, preview)
         items.append({"src": f"{name}_{i}.png", "caption": _caption(s)})
     return [{"type": "h4", "text": title}, {"type": "gallery", "items": items}]
 
 
 def _figures_blocks(target: str, stats: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [{"type": "p", "text": f"{stats.get('records', 0)} records scored by model {stats.get('model_version') or '-'}"
-                                                          f" at {stats.get('records_per_s') or '-'} records/s"}]  # fmt: skip
+                                                          f" at {stats.get('records_per_s') or '-'} records/s"}]
     acc = stats.get("accuracy_by_split") or {}
     if acc:
         blocks.append({"type": "table", "header": ["split", "labelled rows", "accuracy"], "rows": [[s, v["n"], v["accuracy"]] for s, v in acc.items()]})
@@ -81,16 +80,16 @@ def _figures_blocks(target: str, stats: dict[str, Any]) -> list[dict[str, Any]]:
     return blocks
 
 
-def predictions_part(target: str, media: str, stats: dict[str, Any], confidence_bins: dict[float, int],
-                     confident_errors: list[ScoredSample], showcase: list[ScoredSample]) -> Part:  # fmt: skip
+def predictions_part(target: str, preview: Preview | None, stats: dict[str, Any], confidence_bins: dict[float, int],
+                     confident_errors: list[ScoredSample], showcase: list[ScoredSample]) -> Part:
     """infer's part for ``target``: figures, the confidence histogram, the most confident errors and a sample."""
     files: dict[str, bytes] = {}
     blocks = _figures_blocks(target, stats)
     if confidence_bins:
         files["confidence.png"] = histogram(f"{target}: confidence of the top prediction", confidence_bins, "confidence", CONFIDENCE_BIN)
         blocks.append({"type": "img", "src": "confidence.png", "alt": f"confidence histogram of {target}"})
-    blocks += samples_blocks("error", "Most confident errors", confident_errors, media, files)
-    blocks += samples_blocks("sample", "A sample of predictions", showcase, media, files)
+    blocks += samples_blocks("error", "Most confident errors", confident_errors, preview, files)
+    blocks += samples_blocks("sample", "A sample of predictions", showcase, preview, files)
     data = {"target": target, **stats, "confidence_bins": {str(k): v for k, v in confidence_bins.items()},
-            "confident_errors": [s.record_id for s in confident_errors]}  # fmt: skip
+            "confident_errors": [s.record_id for s in confident_errors]}
     return Part(f"predictions_{target}", "predictions", f"Predictions: {target}", blocks, files, data)

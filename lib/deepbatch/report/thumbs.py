@@ -37,7 +37,7 @@ def array_png(arr: np.ndarray, size: int = THUMB_PX) -> bytes:
     img = Image.fromarray(np.ascontiguousarray(arr))
     scale = size / max(img.width, img.height)
     img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                     Image.Resampling.NEAREST if scale > 2 else Image.Resampling.LANCZOS)  # fmt: skip
+                     Image.Resampling.NEAREST if scale > 2 else Image.Resampling.LANCZOS)
     return _png(img)
 
 
@@ -81,6 +81,12 @@ def placeholder_png(text: str, size: int = THUMB_PX) -> bytes:
 def thumbnail_png(data: bytes | None, size: int = THUMB_PX) -> bytes:
     arr = decode_preview(data)
     return placeholder_png("no preview: not a decodable image", size) if arr is None else array_png(arr, size)
+
+
+def clip_preview(data: bytes | None, size: int = THUMB_PX) -> bytes:
+    """A clip's first sampled frame as a thumbnail."""
+    frames = clip_frames(data, 1, size) if data else []
+    return array_png(frames[0], size) if frames else placeholder_png("no preview: clip did not decode", size)
 
 
 def contact_sheet(rows: list[tuple[str, list[np.ndarray]]], cell: int = 64) -> bytes:

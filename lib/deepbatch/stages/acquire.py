@@ -19,8 +19,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from deepbatch.catalog import Source, bronze_schema
+from deepbatch.quality import Transform
 from deepbatch.schemas.tables import BINARY_FILE, CORRUPT, landing_records
-from deepbatch.stages.quality import Transform
 from deepbatch.storage import FileEntry, list_files, listing_base, matches, relative_path
 
 
@@ -63,7 +63,7 @@ Fields = list[tuple[str | None, str]]  # (field in the landing files, bronze col
 
 def record_fields(src: Source) -> Fields:
     """The bronze columns of a record source besides the id, and the fields they come from."""
-    if src.role == "text":
+    if src.role == "records":
         return [(src.text_field, "text"), (src.label_field or None, "label"), *[(m, m) for m in src.metadata]]
     return [(src.label_field, "label")]
 
@@ -112,7 +112,7 @@ def with_record_lineage(run_date: str, id_col: str, fields: Fields | list[str]) 
         raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{f}`") for f in [*_ids(id_col), *present]])))
         record_id = F.coalesce(F.col(f"`{id_col}`"), _salvaged_id(F.col(CORRUPT), id_col)) if id_col else F.lit(None).cast("string")
         placed = df.select("*", F.col("_metadata.file_path").alias("source_path"), F.col("_metadata.file_block_start").alias("_block"),
-                           F.monotonically_increasing_id().alias("_seq"))  # fmt: skip
+                           F.monotonically_increasing_id().alias("_seq"))
         line = F.row_number().over(Window.partitionBy("source_path").orderBy("_block", "_seq")).cast("long")
         return placed.select(
             record_id.alias("record_id"),
@@ -162,7 +162,7 @@ def driver_read(spark: SparkSession, entries: list[FileEntry]) -> DataFrame:
     from deepbatch.storage import read_bytes
 
     rows = [(f.path, datetime.fromtimestamp(f.mtime_ms / 1000, tz=timezone.utc), f.size, read_bytes(f.path) if f.size else b"")
-            for f in entries]  # fmt: skip
+            for f in entries]
     return spark.createDataFrame(rows, BINARY_FILE)
 
 
@@ -200,7 +200,7 @@ def unusable_record_files(spark: SparkSession, source: Source, entries: list[tup
         name = f.path.rsplit("/", 1)[-1]
         rows.append({"record_id": name.rsplit(".", 1)[0], "parse_error": err, "source_path": f.path, "file_size": f.size,
                      "modification_time": datetime.fromtimestamp(f.mtime_ms / 1000, tz=timezone.utc),
-                     "ingest_run_date": run_date, "source_line": 0})  # fmt: skip
+                     "ingest_run_date": run_date, "source_line": 0})
     return spark.createDataFrame([tuple(r.get(c) for c in schema.names) for r in rows], schema)
 
 
@@ -214,7 +214,7 @@ def numbered_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
     lines = spark.read.format("text").load(paths).select(
         "value", F.col("_metadata.file_path").alias("source_path"), F.col("_metadata.file_size").alias("file_size"),
         F.col("_metadata.file_modification_time").alias("modification_time"),
-        F.col("_metadata.file_block_start").alias("_block"), F.monotonically_increasing_id().alias("_seq"))  # fmt: skip
+        F.col("_metadata.file_block_start").alias("_block"), F.monotonically_increasing_id().alias("_seq"))
     w = Window.partitionBy("source_path").orderBy("_block", "_seq")
     return lines.withColumn("source_line", F.row_number().over(w).cast("long")).drop("_block", "_seq")
 
@@ -234,14 +234,14 @@ def json_records(run_date: str, id_col: str, fields: Fields | list[str]) -> Tran
         error = (F.when(F.encode(F.col("value"), "UTF-8") != raw_bytes, F.concat(F.lit("INVALID_UTF8: line "), F.col("source_line"), F.lit(" is not valid UTF-8")))
                  .when(F.trim(text) == "", F.lit("MALFORMED_RECORD: blank line"))
                  .when(F.col("_j")[CORRUPT].isNotNull() | F.col("_j").isNull(), F.lit("MALFORMED_RECORD: record does not parse against the landing schema"))
-                 .when(F.concat_ws(",", *drifted) != "", F.concat(F.lit("SCHEMA_MISMATCH: an array or object where a string belongs in field(s) "), F.concat_ws(",", *drifted))))  # fmt: skip
+                 .when(F.concat_ws(",", *drifted) != "", F.concat(F.lit("SCHEMA_MISMATCH: an array or object where a string belongs in field(s) "), F.concat_ws(",", *drifted))))
         ok = F.col("_error").isNull()
         return (lines.withColumn("_j", parsed).withColumn("_error", error).select(
             (F.coalesce(F.when(ok | F.col("_j")[id_col].isNotNull(), F.col("_j")[id_col]), _salvaged_id(text, id_col)) if id_col
              else F.lit(None).cast("string")).alias("record_id"),
             *_mapped(lambda f: F.col("_j")[f], pairs, ok), text.alias("raw_record"), raw_bytes.alias("raw_bytes"),
             F.col("_error").alias("parse_error"), "source_path", "file_size", "modification_time",
-            F.lit(run_date).alias("ingest_run_date"), F.sha2(raw_bytes, 256).alias("content_hash"), "source_line"))  # fmt: skip
+            F.lit(run_date).alias("ingest_run_date"), F.sha2(raw_bytes, 256).alias("content_hash"), "source_line"))
 
     return _
 
@@ -273,16 +273,16 @@ def csv_records(spark: SparkSession, source: Source, paths: list[str], run_date:
     for path in paths:
         header = csv_header(path, source.delimiter)
         why = _missing_fields(source, header, "the header") if len(set(header)) == len(header) else (
-            f"SCHEMA_MISMATCH: the header repeats a column name: {header}")  # fmt: skip
+            f"SCHEMA_MISMATCH: the header repeats a column name: {header}")
         if why:
             bad[path] = why
         else:
             groups.setdefault(tuple(header), []).append(path)
     # multiLine: a quoted field may hold line breaks (RFC 4180); each file is then read by one task.
     reader = (spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT).option("header", "true")
-              .option("multiLine", "true").option("escape", '"').option("sep", source.delimiter))  # fmt: skip
+              .option("multiLine", "true").option("escape", '"').option("sep", source.delimiter))
     frames = [reader.schema(landing_records(list(header))).option("encoding", "UTF-8").csv(group)
-              .transform(with_record_lineage(run_date, source.id_field, record_fields(source))) for header, group in groups.items()]  # fmt: skip
+              .transform(with_record_lineage(run_date, source.id_field, record_fields(source))) for header, group in groups.items()]
     return frames, bad
 
 
@@ -317,7 +317,7 @@ def _parquet_group(spark: SparkSession, source: Source, paths: list[str], run_da
         F.lit(None).cast("string").alias("parse_error"), F.col("_metadata.file_path").alias("source_path"),
         F.col("_metadata.file_size").alias("file_size"), F.col("_metadata.file_modification_time").alias("modification_time"),
         F.lit(run_date).alias("ingest_run_date"), F.sha2(raw, 256).alias("content_hash"),
-        (F.col("_metadata.row_index") + 1).cast("long").alias("source_line"))  # fmt: skip
+        (F.col("_metadata.row_index") + 1).cast("long").alias("source_line"))
 
 
 def jsonl_records(spark: SparkSession, source: Source, paths: list[str], run_date: str) -> tuple[list[DataFrame], dict[str, str]]:
@@ -355,7 +355,7 @@ def read_records(spark: SparkSession, source: Source, folder: str, files: list[F
 
 
 def read_source(spark: SparkSession, source: Source, folder: str, run_date: str, files: list[FileEntry],
-                everything: bool = True) -> DataFrame:  # fmt: skip
+                everything: bool = True) -> DataFrame:
     """One landing source in its bronze shape: a row for every file (and every record of a record file)
     in ``files``; ``everything`` says they are all the folder holds (full mode), so Spark may list it itself."""
     if not files:

@@ -20,7 +20,8 @@ from deepbatch.catalog import gold_schema, trained_tasks
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.manifests import TableCounts
-from deepbatch.modality import MODALITIES, modality_of
+from deepbatch.modality import ModalityContract, modality_of
+from deepbatch.profiling import count_by
 from deepbatch.report.data import MediaSamples, QuarantineSample
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
@@ -32,23 +33,6 @@ log = logging.getLogger(__name__)
 PREVIEW_MAX_BYTES = 16 << 20  # quarantined files larger than this get a placeholder, not a preview
 
 
-def count_by(df: DataFrame, *cols: str) -> dict[str, int]:
-    """Rows per value of ``cols`` (joined with |; null as <null>), sorted by value."""
-    key = F.concat_ws("|", *[F.coalesce(F.col(c).cast("string"), F.lit("<null>")) for c in cols])
-    return {r["k"]: int(r["n"]) for r in df.groupBy(key.alias("k")).agg(F.count("*").alias("n")).orderBy("k").collect()}
-
-
-def summary_stats(df: DataFrame, col: str) -> dict[str, float | None]:
-    row = df.agg(
-        F.min(col).alias("min"),
-        F.expr(f"percentile_approx({col}, 0.5)").alias("p50"),
-        F.expr(f"percentile_approx({col}, 0.9)").alias("p90"),
-        F.max(col).alias("max"),
-        F.avg(col).alias("mean"),
-    ).first()
-    return {k: (None if row[k] is None else float(row[k])) for k in ("min", "p50", "p90", "max", "mean")}  # type: ignore[index]
-
-
 def class_balance(by_class: dict[str, int], classes: list[str]) -> dict[str, Any]:
     """Counts for every configured class (0 where absent) and the max/min imbalance ratio."""
     counts = {c: int(by_class.get(c, 0)) for c in classes}
@@ -58,7 +42,7 @@ def class_balance(by_class: dict[str, int], classes: list[str]) -> dict[str, Any
     return {"counts": counts, "imbalance_ratio": ratio, "missing_classes": missing}
 
 
-def profile_task(df: DataFrame, modality: str, classes: list[str]) -> dict[str, Any]:
+def profile_task(df: DataFrame, modality: ModalityContract, classes: list[str]) -> dict[str, Any]:
     """Counts, per-split class balance and the modality's (image, text, video) size distributions."""
     labelled = df.filter(F.col("label").isNotNull())
     by_split_class = count_by(labelled, "split", "label")
@@ -73,7 +57,7 @@ def profile_task(df: DataFrame, modality: str, classes: list[str]) -> dict[str, 
             for split in ("train", "val", "test")
         },
     }
-    out.update(MODALITIES[modality].fn("profile")(df))
+    out.update(modality.profile(df))
     return out
 
 
@@ -133,16 +117,17 @@ def _sample_rows(df: DataFrame, per_key: int, key: str) -> DataFrame:
     return df.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= per_key).drop("_n")
 
 
-def media_samples(df: DataFrame, per_class: int) -> MediaSamples | None:
-    """A few labelled records' bytes per class, for tables of images or clips (None for other tables)."""
+def media_samples(df: DataFrame, modality: ModalityContract, per_class: int) -> MediaSamples | None:
+    """A few labelled records' bytes per class as the modality's contact sheet (None where it shows none: text)."""
+    per_class = modality.samples_per_class(per_class)
     if "content" not in df.columns or per_class < 1:
         return None
-    kind = "video" if "frame_count" in df.columns else "image"
-    picked = _sample_rows(df.where(F.col("label").isNotNull()), 1 if kind == "video" else per_class, "label")
-    samples = MediaSamples(kind)
+    picked = _sample_rows(df.where(F.col("label").isNotNull()), per_class, "label")
+    by_class: dict[str, list[bytes]] = {}
     for row in picked.select("label", "content").orderBy("label", "record_id").collect():
-        samples.by_class.setdefault(row["label"], []).append(bytes(row["content"]))
-    return samples
+        by_class.setdefault(row["label"], []).append(bytes(row["content"]))
+    what, sheet = modality.report_samples(by_class)
+    return MediaSamples(what, sheet)
 
 
 def quarantine_samples(spark: SparkSession, conf: Conf, run_date: str, n: int) -> list[QuarantineSample]:
@@ -158,7 +143,7 @@ def quarantine_samples(spark: SparkSession, conf: Conf, run_date: str, n: int) -
         small = F.when(F.length("content") <= PREVIEW_MAX_BYTES, F.col("content")).alias("content")
         rows = _sample_rows(df, 2, "reason").select("reason", "detail", "source_path", small).limit(n).collect()
         found += [QuarantineSample(f"quarantine/clean/{source}", r["reason"], r["detail"], r["source_path"],
-                                   None if r["content"] is None else bytes(r["content"])) for r in rows]  # fmt: skip
+                                   None if r["content"] is None else bytes(r["content"])) for r in rows]
     return found[:n]
 
 
@@ -178,8 +163,9 @@ def _profile_gold(spark: SparkSession, conf: Conf, run_date: str) -> tuple[dict[
         path = conf.path("gold", task)
         inputs.append(path)
         df = read_partition(spark, path, run_date, gold_schema(conf, task))
-        tasks[task] = profile_task(df, modality_of(conf, task).name, gold_classes(spark, conf, task, run_date))
-        sample = media_samples(df, conf.report.samples_per_class)
+        modality = modality_of(conf, task)
+        tasks[task] = profile_task(df, modality, gold_classes(spark, conf, task, run_date))
+        sample = media_samples(df, modality, conf.report.samples_per_class)
         if sample is not None:
             samples[task] = sample
         log.debug("analyse %-9s rows=%d imbalance=%s", task, tasks[task]["rows"], tasks[task]["balance"]["imbalance_ratio"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from deepbatch.stages.quality import Transform, canonical_label, flag_when, quarantine_rows, start_checks
+from deepbatch.quality import Transform, canonical_label, flag_when, quarantine_rows, start_checks
 
 UNLABELLED = "unlabelled"
 SPLITS = ("train", "val", "test")

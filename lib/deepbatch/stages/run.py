@@ -17,17 +17,17 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from deepbatch.catalog import Source, bronze_schema, kept_bytes, label_classes, silver_schema, sources
+from deepbatch.catalog import Source, bronze_schema, content_modality, kept_bytes, label_classes, silver_schema, sources
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.errors import MissingInputError, QuarantineThresholdExceeded
 from deepbatch.manifests import TableCounts
+from deepbatch.quality import quarantine_rows, reason_counts, valid_rows
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
 from deepbatch.stages import clean as C
 from deepbatch.stages import integrate as I
 from deepbatch.stages.acquire import read_source, source_files
-from deepbatch.stages.quality import quarantine_rows, reason_counts, valid_rows
 from deepbatch.storage import FileEntry, Storage, file_sha256, listing_base
 from deepbatch.tables import read_partition
 
@@ -48,12 +48,12 @@ class Ingested:
             return cls(frozenset(), frozenset())
         # Every run date but this one: a rerun of a run date re-ingests exactly what it ingested before.
         rows = (spark.read.schema(T.BRONZE_FILE_MANIFEST).parquet(root).where(F.col("ingest_run_date") != run_date)
-                .select("path", "size", "mtime_ms", "content_hash").distinct().collect())  # fmt: skip
+                .select("path", "size", "mtime_ms", "content_hash").distinct().collect())
         return cls(frozenset((r.path, r.size, r.mtime_ms) for r in rows), frozenset((r.path, r.content_hash) for r in rows))
 
 
 def _file_entries(spark: SparkSession, src: Source, listing: list[FileEntry], bronze: DataFrame | None,
-                  file_hashes: dict[str, str], run_date: str) -> DataFrame:  # fmt: skip
+                  file_hashes: dict[str, str], run_date: str) -> DataFrame:
     """bronze/_files rows for the files this run ingested from one source."""
     meta = spark.createDataFrame([(f.path, f.size, f.mtime_ms) for f in listing], "path string, size long, mtime_ms long")
     if bronze is not None:  # file sources: the bronze rows carry each file's content hash
@@ -61,7 +61,7 @@ def _file_entries(spark: SparkSession, src: Source, listing: list[FileEntry], br
     else:  # record sources: few, larger files, hashed on the driver
         hashes = spark.createDataFrame([(f.path, file_hashes[f.path]) for f in listing], "path string, content_hash string")
     return meta.join(hashes, "path").select(F.lit(src.name).alias("source"), "path", "size", "mtime_ms", "content_hash",
-                                            F.lit(run_date).alias("ingest_run_date"))  # fmt: skip
+                                            F.lit(run_date).alias("ingest_run_date"))
 
 
 def _new_files(src: Source, listing: list[FileEntry], seen: Ingested) -> tuple[list[FileEntry], dict[str, str]]:
@@ -124,13 +124,11 @@ def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
 
 def _clean_check(conf: Conf, src: Source) -> Callable[[DataFrame], DataFrame]:
     """The checks of a source by its role: its media's (files), text records' (with its label classes), or a label table's."""
-    from deepbatch.modality import MODALITIES
-
     classes = label_classes(conf, src.name)
     if src.role == "labels":
         return lambda df: C.check_labels(df, classes)
-    check = MODALITIES[src.media or "text"].fn("check")
-    return lambda df: check(df, conf, classes, src.metadata, bool(src.label_field))
+    modality = content_modality(src)
+    return lambda df: modality.check(df, conf, classes, src.metadata, bool(src.label_field))
 
 
 def _check_threshold(counts: TableCounts, limit: float) -> None:
@@ -172,7 +170,7 @@ def run_clean(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
             log.debug(
                 "clean   %-13s in=%d out=%d quarantined=%s deduplicated=%s",
                 source, n_in, n_out, quarantined or "{}", deduplicated or "{}",
-            )  # fmt: skip
+            )
     return commit.summary
 
 

@@ -13,7 +13,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")
 
 def to_inputs(modality: str, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """A Petastorm batch of a modality (image, text, video) -> (model inputs, labels) on device, normalised as the model expects."""
-    return MODALITIES[modality].fn("to_inputs")(batch, device)  # type: ignore[no-any-return]
+    return MODALITIES[modality].to_inputs(batch, device)  # type: ignore[no-any-return]
 
 
 def make_loader(url: str, modality: str, batch_size: int, *, cur_shard: int | None = None, shard_count: int | None = None,
@@ -28,13 +28,13 @@ def make_loader(url: str, modality: str, batch_size: int, *, cur_shard: int | No
 
     if shuffle and num_epochs is not None:
         raise ValueError("a shuffled Petastorm reader must use num_epochs=None: finite shuffled readers can end "
-                         "before their first row (Petastorm 0.13.1 race); count the steps instead")  # fmt: skip
+                         "before their first row (Petastorm 0.13.1 race); count the steps instead")
     from petastorm.pytorch import DataLoader
 
     reader = make_reader(
         url, schema_fields=list(MODALITIES[modality].petastorm_fields), cur_shard=cur_shard, shard_count=shard_count, num_epochs=num_epochs,
         shuffle_row_groups=shuffle, shuffle_rows=shuffle, seed=seed, reader_pool_type="thread", workers_count=workers,
-    )  # fmt: skip
+    )
     return DataLoader(reader, batch_size=batch_size, shuffling_queue_capacity=4 * batch_size if shuffle else 0)
 
 
@@ -50,7 +50,7 @@ def count_shard_rows(url: str, cur_shard: int, shard_count: int) -> int:
     with contextlib.redirect_stdout(io.StringIO()), make_reader(
         url, schema_fields=["label_index"], cur_shard=cur_shard, shard_count=shard_count, num_epochs=1,
         shuffle_row_groups=False, reader_pool_type="dummy",
-    ) as reader:  # fmt: skip
+    ) as reader:
         for _ in reader:
             n += 1
     return n

@@ -34,8 +34,7 @@ def _local_dir(path: str) -> str:
 def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, backend: str) -> dict[str, Any]:
     """Everything train_fn needs, as plain values, checked before any worker starts."""
     from deepbatch.catalog import trained_tasks
-    from deepbatch.modality import modality_of
-    from deepbatch.models.settings import model_settings
+    from deepbatch.modality import modality_of, model_settings
 
     if task not in trained_tasks(conf):
         conf.task(task)  # an undeclared name is its own error
@@ -136,7 +135,7 @@ def train_task(spark: SparkSession, conf: Conf, run_date: str, task: str, commit
     export = Path(params["export_dir"])
     if not (export / "model.safetensors").is_file():
         raise TrainingIncompleteError(f"training {task} ended after {results[0]['epochs_done']} epochs without writing a model "
-                                      f"to {export}; see the worker logs above, then rerun with --resume.")  # fmt: skip
+                                      f"to {export}; see the worker logs above, then rerun with --resume.")
     _export_onnx(spark, conf, run_date, task, export, params["classes"])
     summary = {
         "stage": "train",
@@ -175,12 +174,8 @@ def dataset_classes(conf: Conf, task: str, manifest: dict[str, Any], ds_root: st
     declared = classes_of(conf, task)
     if declared is not None and declared != classes:
         raise ConfigError(f"{ds_root} was materialised with classes {classes}, but conf key 'tasks.{task}.classes' is now {declared}: "
-                          f"rerun `deepbatch materialize --run-date {run_date} --task {task}` (or `deepbatch pipeline`) first")  # fmt: skip
+                          f"rerun `deepbatch materialize --run-date {run_date} --task {task}` (or `deepbatch pipeline`) first")
     return classes
-
-
-_CHECK_ROWS = {"val": 256, "test": 2000, "train": 64}
-_CHECK_CLIPS = {"val": 16, "test": 200, "train": 8}
 
 
 def _gold_rows(spark: SparkSession, conf: Conf, run_date: str, task: str, split: str, limit: int) -> Any:
@@ -200,27 +195,26 @@ def _check_rows(rows: dict[str, Any]) -> Any:
 
 def _export_onnx(spark: SparkSession, conf: Conf, run_date: str, task: str, export: Path, classes: list[str]) -> None:
     """model.onnx beside the weights, checked against torch on validation rows, and int8 when infer.quantize asks."""
+    from deepbatch.cores.runtime import onnxruntime_available
     from deepbatch.infer.export import check_equivalence, export_folder, quantize_folder
-    from deepbatch.infer.runtime import onnxruntime_available
     from deepbatch.modality import modality_of
 
     if not onnxruntime_available():
         log.warning("onnxruntime is not installed: %s gets no ONNX graph and infers with torch", task)
         return
     modality = modality_of(conf, task)
-    kind, options = modality.core_kind, modality.fn("core_options")(conf, classes)
-    limits = _CHECK_CLIPS if kind == "video" else _CHECK_ROWS
-    rows = {split: _gold_rows(spark, conf, run_date, task, split, n) for split, n in limits.items()}
+    options = modality.core_options(conf, classes)
+    rows = {split: _gold_rows(spark, conf, run_date, task, split, n) for split, n in modality.export_check_rows.items()}
     metrics_path = export / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
-    metrics["onnx"] = {"graphs": export_folder(kind, export, **options), **check_equivalence(kind, export, _check_rows(rows), **options)}
+    metrics["onnx"] = {"graphs": export_folder(modality, export, **options), **check_equivalence(modality, export, _check_rows(rows), **options)}
     if conf.infer.quantize != "none":
-        metrics["quantization"] = quantize_folder(kind, export, conf.infer.quantize, conf.infer.max_quantized_accuracy_drop,
-                                                  rows["test"], rows["train"], **options)  # fmt: skip
+        metrics["quantization"] = quantize_folder(modality, export, conf.infer.quantize, conf.infer.max_quantized_accuracy_drop,
+                                                  rows["test"], rows["train"], **options)
     metrics_path.write_text(json.dumps(metrics, indent=2))
     log.info("%s: ONNX graph %s matches torch on %d validation rows (top-1 agreement %.4f, largest probability difference %.1e)%s",
              task, ", ".join(metrics["onnx"]["graphs"]), metrics["onnx"]["rows"], metrics["onnx"]["top1_agreement"],
-             metrics["onnx"]["max_prob_diff"], _int8_note(metrics.get("quantization")))  # fmt: skip
+             metrics["onnx"]["max_prob_diff"], _int8_note(metrics.get("quantization")))
 
 
 def _int8_note(q: dict[str, Any] | None) -> str:
@@ -231,7 +225,7 @@ def _int8_note(q: dict[str, Any] | None) -> str:
 
 
 def _stage_model_report(commit: Commit, conf: Conf, run_date: str, task: str, export: Path, summary: dict[str, Any],
-                        classes: list[str]) -> None:  # fmt: skip
+                        classes: list[str]) -> None:
     """The task's part of the run report (curves, confusion matrix, per-class scores), in the same commit."""
     from deepbatch.report.model import model_part
     from deepbatch.report.publish import stage_part

@@ -127,7 +127,7 @@ def _set_threads() -> None:
 def checkpoint_meta(params: dict[str, Any]) -> dict[str, Any]:
     """What a checkpoint must share with a run that resumes it."""
     return {"task": params["task"], "dataset_version": params["dataset_version"], "classes": params["classes"],
-            "model_settings": params["model_settings"]}  # fmt: skip
+            "model_settings": params["model_settings"]}
 
 
 def restore(params: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any, dist: Any) -> dict[str, Any]:
@@ -169,13 +169,13 @@ def make_feed(params: dict[str, Any], model: nn.Module, dist: Any, device: torch
         raise RuntimeError(f"a rank's shard of {url} holds fewer than batch_size={bs} rows; lower batch_size or add data")
     if feed.feats is None:
         feed.loader = make_loader(url, modality, bs, cur_shard=dist.rank, shard_count=dist.size, num_epochs=None,
-                                  shuffle=True, seed=params["seed"] + 1000 * dist.rank + first_epoch)  # fmt: skip
+                                  shuffle=True, seed=params["seed"] + 1000 * dist.rank + first_epoch)
         feed.batches = iter(feed.loader)
     return feed
 
 
 def train_epoch(params: dict[str, Any], model: nn.Module, optimizer: Any, feed: Feed, epoch: int, dist: Any,
-                device: torch.device, weight: torch.Tensor | None) -> tuple[float, int, int]:  # fmt: skip
+                device: torch.device, weight: torch.Tensor | None) -> tuple[float, int, int]:
     """One epoch of feed.steps steps; returns (summed loss, correct, seen) on this rank."""
     from deepbatch.train.cached import epoch_order
     from deepbatch.train.data import to_inputs
@@ -205,7 +205,7 @@ def train_epoch(params: dict[str, Any], model: nn.Module, optimizer: Any, feed: 
 
 
 def end_epoch_on_rank0(params: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any],
-                       record: dict[str, Any], device: torch.device, cache: Any) -> dict[str, Any]:  # fmt: skip
+                       record: dict[str, Any], device: torch.device, cache: Any) -> dict[str, Any]:
     """Validate, keep the best weights, and checkpoint (both files written atomically)."""
     from deepbatch.train.outputs import save_checkpoint
 
@@ -222,7 +222,7 @@ def end_epoch_on_rank0(params: dict[str, Any], model: nn.Module, optimizer: Any,
     state["epoch"] = record["epoch"]
     save_checkpoint(ckpt_dir / "last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "state": state},
-                    meta=checkpoint_meta(params))  # fmt: skip
+                    meta=checkpoint_meta(params))
     return state
 
 
@@ -236,16 +236,16 @@ def export_model(params: dict[str, Any], model: nn.Module, state: dict[str, Any]
     model.load_state_dict(load_checkpoint(Path(params["checkpoint_dir"]) / "best.pt"))
     test_loss, ty, tp = evaluate(model, params["test_url"], params["modality"], hp["batch_size"], device, cache)
     metrics = {"task": task, "history": state["history"], "best_val_acc": state["best_val_acc"], "test_loss": test_loss,
-               "test": classification_metrics(ty, tp, classes), "world_size": world, "hparams": hp}  # fmt: skip
+               "test": classification_metrics(ty, tp, classes), "world_size": world, "hparams": hp}
     save_model_folder(out_dir, model.state_dict(), {"task": task, "model_settings": params["model_settings"], "num_classes": len(classes)},
-                      {c: i for i, c in enumerate(classes)}, params["preprocessing"], metrics)  # fmt: skip
-    MODALITIES[params["modality"]].fn("save_assets")(out_dir, params, model)
+                      {c: i for i, c in enumerate(classes)}, params["preprocessing"], metrics)
+    MODALITIES[params["modality"]].save_assets(out_dir, params, model)
     log.info("%s: test accuracy %.4f on %d rows; model written to %s", task, metrics["test"]["accuracy"], metrics["test"]["n"], out_dir)
     return float(metrics["test"]["accuracy"])
 
 
 def run_epochs(params: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any],
-               feed: Feed, dist: Any, device: torch.device, cache: Any) -> dict[str, Any]:  # fmt: skip
+               feed: Feed, dist: Any, device: torch.device, cache: Any) -> dict[str, Any]:
     """The epoch loop from the restored epoch: train, average, rank 0 validates and checkpoints, early stop."""
     from deepbatch.train.dist import unwrap
 
@@ -260,7 +260,7 @@ def run_epochs(params: dict[str, Any], model: nn.Module, optimizer: Any, schedul
         dist.sync_buffers(model)
         record = {"epoch": epoch + 1, "train_loss": round(dist.allreduce_mean(loss_sum / seen), 5),
                   "train_acc": round(dist.allreduce_mean(correct / seen), 5),
-                  "samples_per_s": round(dist.allreduce_mean(seen / (time.monotonic() - t0)) * dist.size, 1)}  # fmt: skip
+                  "samples_per_s": round(dist.allreduce_mean(seen / (time.monotonic() - t0)) * dist.size, 1)}
         if dist.rank == 0:
             state = end_epoch_on_rank0(params, unwrap(model), optimizer, scheduler, state, record, device, cache)
             eta = (time.monotonic() - t_start) / (epoch + 1 - first_epoch) * (hp["epochs"] - epoch - 1)
@@ -270,7 +270,7 @@ def run_epochs(params: dict[str, Any], model: nn.Module, optimizer: Any, schedul
             log.log(logging.INFO if due else logging.DEBUG,
                     "%s epoch %d/%d loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f samples/s | ETA %.0f s", task, epoch + 1,
                     hp["epochs"], record["train_loss"], record["train_acc"], record["val_loss"], record["val_acc"],
-                    record["samples_per_s"], eta)  # fmt: skip
+                    record["samples_per_s"], eta)
         state = dist.broadcast_object(state)
         if params.get("stop_after_epochs") and state["epoch"] >= params["stop_after_epochs"]:
             break  # used by tests to simulate a killed run
@@ -283,7 +283,7 @@ def run_epochs(params: dict[str, Any], model: nn.Module, optimizer: Any, schedul
 
 def train_fn(params: dict[str, Any]) -> dict[str, Any]:
     """Train one task on this worker's shard; returns metrics and a weights checksum."""
-    from deepbatch.models.builders import build_model
+    from deepbatch.modality import MODALITIES
     from deepbatch.train.cached import supports_feature_cache
     from deepbatch.train.dist import make_dist, unwrap
 
@@ -293,7 +293,7 @@ def train_fn(params: dict[str, Any]) -> dict[str, Any]:
     hp = params["hparams"]
     device = torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     torch.manual_seed(params["seed"])
-    model = build_model(params["modality"], len(params["classes"]), params["model_settings"]).to(device)
+    model = MODALITIES[params["modality"]].build(len(params["classes"]), params["model_settings"]).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     # Horovod convention: scale the learning rate by the number of workers.
     optimizer = make_optimizer(hp["optimizer"], trainable, hp["lr"] * dist.size, hp["momentum"], hp["weight_decay"])

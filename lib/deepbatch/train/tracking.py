@@ -41,7 +41,7 @@ def log_to_mlflow(tracking_uri: str, summary: dict[str, Any], model_dir: Path) -
     with mlflow.start_run(run_name=f"{summary['task']}-{summary['run_date']}", tags=tags) as run:
         mlflow.log_params({**{f"hp.{k}": v for k, v in metrics["hparams"].items()},
                            "launcher": summary["launcher"], "num_proc": summary["num_proc"],
-                           "dataset_version": summary["dataset_version"], "conf_hash": summary["conf_hash"]})  # fmt: skip
+                           "dataset_version": summary["dataset_version"], "conf_hash": summary["conf_hash"]})
         for h in metrics["history"]:
             mlflow.log_metrics({k: float(v) for k, v in h.items() if k != "epoch"}, step=int(h["epoch"]))
         mlflow.log_metrics({"test_accuracy": float(metrics["test"]["accuracy"]), "best_val_acc": float(metrics["best_val_acc"])})

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from deepbatch.cores.common import ModelFolder, error_text, is_empty, local_path, pick_device
+from deepbatch.cores.runtime import MODEL_ONNX, GraphSpec, OrtGraph, choose_runtime, softmax_np
 from deepbatch.errors import ConfigError
-from deepbatch.infer.common import ModelFolder, error_text, is_empty, local_path, pick_device
-from deepbatch.infer.runtime import MODEL_ONNX, GraphSpec, OrtGraph, choose_runtime, softmax_np
 
 ENCODER_DIR = "encoder"
 
@@ -109,7 +109,7 @@ class TrainedTextClassifier(TextCore):
     """A ``models/text_cls/<version>/`` folder: probabilities over its classes."""
 
     def __init__(self, model_dir: str, batch_size: int = 64, device: str | None = None, max_length: int | None = None,
-                 runtime: str = "torch", quantized: bool = False):  # fmt: skip
+                 runtime: str = "torch", quantized: bool = False):
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         from deepbatch.models.builders import TextClassifier
@@ -124,11 +124,11 @@ class TrainedTextClassifier(TextCore):
         encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(assets)))
         s = folder.model_settings
         model = TextClassifier(encoder, int(encoder.config.hidden_size), len(folder.classes), float(s.get("dropout", 0.1)),
-                               True, int(s.get("head_hidden", 0)))  # fmt: skip
+                               True, int(s.get("head_hidden", 0)))
         dev = pick_device(device)
         self.model = folder.load_weights(model).to(dev)
         super().__init__(AutoTokenizer.from_pretrained(str(assets)), folder.classes,
-                         int(max_length or folder.preprocessing.get("max_length", 128)), batch_size, dev, folder.version)  # fmt: skip
+                         int(max_length or folder.preprocessing.get("max_length", 128)), batch_size, dev, folder.version)
         self.use_runtime(runtime, folder.graph(quantized))
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -139,7 +139,7 @@ class TrainedTextClassifier(TextCore):
         ids = torch.ones(2, 16, dtype=torch.long)
         return GraphSpec(MODEL_ONNX, _TokensToLogits(self.model.cpu()), (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"],
                          ["logits"], {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                                      "logits": {0: "batch"}})  # fmt: skip
+                                      "logits": {0: "batch"}})
 
 
 class _TokensToLogits(torch.nn.Module):

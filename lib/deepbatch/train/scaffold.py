@@ -13,26 +13,22 @@ from pathlib import Path
 
 import torch
 
+from deepbatch.catalog import classes_of
 from deepbatch.config import Conf
-from deepbatch.models.settings import model_settings
+from deepbatch.modality import modality_of, model_settings
+from deepbatch.train.outputs import save_model_folder
 
 
 def write_untrained_model(conf: Conf, task: str, folder: Path, seed: int = 3, classes: list[str] | None = None) -> Path:
     """Write ``folder`` as a model folder for ``task`` with seeded, untrained heads; returns it."""
-    from deepbatch.modality import modality_of
-    from deepbatch.models.builders import build_model
-    from deepbatch.train.outputs import save_model_folder
-
     settings, preprocessing = model_settings(conf, task)
     if "freeze_encoder" in settings:
         settings["freeze_encoder"] = True  # inference-only folder: nothing to fine-tune
-    from deepbatch.catalog import classes_of
-
     classes = classes or classes_of(conf, task) or ["class_0", "class_1"]
     modality = modality_of(conf, task)
     torch.manual_seed(seed)
-    model = build_model(modality.name, len(classes), settings).eval()
+    model = modality.build(len(classes), settings).eval()
     save_model_folder(folder, model.state_dict(), {"task": task, "model_settings": settings, "num_classes": len(classes)},
-                      {c: i for i, c in enumerate(classes)}, preprocessing, {"history": [], "untrained": True})  # fmt: skip
-    modality.fn("save_assets")(folder, {"preprocessing": preprocessing}, model)
+                      {c: i for i, c in enumerate(classes)}, preprocessing, {"history": [], "untrained": True})
+    modality.save_assets(folder, {"preprocessing": preprocessing}, model)
     return folder

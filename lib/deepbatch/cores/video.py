@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepbatch.infer.common import ModelFolder, error_text, is_empty, local_copy, pick_device
-from deepbatch.infer.image import IMAGENET_SIZE, RESIZE_SHORTER, imagenet_classes, resize_crop_array
-from deepbatch.infer.runtime import MODEL_ONNX, GraphSpec, OrtGraph, choose_runtime, model_input, softmax_np
+from deepbatch.cores.common import ModelFolder, error_text, is_empty, local_copy, pick_device
+from deepbatch.cores.image import IMAGENET_SIZE, RESIZE_SHORTER, imagenet_classes, resize_crop_array
+from deepbatch.cores.runtime import MODEL_ONNX, GraphSpec, OrtGraph, choose_runtime, model_input, softmax_np
 from deepbatch.media.video import clip_file
 
 FRAME_COLUMNS = ["record_id", "frame_index", "timestamp_s", "features", "imagenet_label", "imagenet_prob",
-                 "predicted", "predicted_prob", "class_probs", "frames_used", "error"]  # fmt: skip
+                 "predicted", "predicted_prob", "class_probs", "frames_used", "error"]
 
 
 @dataclass(frozen=True)
@@ -96,14 +96,14 @@ class VideoClipClassifier:
 
     def __init__(self, model_dir: str, sampling: Sampling | None = None, imagenet_top1: bool = True,
                  imagenet_size: int = IMAGENET_SIZE, batch_size: int = 64, device: str | None = None, runtime: str = "torch",
-                 quantized: bool = False):  # fmt: skip
-        from deepbatch.models.builders import build_model
+                 quantized: bool = False):
+        from deepbatch.models.builders import build_clip_model
 
         folder = ModelFolder.open(model_dir)
         self.device = pick_device(device)
         self.cuda = self.device.type == "cuda"
         # The backbone's weights are in model.safetensors: build without loading the pretrained file twice.
-        model = build_model("video", len(folder.classes), {**folder.model_settings, "pretrained": False})
+        model = build_clip_model(len(folder.classes), {**folder.model_settings, "pretrained": False})
         self.model = folder.load_weights(model).to(self.device)
         self.classes = folder.classes
         self.size = int(folder.preprocessing["size"])
@@ -131,7 +131,7 @@ class VideoClipClassifier:
                       {"pixels": {0: "batch", 2: "height", 3: "width"}, "features": {0: "batch"}, "logits": {0: "batch"}}),
             GraphSpec(MODEL_ONNX, _HeadGraph(model), (feats,), ["features"], ["logits"],
                       {"features": {0: "clips", 1: "frames"}, "logits": {0: "clips"}}),
-        ]  # fmt: skip
+        ]
 
     def _forward(self, pixels: np.ndarray, full: bool) -> torch.Tensor:
         """N×H×W×3 uint8 -> 1280-d features (``full=False``) or ImageNet logits (``full=True``)."""
@@ -218,7 +218,7 @@ class VideoClipClassifier:
                     logits = self._imagenet_logits(feats)
                 else:
                     big = np.stack([resize_crop_array(f, self.imagenet_size, round(self.imagenet_size * RESIZE_SHORTER / IMAGENET_SIZE))
-                                    for f in all_frames])  # fmt: skip
+                                    for f in all_frames])
                     logits = self._forward(big, full=True)
                 p, j = torch.softmax(logits.float(), dim=1).max(dim=1)
                 top1_label = [self.imagenet[k] for k in j.cpu().tolist()]
@@ -237,7 +237,7 @@ class VideoClipClassifier:
                     "features": feats_np[start + k].tolist(), "imagenet_label": top1_label[start + k],
                     "imagenet_prob": top1_prob[start + k], "predicted": self.classes[best], "predicted_prob": float(probs[best]),
                     "class_probs": [float(v) for v in probs], "frames_used": len(frames), "error": None,
-                })  # fmt: skip
+                })
             start += len(frames)
         return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 

@@ -68,13 +68,13 @@ def choose_runtime(preference: str, device: torch.device, graph: Path | None) ->
         return "torch"
     if device.type != "cpu":
         raise ConfigError(f"infer.runtime=onnxruntime runs on CPU executors only; this core runs on {device}. "
-                          "Use infer.runtime=auto (torch on CUDA) or infer.device=cpu.")  # fmt: skip
+                          "Use infer.runtime=auto (torch on CUDA) or infer.device=cpu.")
     if not has_graph:
         raise ConfigError(f"infer.runtime=onnxruntime needs the ONNX graph {graph}, which is missing: the model folder was "
-                          "written before deepbatch exported graphs. Retrain it (deepbatch train), or use infer.runtime=auto.")  # fmt: skip
+                          "written before deepbatch exported graphs. Retrain it (deepbatch train), or use infer.runtime=auto.")
     if not onnxruntime_available():
         raise ConfigError("infer.runtime=onnxruntime but the onnxruntime package is not installed here; install it (make setup) "
-                          "or use infer.runtime=auto")  # fmt: skip
+                          "or use infer.runtime=auto")
     return "onnxruntime"
 
 
@@ -120,7 +120,7 @@ def export_graph(spec: GraphSpec, folder: Path) -> Path:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(spec.module, spec.inputs, str(tmp), input_names=spec.input_names, output_names=spec.output_names,
-                              dynamic_axes=spec.dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)  # fmt: skip
+                              dynamic_axes=spec.dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
 
     path = folder / spec.name
     _write_atomically(path, write)

@@ -140,3 +140,43 @@ def checked_labels(label_col: str, classes: list[str] | None) -> Transform:
         return flagged.withColumn(label_col, F.coalesce(canonical_label(label_col, classes), F.col(label_col)))
 
     return _
+
+
+def apply_probe(probe_col: str) -> Transform:
+    """Turn a probe struct's reason into the row's reason code (first failure wins)."""
+
+    def _(df: DataFrame) -> DataFrame:
+        p = F.col(probe_col)
+        hit = F.col("_reason").isNull() & p["reason"].isNotNull()
+        return df.withColumn("_detail", F.when(hit, p["detail"]).otherwise(F.col("_detail"))).withColumn(
+            "_reason", F.when(hit, p["reason"]).otherwise(F.col("_reason"))
+        )
+
+    return _
+
+
+def flag_parse_errors() -> Transform:
+    """acquire's ``"<REASON>: detail"`` parse errors become that reason (MALFORMED_RECORD when uncoded)."""
+
+    def _(df: DataFrame) -> DataFrame:
+        err = F.col("parse_error")
+        code = F.regexp_extract(err, r"^([A-Z][A-Z0-9_]+): ", 1)
+        detail = F.when(code != "", F.regexp_replace(err, r"^[A-Z][A-Z0-9_]+: ", "")).otherwise(err)
+        tagged = df.withColumn("_code", F.when(code != "", code).otherwise(F.lit("MALFORMED_RECORD")))
+        hit = F.col(REASON).isNull() & err.isNotNull()
+        return (tagged.withColumn(DETAIL, F.when(hit, detail).otherwise(F.col(DETAIL)))
+                .withColumn(REASON, F.when(hit, F.col("_code")).otherwise(F.col(REASON))).drop("_code"))
+
+    return _
+
+
+RECORD_ORDER = ("modification_time", "source_path", "source_line")
+
+
+def trimmed(columns: tuple[str, ...]) -> Transform:
+    """Metadata fields, trimmed."""
+
+    def _(df: DataFrame) -> DataFrame:
+        return df.withColumns({c: F.trim(F.col(c)) for c in columns}) if columns else df
+
+    return _

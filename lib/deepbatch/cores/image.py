@@ -28,9 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepbatch.errors import ConfigError
-from deepbatch.infer.common import ModelFolder, error_text, is_empty, pick_device
-from deepbatch.infer.runtime import (
+from deepbatch.cores.common import ModelFolder, error_text, is_empty, pick_device
+from deepbatch.cores.runtime import (
     MODEL_ONNX,
     GraphSpec,
     OrtGraph,
@@ -40,6 +39,7 @@ from deepbatch.infer.runtime import (
     onnxruntime_available,
     softmax_np,
 )
+from deepbatch.errors import ConfigError
 from deepbatch.media.image import ImageTooLarge, decode_image, image_to_array, sniff_format, to_channels
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class TopKImageCore:
         """The model as an ONNX graph: normalised N×C×H×W float pixels in, logits out (dynamic batch)."""
         example = torch.zeros(1, self.channels, self.size, self.size)
         return GraphSpec(MODEL_ONNX, self.model.cpu().to(memory_format=torch.contiguous_format), (example,),  # type: ignore[call-overload]
-                         ["pixels"], ["logits"], {"pixels": {0: "batch"}, "logits": {0: "batch"}})  # fmt: skip
+                         ["pixels"], ["logits"], {"pixels": {0: "batch"}, "logits": {0: "batch"}})
 
     def use_runtime(self, preference: str, graph: Path | None) -> None:
         """Run the forward pass with ONNX Runtime when :func:`choose_runtime` says so."""
@@ -238,7 +238,7 @@ class ImageNetClassifier(TopKImageCore):
     """
 
     def __init__(self, top_k: int = 5, batch_size: int = 64, device: str | None = None, model: nn.Module | None = None,
-                 gpu_decode: bool = True, runtime: str = "torch"):  # fmt: skip
+                 gpu_decode: bool = True, runtime: str = "torch"):
         from deepbatch.models.builders import efficientnet_lite0
 
         super().__init__(model or efficientnet_lite0(pretrained=True), imagenet_classes(), top_k, batch_size, device)
@@ -258,9 +258,9 @@ class ImageNetClassifier(TopKImageCore):
         except OSError as e:
             if runtime == "onnxruntime":
                 raise ConfigError(f"infer.runtime=onnxruntime: could not export the ImageNet graph into the cache ({e}); "
-                                  "point DEEPBATCH_CACHE at a writable folder on the executors") from e  # fmt: skip
+                                  "point DEEPBATCH_CACHE at a writable folder on the executors") from e
             log.warning("could not export the ImageNet graph into the cache (%s); scoring with torch. Set DEEPBATCH_CACHE "
-                        "to a writable folder to use ONNX Runtime.", e)  # fmt: skip
+                        "to a writable folder to use ONNX Runtime.", e)
             return None
 
     def prepare_one(self, data: bytes) -> np.ndarray:
@@ -293,12 +293,12 @@ class TrainedImageClassifier(TopKImageCore):
     """A ``models/image_cls/<version>/`` folder: the preprocessing it was trained with, top-k over its classes."""
 
     def __init__(self, model_dir: str, top_k: int = 3, batch_size: int = 256, device: str | None = None, runtime: str = "torch",
-                 quantized: bool = False):  # fmt: skip
-        from deepbatch.models.builders import build_model
+                 quantized: bool = False):
+        from deepbatch.models.builders import build_image_model
 
         folder = ModelFolder.open(model_dir)
         settings = {**folder.model_settings, "in_channels": folder.preprocessing["channels"], "pretrained": False}  # weights come next
-        model = folder.load_weights(build_model("image", len(folder.classes), settings))
+        model = folder.load_weights(build_image_model(len(folder.classes), settings))
         super().__init__(model, folder.classes, top_k, batch_size, device)
         self.preprocessing = dict(folder.preprocessing)
         self.size = int(folder.preprocessing["image_size"])

@@ -75,7 +75,7 @@ class ModelFolder:
         if len(classes) != int(config["num_classes"]):
             raise ConfigError(f"{p}: label_map.json has {len(classes)} classes, config.json says {config['num_classes']}")
         return cls(p, str(config["task"]), p.name, classes, dict(config.get("model_settings", {})),
-                   json.loads((p / "preprocessing.json").read_text()))  # fmt: skip
+                   json.loads((p / "preprocessing.json").read_text()))
 
     def graph(self, quantized: bool = False, name: str = "model") -> Path:
         """``<name>.onnx`` of this folder, or ``<name>.int8.onnx`` when ``quantized`` and train kept one.

@@ -1,0 +1,64 @@
+"""The media checks as pandas UDFs: clean probes images and clips, and decodes and normalises text, on the executors.
+
+Each wraps a pure function of :mod:`deepbatch.media` (numpy and bytes in, plain values out); the modalities
+(:mod:`deepbatch.modality`) chain them into their checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import StringType
+
+from deepbatch.media.image import probe_image
+from deepbatch.media.text import normalise_text
+from deepbatch.media.video import probe_video
+from deepbatch.schemas.tables import IMAGE_PROBE, VIDEO_PROBE
+
+
+def probe_images_udf(max_pixels: int) -> Any:
+    """Each image's header and decode probe: geometry and format, or why it is unusable."""
+
+    @pandas_udf(IMAGE_PROBE)  # type: ignore[call-overload]
+    def _probe(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from deepbatch.commit.failpoints import task_failpoint
+
+        task_failpoint("clean.probe_images")
+        for content in batches:
+            yield pd.DataFrame([probe_image(b, max_pixels).__dict__ for b in content], columns=IMAGE_PROBE.names)
+
+    return _probe
+
+
+def probe_videos_udf(max_frames: int) -> Any:
+    """Each clip opened, its first frame read and its frames counted, or why it is unusable."""
+
+    @pandas_udf(VIDEO_PROBE)  # type: ignore[call-overload]
+    def _probe(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        for content in batches:
+            yield pd.DataFrame([probe_video(b, max_frames).__dict__ for b in content], columns=VIDEO_PROBE.names)
+
+    return _probe
+
+
+@pandas_udf(StringType())  # type: ignore[call-overload]
+def nfc_udf(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+    for texts in batches:
+        yield texts.map(normalise_text, na_action="ignore")
+
+
+def _utf8(b: bytes | None) -> str | None:
+    try:
+        return None if b is None else bytes(b).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+@pandas_udf(StringType())  # type: ignore[call-overload]
+def utf8_udf(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+    """Bytes as UTF-8 text (a byte-order mark dropped); None where they are not valid UTF-8."""
+    for contents in batches:
+        yield contents.map(_utf8)
