@@ -30,6 +30,7 @@ setup(
         "numpy<2",
         "pandas<3",
         "pyyaml",
+        "pydantic>=2,<3",
         "matplotlib",
         "opencv-python-headless>=4.9",
     ],

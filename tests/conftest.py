@@ -60,6 +60,10 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     warehouse = tmp_path_factory.mktemp("warehouse")
     conf = make_conf(tmp_path_factory.mktemp("unused"))
     builder = configure_session(SparkSession.builder, conf).config("spark.sql.warehouse.dir", str(warehouse))
+    from tests.postgres import JDBC_JAR
+
+    if Path(JDBC_JAR).is_file():  # the PostgreSQL sources' driver, as a user's conf names it in spark.jars
+        builder = builder.config("spark.jars", JDBC_JAR)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session

@@ -34,6 +34,18 @@ if [ "${java_major:-0}" -lt 17 ]; then
   exit 2
 fi
 
+# --- PostgreSQL server and JDBC driver (the jdbc source tests), where this machine lets us install them ---
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ ! -f /usr/share/java/postgresql.jar ]; then
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; }; then
+    log "installing Debian packages postgresql and libpostgresql-jdbc-java (for the jdbc source tests)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql libpostgresql-jdbc-java >/dev/null; } \
+      || log "could not install PostgreSQL: the jdbc source tests will be skipped, and say why"
+  else
+    log "PostgreSQL is not installed and cannot be here: the jdbc source tests will be skipped, and say why"
+  fi
+fi
+
 # --- stamp: skip everything when nothing changed ----------------------------
 AF_VENV="${DEEPBATCH_AIRFLOW_VENV:-$root/.venv-airflow}"
 AF_LOCK="$root/requirements/airflow-constraints.txt"

@@ -13,52 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deepbatch.config import LABELS_FROM, Conf, SourceConf, apply_overrides, build_conf, read_yaml, validate
+from deepbatch.config import (
+    LABELS_FROM,
+    Conf,
+    SourceConf,
+    SplitConf,
+    TaskTrainConf,
+    apply_overrides,
+    build_conf,
+    read_yaml,
+    validate,
+)
 from deepbatch.declared import check_declarations
 from deepbatch.errors import ConfigError
+from deepbatch.sources import Source, reader
 
 if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
     from deepbatch.modality import ModalityContract
-
-# Usual extensions of a record source, by kind (a files source takes its modality's default_glob).
-RECORD_GLOBS = {
-    "jsonl": "*.{jsonl,ndjson}",
-    "json": "*.json",
-    "csv": "*.csv",
-    "parquet": "*.parquet",
-}
-
-
-@dataclass(frozen=True)
-class Source:
-    """A declared source, resolved: its role follows from its kind and field mapping."""
-
-    name: str
-    kind: str  # files | jsonl | csv | parquet
-    landing: str  # folder under <data_root>/landing, or a URI
-    glob: str
-    id_from: str  # files: stem | path; records: field | line
-    id_field: str  # records with id_from field: the field holding the id (else empty)
-    text_field: str
-    label_field: str
-    metadata: tuple[str, ...]
-    media: str | None  # the modality of the tasks that read its content (None: a label table)
-    delimiter: str = ","  # csv
-
-    @property
-    def role(self) -> str:
-        """files (media files), records (text records) or labels (a label table)."""
-        if self.kind == "files":
-            return "files"
-        return "records" if self.text_field else "labels"
-
-    def folder(self, conf: Conf) -> str:
-        """Where its landing files are: a URI or absolute path as given, else under <data_root>/landing."""
-        if "://" in self.landing or self.landing.startswith("/"):
-            return self.landing.rstrip("/")
-        return conf.path("landing", self.landing.strip("/"))
 
 
 def _media_of(conf: Conf, name: str) -> str | None:
@@ -70,18 +43,19 @@ def resolve(conf: Conf, name: str, sc: SourceConf) -> Source:
     from deepbatch.modality import MODALITIES
 
     media = _media_of(conf, name)
-    if sc.kind == "files":
+    kind = reader(sc.kind)
+    if kind.media_files:
         default_glob = MODALITIES[media].default_glob if media is not None and media in MODALITIES else "*"
     else:
-        default_glob = RECORD_GLOBS.get(sc.kind, "*")
-    glob = sc.glob or default_glob
+        default_glob = kind.default_glob or "*"
     f = sc.fields
     # Files in class folders (labels: folder) often repeat names across folders (cat/001.png, dog/001.png): their
     # default id is the path under the folder; other files are named by their stem.
     foldered = any(t.source == name and t.labels == "folder" for t in conf.tasks.values())
-    id_from = sc.id or (("path" if foldered else "stem") if sc.kind == "files" else "field")
-    return Source(name, sc.kind, sc.path or name, glob, id_from, f.id if id_from == "field" else "", f.text, f.label, tuple(f.metadata), media,
-                  sc.delimiter)
+    id_from = sc.id or (("path" if foldered else "stem") if kind.media_files else "field")
+    return Source(name, sc.kind, sc.path or name, sc.glob or default_glob, id_from, f.id if id_from == "field" else "", f.text, f.label,
+                  tuple(f.metadata), media, sc.delimiter, sc.table, sc.query, sc.url, sc.driver, sc.user_env, sc.password_env,
+                  sc.credentials_file, sc.updated_at)
 
 
 def sources(conf: Conf) -> tuple[Source, ...]:
@@ -93,6 +67,49 @@ def source(conf: Conf, name: str) -> Source:
     if name not in conf.sources:
         raise ConfigError(f"unknown source {name!r}: declared sources are {', '.join(conf.sources) or 'none'} (conf key 'sources')")
     return resolve(conf, name, conf.sources[name])
+
+
+@dataclass(frozen=True)
+class Task:
+    """A declared task, resolved once: its modality, sources, classes, model, split, training settings and gold table.
+    Stages take this value instead of re-resolving (conf, name) in every helper."""
+
+    name: str
+    modality: ModalityContract
+    source: Source  # where its content comes from
+    labels: str  # a label table's name | field | folder | none (inference only)
+    label_table: Source | None  # the label table it joins (None: labels from a field, the folder, or nowhere)
+    classes: tuple[str, ...] | None  # None: discovered from the labelled rows (classes: auto)
+    model: str
+    split: SplitConf
+    train: TaskTrainConf
+    gold: str  # the gold table's path under the data root
+
+    @property
+    def trained(self) -> bool:
+        """Whether it trains a model (False: labels none, an inference-only task scoring with a pretrained model)."""
+        return self.labels != "none"
+
+    def gold_schema(self) -> StructType:
+        """Its gold table: its modality's, with its source's metadata fields."""
+        schema: StructType = self.modality.gold_schema(self.source.metadata)
+        return schema
+
+
+def task(conf: Conf, name: str) -> Task:
+    """The declared task ``name``, resolved (an unknown name is an error that lists the declared ones)."""
+    from deepbatch.modality import modality_of, model_of
+
+    tc = conf.task(name)
+    table = label_source(conf, name)
+    return Task(name, modality_of(conf, name), source(conf, tc.source), tc.labels, source(conf, table) if table else None,
+                None if tc.classes == "auto" else tuple(tc.classes), model_of(conf, name), tc.split or conf.split, tc.train,
+                conf.path("gold", name))
+
+
+def tasks(conf: Conf) -> tuple[Task, ...]:
+    """Every declared task, resolved, in declaration order."""
+    return tuple(task(conf, name) for name in conf.tasks)
 
 
 def label_source(conf: Conf, task: str) -> str | None:
@@ -131,15 +148,6 @@ def label_classes(conf: Conf, name: str) -> list[str] | None:
             return None
         out += [c for c in classes if c not in out]
     return out
-
-
-def bronze_schema(src: Source) -> StructType:
-    """The source's bronze table (a pyspark StructType)."""
-    from deepbatch.schemas import tables as T
-
-    if src.role == "files":
-        return T.BRONZE_FILES
-    return T.bronze_records(src.role == "records", src.metadata, raw_bytes=src.kind == "jsonl")  # raw bytes: a line's
 
 
 def silver_schema(src: Source) -> StructType:
@@ -186,11 +194,6 @@ def label_id(raw: str, content: Source) -> str:
     rid = rid.rsplit("/", 1)[-1] if content.id_from == "stem" else rid
     head, dot, ext = rid.rpartition(".")
     return head if dot and ext.lower() in extensions(content) else rid
-
-
-def kept_bytes(src: Source) -> str | None:
-    """The bronze column quarantine keeps a rejected record's raw bytes from (None: its raw_record text says it all)."""
-    return {"files": "content", "jsonl": "raw_bytes"}.get(src.kind)
 
 
 def load_conf(path: str | Path, overrides: list[str] | None = None) -> Conf:

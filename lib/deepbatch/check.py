@@ -7,42 +7,32 @@ names its conf key and the fix. ``deepbatch pipeline`` runs the same checks firs
 
 It reads on the driver only: file listings, CSV headers, Parquet footers, and a sample of records
 (``SAMPLE_RECORDS`` per source) for fields and labels; record counts are exact (lines, Parquet row counts).
+A source that is not files (a table, a database) is connected to through Spark: its rows counted and sampled.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepbatch.catalog import Source, classes_of, label_source, sources, trained_tasks
+from deepbatch.catalog import classes_of, label_source, sources, trained_tasks
 from deepbatch.config import Conf
-from deepbatch.storage import FileEntry, list_files, listing_base, matches, open_text, path_exists, relative_path
-
-SAMPLE_RECORDS = 20_000  # records read per source for fields and labels
-
-
-@dataclass
-class Finding:
-    level: str  # problem (a stage would fail or lose the task) | warning (records will be quarantined or unused)
-    key: str  # the conf key to look at
-    message: str
+from deepbatch.sources import Source, reader_of
+from deepbatch.sources.survey import Finding, Sample, SourceCheck
+from deepbatch.storage import list_files, listing_base
 
 
-@dataclass
-class SourceCheck:
-    name: str
-    kind: str
-    folder: str
-    files: int = 0
-    records: int = 0
-    unmatched: list[str] = field(default_factory=list)  # files the source lands but cannot read (quarantined)
-    fields_found: list[str] = field(default_factory=list)
-    labels: Counter[str] = field(default_factory=Counter)  # label -> records (files: class folder -> files)
-    ids: set[str] = field(default_factory=set)
-    findings: list[Finding] = field(default_factory=list)
+def _session(conf: Conf) -> Callable[[], Any]:
+    """A SparkSession made on first use (a table or database source), then shared with the run that follows."""
+
+    def get() -> Any:
+        from deepbatch.session import get_session
+
+        return get_session(conf)
+
+    return get
 
 
 @dataclass
@@ -79,173 +69,20 @@ class CheckReport:
         }
 
 
-@dataclass
-class _Sample:
-    """What the sampled records of one record source showed."""
-
-    keys: Counter[str] = field(default_factory=Counter)
-    sampled: int = 0
-    label_of: dict[str, str] = field(default_factory=dict)  # id -> label (label tables, labelled text)
-
-
-def _note(sc: SourceCheck, sample: _Sample, src: Source, rec: dict[str, Any]) -> None:
-    sample.keys.update(str(k) for k in rec)
-    sample.sampled += 1
-    rid = rec.get(src.id_field) if src.id_field else None
-    if rid is not None:
-        sc.ids.add(str(rid).strip())
-    label = rec.get(src.label_field) if src.label_field else None
-    if label is not None and str(label).strip():
-        sc.labels[str(label).strip()] += 1
-        if rid is not None:
-            sample.label_of[str(rid).strip()] = str(label).strip()
-
-
-def _scan_jsonl(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
-    for f in files:
-        with open_text(f.path) as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                sc.records += 1
-                if sample.sampled >= SAMPLE_RECORDS:
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict):
-                    _note(sc, sample, src, rec)
-
-
-def _scan_csv(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
-    for f in files:
-        with open_text(f.path) as fh:
-            reader = csv.DictReader(fh, delimiter=src.delimiter)
-            sample.keys.update(c.lstrip("\ufeff") for c in reader.fieldnames or [])
-            for row in reader:
-                sc.records += 1
-                if sample.sampled < SAMPLE_RECORDS:
-                    _note(sc, sample, src, {k.lstrip("\ufeff"): v for k, v in row.items() if k is not None})
-
-
-def _scan_parquet(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
-    import pyarrow.parquet as pq
-
-    from deepbatch.storage import open_input_file
-
-    for f in files:
-        try:
-            with open_input_file(f.path) as fh:
-                pf = pq.ParquetFile(fh)
-                sc.records += pf.metadata.num_rows
-                sample.keys.update(pf.schema_arrow.names)
-                wanted = [c for c in (src.id_field, src.label_field) if c and c in pf.schema_arrow.names]
-                for batch in pf.iter_batches(columns=wanted, batch_size=4096) if wanted else []:
-                    for rec in batch.to_pylist():
-                        if sample.sampled < SAMPLE_RECORDS:
-                            _note(sc, sample, src, rec)
-        except Exception as e:  # noqa: BLE001 - any unreadable footer: acquire quarantines the file as UNREADABLE_FILE
-            sc.findings.append(Finding("warning", f"sources.{src.name}", f"{f.path} is not a readable Parquet file ({str(e)[:120]}): "
-                                       "acquire lands it as one UNREADABLE_FILE record"))
-
-
-def _scan_json(sc: SourceCheck, sample: _Sample, src: Source, files: list[FileEntry]) -> None:
-    for f in files:
-        with open_text(f.path) as fh:
-            try:
-                data = json.load(fh)
-            except ValueError:
-                sc.findings.append(Finding("warning", f"sources.{src.name}.kind", f"{f.path} is not a JSON document: acquire lands it as "
-                                           "one MALFORMED_RECORD record (a file with one record per line is kind jsonl)"))
-                continue
-        for rec in data if isinstance(data, list) else [data]:
-            sc.records += 1
-            if isinstance(rec, dict) and sample.sampled < SAMPLE_RECORDS:
-                _note(sc, sample, src, rec)
-
-
-_SCANNERS = {"jsonl": _scan_jsonl, "json": _scan_json, "csv": _scan_csv, "parquet": _scan_parquet}
-
-
-def _mapped_fields(src: Source) -> list[tuple[str, str]]:
-    """(conf key, field name) of every field the source maps."""
-    named = [("fields.id", src.id_field), ("fields.text", src.text_field), ("fields.label", src.label_field)]
-    return [(k, v) for k, v in named if v] + [("fields.metadata", m) for m in src.metadata]
-
-
-def _check_fields(sc: SourceCheck, src: Source, sample: _Sample) -> None:
-    sc.fields_found = sorted(sample.keys)
-    if sc.records == 0:
-        return
-    for key, name in _mapped_fields(src):
-        if name not in sample.keys:
-            sc.findings.append(Finding("problem", f"sources.{src.name}.{key}", f"source {src.name!r} maps {name!r}, which is in none of its "
-                                       f"records; fields found: {', '.join(sc.fields_found) or 'none'}. Map one of those."))
-
-
-def file_id(src: Source, f: FileEntry, base: str) -> str:
-    """The record id acquire gives a landed file (``id: stem`` or ``id: path``)."""
-    rel = relative_path(f.path, base) if src.id_from == "path" else f.path.rsplit("/", 1)[-1]
-    head, _, name = rel.rpartition("/")
-    stem = name.rsplit(".", 1)[0] if "." in name[1:] else name
-    return f"{head}/{stem}" if head else stem
-
-
-def _scan_files(sc: SourceCheck, src: Source, files: list[FileEntry], base: str, folder_labels: bool) -> None:
-    sc.records = len(files)
-    seen: dict[str, str] = {}
-    for f in files:
-        if not matches(f.path, src.glob) or f.size == 0:
-            continue
-        rid = file_id(src, f, base)
-        if rid in seen and not any(x.key == f"sources.{src.name}.id" for x in sc.findings):
-            sc.findings.append(Finding("warning", f"sources.{src.name}.id", f"files {seen[rid].rsplit('/', 2)[-2:]} and "
-                                       f"{f.path.rsplit('/', 2)[-2:]} get the same id {rid!r} (id: {src.id_from}); clean keeps one and "
-                                       f"deduplicates the others as DUPLICATE_ID. Set sources.{src.name}.id: path"))
-        seen[rid] = f.path
-        sc.ids.add(rid)
-        rel = relative_path(f.path, base)
-        if folder_labels and "/" in rel:  # ImageFolder: landing/<source>/<class>/<file>
-            sc.labels[rel.rsplit("/", 2)[-2]] += 1
-
-
-def check_source(conf: Conf, src: Source, all_sources: tuple[Source, ...]) -> tuple[SourceCheck, _Sample]:
-    from deepbatch.stages.acquire import source_files
-
-    folder = src.folder(conf)
-    sc, sample = SourceCheck(src.name, src.kind, folder), _Sample()
-    listed = list_files(folder)
-    if not listed and not path_exists(folder):
-        sc.findings.append(Finding("problem", f"sources.{src.name}.path", f"landing folder {folder} of source {src.name!r} does not exist: put "
-                                   f"its files there, fix 'sources.{src.name}.path', or remove the source"))
-        return sc, sample
-    sharing = tuple(o for o in all_sources if o.folder(conf) == folder)
-    files = source_files(src, folder, sharing, listed)
-    sc.files = len(files)
-    sc.unmatched = [f.path for f in files if not matches(f.path, src.glob)]
-    if src.kind == "files":
-        folder_labels = any(t.source == src.name and t.labels == "folder" for t in conf.tasks.values())
-        _scan_files(sc, src, files, listing_base(folder), folder_labels)
-    else:
-        _SCANNERS[src.kind](sc, sample, src, [f for f in files if matches(f.path, src.glob) and f.size > 0])
-        _check_fields(sc, src, sample)
-    if sc.unmatched:
-        sc.findings.append(Finding("warning", f"sources.{src.name}.glob", f"{len(sc.unmatched)} file(s) in {folder} match no source's glob "
-                                   f"({src.glob}), e.g. {sc.unmatched[0].rsplit('/', 1)[-1]}: acquire lands them and clean quarantines "
-                                   "them as UNSUPPORTED_FORMAT"))
-    return sc, sample
+def check_source(conf: Conf, src: Source, all_sources: tuple[Source, ...], spark: Callable[[], Any]) -> tuple[SourceCheck, Sample]:
+    """One source through its reader's survey: a landing folder's files, or a table's rows."""
+    return reader_of(src).survey(conf, src, all_sources, spark)
 
 
 def stray_files(conf: Conf, all_sources: tuple[Source, ...]) -> list[str]:
     """Landing files under <data_root>/landing that no declared source's folder holds."""
-    folders = [listing_base(s.folder(conf)).rstrip("/") + "/" for s in all_sources]
+    folders = [listing_base(s.folder(conf)).rstrip("/") + "/" for s in all_sources if s.reads_files]
     hidden = ("_", ".")  # deepbatch's own markers (landing/_demo.json) and hidden files
     return [f.path for f in list_files(conf.path("landing"))
             if not any(f.path.startswith(d) for d in folders) and not f.path.rsplit("/", 1)[-1].startswith(hidden)]
 
 
-def _labels_found(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, _Sample]]) -> tuple[Counter[str], float]:
+def _labels_found(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, Sample]]) -> tuple[Counter[str], float]:
     """The labels the task's labelled content carries (a sample for record sources) and the factor to all records."""
     tc = conf.task(task)
     content, sample = checks[tc.source]
@@ -255,7 +92,7 @@ def _labels_found(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, _S
 
         _, lsample = checks[table]
         src = source(conf, tc.source)
-        as_ids = (lambda rid: label_id(rid, src)) if src.kind == "files" else (lambda rid: rid)
+        as_ids = (lambda rid: label_id(rid, src)) if src.role == "files" else (lambda rid: rid)
         return Counter(label for rid, label in lsample.label_of.items() if as_ids(rid) in content.ids), 1.0
     scale = content.records / sample.sampled if tc.labels == "field" and sample.sampled else 1.0
     return content.labels, scale
@@ -288,7 +125,7 @@ def _class_findings(task: str, declared: list[str] | None, found: Counter[str]) 
     return sum(known.values()), out
 
 
-def check_task(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, _Sample]]) -> TaskCheck:
+def check_task(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, Sample]]) -> TaskCheck:
     tc, split, d = conf.task(task), conf.split_of(task), conf.datasets
     found, scale = _labels_found(conf, task, checks)
     known, findings = _class_findings(task, classes_of(conf, task), found)
@@ -311,11 +148,13 @@ def check_task(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, _Samp
     return tcheck
 
 
-def check_conf(conf: Conf, training: bool = True) -> CheckReport:
-    """The dry run: every declared source against its landing folder, then every trained task (whether it can
-    train; ``training=False`` for a run that stops before materialize reports the tasks' rows only)."""
+def check_conf(conf: Conf, training: bool = True, spark: Callable[[], Any] | None = None) -> CheckReport:
+    """The dry run: every declared source against its landing folder (or its table), then every trained task (whether it
+    can train; ``training=False`` for a run that stops before materialize reports the tasks' rows only). ``spark`` gives a
+    session for the sources that are not files; only they start one."""
     all_sources = sources(conf)
-    checks = {src.name: check_source(conf, src, all_sources) for src in all_sources}
+    session = spark or _session(conf)
+    checks = {src.name: check_source(conf, src, all_sources, session) for src in all_sources}
     trained = trained_tasks(conf)
     tasks = [check_task(conf, task, checks) for task in trained]
     if not training:

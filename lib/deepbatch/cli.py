@@ -114,7 +114,7 @@ def run_stages(conf: Conf, run_date: str, stages: list[str], tasks: tuple[str, .
     results: list[dict[str, Any]] = []
     running = not skip_done
     for name in stages:
-        key = stage_hash(conf, name, tasks)  # before the stage reads: acquire's landing fingerprint
+        key = stage_hash(conf, name, tasks, spark)  # before the stage reads: acquire's landing fingerprint
         if not running:
             record = _skip_or_run(store, conf, run_date, name, key)
             if record is not None:

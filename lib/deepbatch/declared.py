@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 
-from deepbatch.config import LABELS_FROM, SOURCE_KINDS, Conf, SourceConf, TaskConf, TaskTrainConf, check_split
+from deepbatch.config import LABELS_FROM, Conf, SourceConf, TaskConf, TaskTrainConf, check_split
 from deepbatch.errors import ConfigError
 from deepbatch.modality import MODALITIES
+from deepbatch.sources import SOURCE_KINDS, reader
 
 # Columns deepbatch adds itself: a metadata field may not take these names.
 RESERVED = frozenset({"record_id", "text", "label", "label_index", "split", "collection", "content", "content_hash",
@@ -18,10 +19,6 @@ RESERVED = frozenset({"record_id", "text", "label", "label_index", "split", "col
                       "parse_error", "source_line", "text_chars", "width", "height", "channels", "fps", "frame_count",
                       "image_format"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-_TRAIN_CHOICES = {"optimizer": ("sgd", "momentum", "rmsprop", "adam"), "lr_schedule": ("cosine", "step", "constant"),
-                  "class_weights": ("none", "balanced"), "pooling": ("mean", "gru", "attention")}
-
 
 def _check_name(value: str, key: str) -> None:
     if not _NAME.match(value):
@@ -33,14 +30,12 @@ def check_source(name: str, sc: SourceConf) -> None:
     _check_name(name, key)
     if sc.kind not in SOURCE_KINDS:
         raise ConfigError(f"conf key '{key}.kind' must be one of {', '.join(SOURCE_KINDS)}, got {sc.kind!r}")
-    if sc.kind == "files":
-        if sc.id not in ("", "stem", "path"):
-            raise ConfigError(f"conf key '{key}.id' must be stem (file name without extension) or path (path under the folder), got {sc.id!r}")
+    source_reader = reader(sc.kind)
+    source_reader.check_conf(name, sc)
+    if sc.updated_at:
+        _check_name(sc.updated_at, f"{key}.updated_at")
+    if source_reader.media_files:
         return
-    if len(sc.delimiter) != 1:
-        raise ConfigError(f"conf key '{key}.delimiter' must be one character (\",\", \";\", \"\\t\"), got {sc.delimiter!r}")
-    if sc.id not in ("", "field", "line"):
-        raise ConfigError(f"conf key '{key}.id' must be field (fields.id holds the id) or line (file name and line number), got {sc.id!r}")
     f = sc.fields
     if not f.id and sc.id != "line":
         raise ConfigError(f"conf key '{key}.fields.id' is empty: name the field that holds each record's id, or set '{key}.id: line' "
@@ -56,9 +51,6 @@ def check_source(name: str, sc: SourceConf) -> None:
 
 
 def check_train(hp: TaskTrainConf, key: str) -> None:
-    for name, allowed in _TRAIN_CHOICES.items():
-        if getattr(hp, name) not in allowed:
-            raise ConfigError(f"conf key '{key}.{name}' must be one of {allowed}, got {getattr(hp, name)!r}")
     if hp.epochs < 1 or hp.batch_size < 1 or hp.lr <= 0:
         raise ConfigError(f"conf keys {key}.epochs/batch_size must be >= 1 and {key}.lr > 0")
 
@@ -80,7 +72,8 @@ def _check_content(conf: Conf, name: str, tc: TaskConf) -> SourceConf:
                           f"{', '.join(conf.sources) or 'none'}. Declare it under sources, or fix the name.")
     sc = conf.sources[tc.source]
     wants_files = not MODALITIES[tc.modality].reads_records
-    if (wants_files and sc.kind != "files") or (not wants_files and sc.kind != "files" and not sc.fields.text):
+    media = reader(sc.kind).media_files
+    if (wants_files and not media) or (not wants_files and not media and not sc.fields.text):
         need = "a files source" if wants_files else "a files source (a document per file) or a record source with fields.text mapped"
         raise ConfigError(f"conf key '{key}.source': a {tc.modality} task reads {need}; sources.{tc.source} is kind {sc.kind}"
                           + ("" if wants_files else f" without 'sources.{tc.source}.fields.text'"))
@@ -103,11 +96,11 @@ def _check_labels(conf: Conf, name: str, tc: TaskConf, sc: SourceConf) -> None:
                           f"a pretrained model ({pretrained}); a trained task needs labels")
     if tc.labels == "field" and not sc.fields.label:
         raise ConfigError(f"conf key '{key}.labels' is field, but 'sources.{tc.source}.fields.label' is not set: map the label field")
-    if tc.labels == "folder" and sc.kind != "files":
+    if tc.labels == "folder" and not reader(sc.kind).media_files:
         raise ConfigError(f"conf key '{key}.labels' is folder (ImageFolder layout), but sources.{tc.source} is kind {sc.kind}, not files")
     if tc.labels not in LABELS_FROM:
         lab = conf.sources.get(tc.labels)
-        if lab is None or lab.kind == "files" or not lab.fields.label or lab.fields.text:
+        if lab is None or reader(lab.kind).media_files or not lab.fields.label or lab.fields.text:
             raise ConfigError(f"conf key '{key}.labels' names {tc.labels!r}, which is not a declared label table (a jsonl, csv or parquet "
                               f"source with fields.id and fields.label); declared sources: {', '.join(conf.sources) or 'none'}")
 
@@ -130,7 +123,7 @@ def _check_use(conf: Conf) -> None:
             raise ConfigError(f"source {name!r} is read by no task: name it in a task's source or labels, or remove it "
                               f"(in an overlay: 'sources: {{{name}: null}}')")
         media = {tc.modality for tc in readers.values() if tc.source == name}
-        if sc.kind == "files" and len(media) > 1:
+        if reader(sc.kind).media_files and len(media) > 1:
             raise ConfigError(f"source {name!r} is read by tasks of modalities {sorted(media)}; a files source holds one kind of media")
 
 

@@ -63,3 +63,9 @@ class ExportMismatchError(DeepbatchError):
     """The exported ONNX graph does not predict what the torch model predicts, beyond the tolerance."""
 
     exit_code = 1
+
+
+class SourceUnavailableError(DeepbatchError):
+    """A source that is not files could not be read: the connection was refused, or the table, query or a column is missing."""
+
+    exit_code = 1

@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -115,13 +116,13 @@ def _setting(conf: dict[str, Any], key: str) -> Any:
     return value
 
 
-def stage_hash(conf: Conf, stage: str, tasks: tuple[str, ...] | None) -> str:
+def stage_hash(conf: Conf, stage: str, tasks: tuple[str, ...] | None, spark: Any = None) -> str:
     """Hash of what determines a stage's output: its conf sections, the tasks, and for acquire (whose
-    input is not another stage's output) the landing zone's file listing (path, size, mtime).
+    input is not another stage's output) each source's fingerprint (a landing folder's file listing: path,
+    size, mtime; a table's row count and newest updated_at). A source that cannot prove it is unchanged
+    makes the hash new every time, so acquire runs, and the log says why.
 
     Call it before the stage runs: files that land while acquire reads then change the next hash."""
-    from deepbatch.storage import fingerprint
-
     d = conf.to_dict()
     # Not the data root itself: the record lives under it, and a root copied elsewhere holds the same outputs.
     key = {"stage": stage, "tasks_run": sorted(tasks) if tasks else None,
@@ -129,8 +130,18 @@ def stage_hash(conf: Conf, stage: str, tasks: tuple[str, ...] | None) -> str:
     if stage == "acquire":
         from deepbatch.catalog import sources
 
-        key["landing"] = {src.name: fingerprint(src.folder(conf)) for src in sources(conf)}
+        key["landing"] = {src.name: _fingerprint(spark, conf, src) for src in sources(conf)}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _fingerprint(spark: Any, conf: Conf, src: Any) -> str:
+    from deepbatch.sources import reader_of
+
+    found = reader_of(src).fingerprint(spark, conf, src)
+    if found.value is None:
+        log.info("acquire runs for source %s: %s", src.name, found.why)
+        return f"unproven-{uuid.uuid4().hex}"
+    return found.value
 
 
 def _record_path(conf: Conf, run_date: str, stage: str) -> str:

@@ -170,7 +170,8 @@ def flag_parse_errors() -> Transform:
     return _
 
 
-RECORD_ORDER = ("modification_time", "source_path", "source_line")
+# The first arrival wins; content breaks ties where a source has no lines (a table row read twice).
+RECORD_ORDER = ("modification_time", "source_path", "source_line", "content_hash")
 
 
 def trimmed(columns: tuple[str, ...]) -> Transform:

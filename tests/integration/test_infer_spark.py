@@ -3,7 +3,6 @@ and the infer stage's published predictions and manifest."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import shutil
@@ -116,8 +115,8 @@ def test_imagenet_on_the_photo_set_finds_the_cat(spark, inferred) -> None:
 
 def test_large_clips_are_read_from_their_path_with_the_same_result(spark, inferred) -> None:
     conf, m = inferred
-    by_path = dataclasses.replace(conf, infer=dataclasses.replace(conf.infer, targets=["video_cls"],
-                                  video=dataclasses.replace(conf.infer.video, max_inline_mb=0.0)))
+    by_path = conf.model_copy(update={"infer": conf.infer.model_copy(update={
+        "targets": ["video_cls"], "video": conf.infer.video.model_copy(update={"max_inline_mb": 0.0})})})
     before = read_partition(spark, conf.path("predictions", "video_cls"), RUN_DATE, T.PREDICTIONS_VIDEO_CLIPS).select("record_id", "predicted")
     before = spark.createDataFrame(before.toPandas())  # materialise: the rerun replaces the partition
     m2 = run_infer(spark, by_path, RUN_DATE)

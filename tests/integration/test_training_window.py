@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from deepbatch.catalog import task
 from deepbatch.datasets.materialize import gold_window, run_materialize, window_run_dates
 from deepbatch.schemas import tables as T
 from deepbatch.storage import Storage
@@ -47,7 +48,8 @@ def test_the_window_picks_this_all_or_the_last_run_dates(spark, three_days) -> N
 
 def test_a_window_counts_each_record_once_from_its_newest_run_date(spark, three_days) -> None:
     conf, total, n_first, n_second, _ = three_days
-    rows, info = gold_window(spark, make_conf(conf.data_root, "datasets.window=all"), "image_cls", DAY3)
+    window_conf = make_conf(conf.data_root, "datasets.window=all")
+    rows, info = gold_window(spark, window_conf, task(window_conf, "image_cls"), DAY3)
     assert rows.count() == total and rows.select("record_id").distinct().count() == total
     assert info["run_dates"] == [DAY1, DAY2, DAY3] and info["commits"][DAY1] == "integrate-day1" and info["commits"][DAY3] is None
     assert info["rows_by_run_date"] == {DAY1: n_first - 5, DAY2: 0, DAY3: n_second + 5}

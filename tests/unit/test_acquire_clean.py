@@ -10,7 +10,8 @@ from deepbatch.modality.image import check_images
 from deepbatch.modality.text import check_text
 from deepbatch.quality import valid_rows
 from deepbatch.schemas.tables import BINARY_FILE, bronze_records
-from deepbatch.stages.acquire import file_stem, with_file_lineage, with_record_lineage
+from deepbatch.sources.files import file_stem, with_file_lineage
+from deepbatch.sources.records import with_record_lineage
 from deepbatch.stages.clean import check_labels
 
 pytestmark = pytest.mark.unit
@@ -35,7 +36,7 @@ def test_file_lineage_columns(spark) -> None:
 
 
 def test_every_jsonl_line_lands_numbered_with_its_raw_bytes_and_a_coded_error(spark, tmp_path) -> None:
-    from deepbatch.stages.acquire import json_records, numbered_lines
+    from deepbatch.sources.records import json_records, numbered_lines
 
     path = tmp_path / "t.jsonl"
     path.write_bytes(b'{"review_id": "r1", "text": "ok", "label": "fresh"}\n{"review_id": "r2", "text": oops\n'

@@ -166,7 +166,7 @@ def test_verify_outputs_names_missing_replaced_and_changed_outputs(tmp_path) -> 
 
 def test_source_files_claim_every_file_matching_globs_ignoring_case(tmp_path) -> None:
     from deepbatch.catalog import sources
-    from deepbatch.stages.acquire import source_files
+    from deepbatch.sources.files import source_files
     from deepbatch.storage import expand_braces, matches
 
     assert expand_braces("*.{png,jpg}") == ["*.png", "*.jpg"]

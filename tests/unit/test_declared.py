@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from deepbatch.catalog import (
-    bronze_schema,
     classes_of,
     gold_schema,
     label_classes,
@@ -18,6 +17,7 @@ from deepbatch.catalog import (
     trained_tasks,
 )
 from deepbatch.errors import ConfigError
+from deepbatch.sources import bronze_schema
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "_version", "config", "storage", "commit", "manifests", "tables", "logs", "progress", "session", "quality",
      "profiling", "schemas"),
     ("media", "models", "cores", "report"),
-    ("modality", "catalog", "declared"),
+    ("modality", "sources", "catalog", "declared"),
     ("stages", "train", "infer", "datasets", "demo", "check"),
     ("pipeline", "status"),
     ("cli",),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepbatch.config import Runtime
 from deepbatch.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "onnxruntime")
-QUANTIZE = ("none", "dynamic", "static")
+RUNTIMES: tuple[str, ...] = typing.get_args(Runtime)  # the one list of runtimes: the conf's type (infer.runtime)
 OPSET = 17
 MODEL_ONNX = "model.onnx"
 MODEL_INT8 = "model.int8.onnx"

@@ -19,13 +19,13 @@ from typing import Any
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from deepbatch.catalog import classes_of, gold_schema
+from deepbatch.catalog import Task
 from deepbatch.commit import Commit
 from deepbatch.config import Conf, DatasetsConf
 from deepbatch.datasets.window import partition_commit, window_run_dates
 from deepbatch.errors import DeepbatchError
 from deepbatch.manifests import TableCounts
-from deepbatch.modality import MODALITIES, ModalityContract, modality_of
+from deepbatch.modality import MODALITIES, ModalityContract, model_settings
 from deepbatch.session import describe_job
 from deepbatch.storage import Storage
 from deepbatch.tables import read_partition
@@ -108,7 +108,7 @@ def _require_rows(labelled: DataFrame, task: str, window: dict[str, Any]) -> Non
         )
 
 
-def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str, dates: list[str] | None = None) -> tuple[DataFrame, dict[str, Any]]:
+def gold_window(spark: SparkSession, conf: Conf, task: Task, run_date: str, dates: list[str] | None = None) -> tuple[DataFrame, dict[str, Any]]:
     """The task's gold rows over the window (or over ``dates``); a record in several run dates counts once, from the newest.
 
     Returns the rows and what went in: the window, its run dates, each one's integrate commit and its rows."""
@@ -117,8 +117,8 @@ def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str, dates
     from pyspark.sql import Window
 
     storage = Storage(spark)
-    root, schema = conf.path("gold", task), gold_schema(conf, task)
-    dates = dates or window_run_dates(storage, conf, task, run_date)
+    root, schema = task.gold, task.gold_schema()
+    dates = dates or window_run_dates(storage, conf, task.name, run_date)
     parts = [read_partition(spark, root, day, schema).withColumn("_run_date", F.lit(day)) for day in dates]
     union = reduce(DataFrame.unionByName, parts)
     newest = Window.partitionBy("record_id").orderBy(F.col("_run_date").desc())
@@ -127,7 +127,7 @@ def gold_window(spark: SparkSession, conf: Conf, task: str, run_date: str, dates
     counts = {r["_run_date"]: int(r["count"]) for r in rows.groupBy("_run_date").count().collect()}
     info = {"window": conf.datasets.window, "run_dates": dates, "commits": commits, "rows_by_run_date": {d: counts.get(d, 0) for d in dates}}
     if len(dates) > 1:
-        log.info("materialize %s: window %s over %d run dates (%s .. %s), %d rows", task, conf.datasets.window, len(dates), dates[0],
+        log.info("materialize %s: window %s over %d run dates (%s .. %s), %d rows", task.name, conf.datasets.window, len(dates), dates[0],
                  dates[-1], sum(counts.values()))
     return rows.drop("_run_date"), info
 
@@ -150,65 +150,60 @@ def write_split(spark: SparkSession, df: DataFrame, url: str, modality: Modality
     return n
 
 
-def newest_labelled_run_date(spark: SparkSession, conf: Conf, task: str, run_date: str) -> str | None:
+def newest_labelled_run_date(spark: SparkSession, task: Task, run_date: str) -> str | None:
     """The newest gold run date before ``run_date`` with labelled rows (None: there is none)."""
-    root = conf.path("gold", task)
-    days = sorted((n.split("=", 1)[1] for n in Storage(spark).list_dirs(root) if n.startswith("run_date=")), reverse=True)
+    days = sorted((n.split("=", 1)[1] for n in Storage(spark).list_dirs(task.gold) if n.startswith("run_date=")), reverse=True)
     for day in (d for d in days if d < run_date):
-        if read_partition(spark, root, day, gold_schema(conf, task)).where(F.col("split").isin(*SPLITS)).limit(1).count():
+        if read_partition(spark, task.gold, day, task.gold_schema()).where(F.col("split").isin(*SPLITS)).limit(1).count():
             return day
     return None
 
 
-def labelled_window(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tuple[list[str], DataFrame, dict[str, Any]]:
+def labelled_window(spark: SparkSession, conf: Conf, task: Task, run_date: str) -> tuple[list[str], DataFrame, dict[str, Any]]:
     """The labelled rows a dataset is built from, its classes and what went in. A run date with no labelled rows of
     its own under ``datasets.window: this`` (an incremental day with nothing new) is rebuilt from the newest run date
     that has some, and says so; with no such run date, _require_rows refuses it."""
     gold, window = gold_window(spark, conf, task, run_date)
     labelled = gold.filter(F.col("split").isin(*SPLITS))
     if conf.datasets.window == "this" and labelled.limit(1).count() == 0:
-        day = newest_labelled_run_date(spark, conf, task, run_date)
+        day = newest_labelled_run_date(spark, task, run_date)
         if day is not None:
             log.warning("materialize %s: run date %s has no labelled rows of its own (datasets.window=this, incremental acquire found "
                         "nothing new); the dataset is rebuilt from run date %s. Set datasets.window=all or last to train on what has "
-                        "accumulated.", task, run_date, day)
+                        "accumulated.", task.name, run_date, day)
             gold, window = gold_window(spark, conf, task, run_date, [day])
             window = {**window, "window": "this", "rebuilt_from": day, "empty_run_date": run_date}
             labelled = gold.filter(F.col("split").isin(*SPLITS))
-    classes, labelled = window_classes(conf, task, labelled)
+    classes, labelled = window_classes(task, labelled)
     return classes, labelled, window
 
 
-def window_classes(conf: Conf, task: str, labelled: DataFrame) -> tuple[list[str], DataFrame]:
+def window_classes(task: Task, labelled: DataFrame) -> tuple[list[str], DataFrame]:
     """The dataset's classes: declared, or (classes: auto) discovered over the whole window, re-indexed so every
     run date's rows share one label map."""
     from deepbatch.stages.integrate import discovered_classes, with_label_index
 
-    declared = classes_of(conf, task)
-    if declared is not None:
-        return declared, labelled
+    if task.classes is not None:
+        return list(task.classes), labelled
     classes = discovered_classes(labelled)
     return classes, labelled.transform(with_label_index(classes))
 
 
-def _materialize_task(spark: SparkSession, conf: Conf, commit: Commit, task: str, run_date: str) -> None:
-
+def _materialize_task(spark: SparkSession, conf: Conf, commit: Commit, task: Task, run_date: str) -> None:
     d = conf.datasets
     version = d.version or run_date
     classes, labelled, window = labelled_window(spark, conf, task, run_date)
     labelled = labelled.persist()
-    _require_rows(labelled, task, window)
-    from deepbatch.modality import model_settings
-
-    modality, (_, prep) = modality_of(conf, task), model_settings(conf, task)
+    _require_rows(labelled, task.name, window)
+    modality, (_, prep) = task.modality, model_settings(conf, task.name)
     tokenizer_dir = str(prep["tokenizer"]) if modality.uses_tokenizer else None  # the task model's own tokenizer
-    target = conf.path("datasets", task, version)
-    staging = commit.staging_dir(f"datasets/{task}")
+    target = conf.path("datasets", task.name, version)
+    staging = commit.staging_dir(f"datasets/{task.name}")
     extra: dict[str, Any] = {"version": version, "window": window, "classes": classes, "modality": modality.name, "preprocessing": prep,
                              "splits": {}}
     written = 0
     for split in SPLITS:
-        describe_job(spark, "materialize", f"{task}/{split}", run_date)
+        describe_job(spark, "materialize", f"{task.name}/{split}", run_date)
         part = labelled.filter(F.col("split") == split)
         url = dataset_url(f"{staging}/{split}")
         rows = write_split(spark, part, url, modality, d, tokenizer_dir, prep)
@@ -216,19 +211,20 @@ def _materialize_task(spark: SparkSession, conf: Conf, commit: Commit, task: str
         balance = {str(r["label"]): int(r["count"]) for r in part.groupBy("label").count().collect()}
         extra["splits"][split] = {"rows": rows, "row_groups": groups, "class_balance": dict(sorted(balance.items()))}
         written += rows
-        log.debug("materialize %-9s %-5s rows=%d row_groups=%d", task, split, rows, groups)
+        log.debug("materialize %-9s %-5s rows=%d row_groups=%d", task.name, split, rows, groups)
     extra.update(modality.dataset_extra(spark, [dataset_url(f"{staging}/{split}") for split in SPLITS]))
     n_in = labelled.count()
     labelled.unpersist()
-    commit.register_folder(f"datasets/{task}", staging, target, written)
-    commit.add_manifest(TableCounts(f"datasets/{task}", n_in, written, inputs=[conf.path("gold", task)], extra=extra))
+    commit.register_folder(f"datasets/{task.name}", staging, target, written)
+    commit.add_manifest(TableCounts(f"datasets/{task.name}", n_in, written, inputs=[task.gold], extra=extra))
 
 
 def run_materialize(spark: SparkSession, conf: Conf, run_date: str, tasks: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Materialise each trained task's train/val/test splits (default: every one) and check their row groups."""
+    from deepbatch.catalog import task as resolve_task
     from deepbatch.catalog import trained_tasks
 
     with Commit.for_stage(spark, conf, "materialize", run_date) as commit:
-        for task in tasks if tasks is not None else trained_tasks(conf):
-            _materialize_task(spark, conf, commit, task, run_date)
+        for name in tasks if tasks is not None else trained_tasks(conf):
+            _materialize_task(spark, conf, commit, resolve_task(conf, name), run_date)
     return commit.summary

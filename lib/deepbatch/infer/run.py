@@ -29,7 +29,8 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from deepbatch.catalog import gold_schema, silver_schema, source
+from deepbatch.catalog import Task, silver_schema
+from deepbatch.catalog import task as resolve_task
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.cores.common import latest_model_dir, local_path
@@ -37,7 +38,7 @@ from deepbatch.errors import ConfigError, MissingInputError
 from deepbatch.infer.reporting import top_prediction
 from deepbatch.infer.spark import WorkerStatsParam, frames_fn, series_udf, summarise_workers
 from deepbatch.manifests import TableCounts
-from deepbatch.modality import CoreSpec, InferPlan, is_trained, modality_of, model_of
+from deepbatch.modality import CoreSpec, InferPlan
 from deepbatch.progress import SparkProgress
 from deepbatch.report.predictions import Preview
 from deepbatch.schemas import tables as T
@@ -114,19 +115,18 @@ class _Scoring:
         }
 
 
-def _read_gold(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tuple[DataFrame, str]:
-    path = conf.path("gold", task)
-    if not Storage(spark).exists(partition_path(path, run_date)):
-        raise MissingInputError(f"no gold/{task} partition for run_date={run_date}: run `deepbatch integrate --run-date {run_date}` first.")
-    return read_partition(spark, path, run_date, gold_schema(conf, task)), path
+def _read_gold(spark: SparkSession, task: Task, run_date: str) -> tuple[DataFrame, str]:
+    if not Storage(spark).exists(partition_path(task.gold, run_date)):
+        raise MissingInputError(f"no gold/{task.name} partition for run_date={run_date}: run `deepbatch integrate --run-date {run_date}` first.")
+    return read_partition(spark, task.gold, run_date, task.gold_schema()), task.gold
 
 
-def _silver_input(spark: SparkSession, conf: Conf, run_date: str, task: str, column: str) -> tuple[DataFrame, str]:
+def _silver_input(spark: SparkSession, conf: Conf, run_date: str, task: Task, column: str) -> tuple[DataFrame, str]:
     """An inference-only task's input: its source's silver rows (``column``), with no split or label."""
-    src = source(conf, conf.task(task).source)
+    src = task.source
     path = conf.path("silver", src.name)
     if not Storage(spark).exists(partition_path(path, run_date)):
-        raise MissingInputError(f"no silver/{src.name} partition for run_date={run_date} (task {task}): run acquire and clean first.")
+        raise MissingInputError(f"no silver/{src.name} partition for run_date={run_date} (task {task.name}): run acquire and clean first.")
     rows = read_partition(spark, path, run_date, silver_schema(src))
     return rows.select("record_id", column, F.lit(None).cast("string").alias("split"), F.lit(None).cast("string").alias("label")), path
 
@@ -134,11 +134,11 @@ def _silver_input(spark: SparkSession, conf: Conf, run_date: str, task: str, col
 class _Target:
     """One task being scored: its plan, input rows and the stage's commit."""
 
-    def __init__(self, spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: str, plan: InferPlan, df: DataFrame,
+    def __init__(self, spark: SparkSession, conf: Conf, run_date: str, commit: Commit, task: Task, plan: InferPlan, df: DataFrame,
                  inputs: list[str]):
-        self.spark, self.conf, self.run_date, self.commit, self.task = spark, conf, run_date, commit, task
+        self.spark, self.conf, self.run_date, self.commit, self.task = spark, conf, run_date, commit, task.name
         self.plan, self.df, self.inputs = plan, df, inputs
-        self.modality = modality_of(conf, task)
+        self.modality = task.modality
         self.spec = CoreSpec(plan.kind, plan.model_dir, tuple(sorted(plan.options.items())), conf.infer.device, conf.infer.threads_per_task)
 
     def scoring(self, total: int) -> _Scoring:
@@ -223,16 +223,16 @@ SHAPES: dict[str, Callable[[_Target], None]] = {"series": _score_series, "clips"
 def score_target(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, target: str) -> None:
     """One task through its modality's plan: a trained task's gold rows and newest (or infer.model_version) model, or an
     inference-only task's silver rows and its pretrained model."""
-    modality = modality_of(conf, target)
-    if is_trained(conf, target):
+    task = resolve_task(conf, target)
+    if task.trained:
         model_dir = str(latest_model_dir(models_root(conf), target, conf.infer.model_version))
-        plan = modality.infer_plan(conf, target, model_dir)
-        df, path = _read_gold(spark, conf, target, run_date)
+        plan = task.modality.infer_plan(conf, target, model_dir)
+        df, path = _read_gold(spark, task, run_date)
     else:
-        plan = modality.pretrained_plan(conf, target, model_of(conf, target))
-        df, path = _silver_input(spark, conf, run_date, target, plan.column)
+        plan = task.modality.pretrained_plan(conf, target, task.model)
+        df, path = _silver_input(spark, conf, run_date, task, plan.column)
     inputs = [path, plan.model_dir] if plan.model_dir else [path]
-    SHAPES[plan.shape](_Target(spark, conf, run_date, commit, target, plan, df, inputs))
+    SHAPES[plan.shape](_Target(spark, conf, run_date, commit, task, plan, df, inputs))
 
 
 def run_infer(spark: SparkSession, conf: Conf, run_date: str, targets: tuple[str, ...] | None = None) -> dict[str, Any]:

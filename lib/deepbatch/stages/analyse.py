@@ -16,11 +16,11 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from deepbatch.catalog import gold_schema, trained_tasks
+from deepbatch.catalog import tasks as resolved_tasks
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.manifests import TableCounts
-from deepbatch.modality import ModalityContract, modality_of
+from deepbatch.modality import ModalityContract
 from deepbatch.profiling import count_by
 from deepbatch.report.data import MediaSamples, QuarantineSample
 from deepbatch.schemas import tables as T
@@ -136,7 +136,7 @@ def quarantine_samples(spark: SparkSession, conf: Conf, run_date: str, n: int) -
 
     storage, found = Storage(spark), []
     root = conf.path("quarantine", "clean")
-    for source in [s.name for s in sources(conf) if s.kind == "files"] if n > 0 else []:
+    for source in [s.name for s in sources(conf) if s.role == "files"] if n > 0 else []:
         if not storage.exists(partition_path(f"{root}/{source}", run_date)):
             continue
         df = read_partition(spark, f"{root}/{source}", run_date, T.QUARANTINE).where(F.col("content").isNotNull())
@@ -155,21 +155,20 @@ def gold_classes(spark: SparkSession, conf: Conf, task: str, run_date: str) -> l
 
 
 def _profile_gold(spark: SparkSession, conf: Conf, run_date: str) -> tuple[dict[str, Any], dict[str, MediaSamples], list[str]]:
-    tasks: dict[str, Any] = {}
+    profiles: dict[str, Any] = {}
     samples: dict[str, MediaSamples] = {}
     inputs = []
-    for task in trained_tasks(conf):
-        describe_job(spark, "analyse", task, run_date)
-        path = conf.path("gold", task)
-        inputs.append(path)
-        df = read_partition(spark, path, run_date, gold_schema(conf, task))
-        modality = modality_of(conf, task)
-        tasks[task] = profile_task(df, modality, gold_classes(spark, conf, task, run_date))
-        sample = media_samples(df, modality, conf.report.samples_per_class)
+    for task in (t for t in resolved_tasks(conf) if t.trained):
+        describe_job(spark, "analyse", task.name, run_date)
+        inputs.append(task.gold)
+        df = read_partition(spark, task.gold, run_date, task.gold_schema())
+        profiles[task.name] = profile_task(df, task.modality, gold_classes(spark, conf, task.name, run_date))
+        sample = media_samples(df, task.modality, conf.report.samples_per_class)
         if sample is not None:
-            samples[task] = sample
-        log.debug("analyse %-9s rows=%d imbalance=%s", task, tasks[task]["rows"], tasks[task]["balance"]["imbalance_ratio"])
-    return tasks, samples, inputs
+            samples[task.name] = sample
+        log.debug("analyse %-9s rows=%d imbalance=%s", task.name, profiles[task.name]["rows"],
+                  profiles[task.name]["balance"]["imbalance_ratio"])
+    return profiles, samples, inputs
 
 
 def run_analyse(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:

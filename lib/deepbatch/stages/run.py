@@ -9,98 +9,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
-from deepbatch.catalog import Source, bronze_schema, content_modality, kept_bytes, label_classes, silver_schema, sources
+from deepbatch.catalog import Task, content_modality, extensions, label_classes, silver_schema, sources, tasks
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
-from deepbatch.errors import MissingInputError, QuarantineThresholdExceeded
+from deepbatch.errors import QuarantineThresholdExceeded
 from deepbatch.manifests import TableCounts
 from deepbatch.quality import quarantine_rows, reason_counts, valid_rows
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
+from deepbatch.sources import Source, bronze_schema, kept_bytes, reader_of
+from deepbatch.sources.files import Ingested
 from deepbatch.stages import clean as C
 from deepbatch.stages import integrate as I
-from deepbatch.stages.acquire import read_source, source_files
-from deepbatch.storage import FileEntry, Storage, file_sha256, listing_base
+from deepbatch.storage import listing_base
 from deepbatch.tables import read_partition
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Ingested:
-    """What earlier run dates ingested, from the file manifest bronze/_files."""
-
-    keys: frozenset[tuple[str, int, int]]  # (path, size, mtime_ms)
-    hashes: frozenset[tuple[str, str]]  # (path, content hash)
-
-    @classmethod
-    def load(cls, spark: SparkSession, conf: Conf, run_date: str) -> Ingested:
-        root = conf.path("bronze", "_files")
-        if not Storage(spark).exists(root):
-            return cls(frozenset(), frozenset())
-        # Every run date but this one: a rerun of a run date re-ingests exactly what it ingested before.
-        rows = (spark.read.schema(T.BRONZE_FILE_MANIFEST).parquet(root).where(F.col("ingest_run_date") != run_date)
-                .select("path", "size", "mtime_ms", "content_hash").distinct().collect())
-        return cls(frozenset((r.path, r.size, r.mtime_ms) for r in rows), frozenset((r.path, r.content_hash) for r in rows))
-
-
-def _file_entries(spark: SparkSession, src: Source, listing: list[FileEntry], bronze: DataFrame | None,
-                  file_hashes: dict[str, str], run_date: str) -> DataFrame:
-    """bronze/_files rows for the files this run ingested from one source."""
-    meta = spark.createDataFrame([(f.path, f.size, f.mtime_ms) for f in listing], "path string, size long, mtime_ms long")
-    if bronze is not None:  # file sources: the bronze rows carry each file's content hash
-        hashes = bronze.select(F.col("source_path").alias("path"), "content_hash").distinct()
-    else:  # record sources: few, larger files, hashed on the driver
-        hashes = spark.createDataFrame([(f.path, file_hashes[f.path]) for f in listing], "path string, content_hash string")
-    return meta.join(hashes, "path").select(F.lit(src.name).alias("source"), "path", "size", "mtime_ms", "content_hash",
-                                            F.lit(run_date).alias("ingest_run_date"))
-
-
-def _new_files(src: Source, listing: list[FileEntry], seen: Ingested) -> tuple[list[FileEntry], dict[str, str]]:
-    """The files this run lands (incremental: those no earlier run date ingested) and, for record
-    sources, their content hashes (few, larger files, hashed once here; file sources' hashes come
-    with their bronze rows)."""
-    if seen.keys:
-        listing = [f for f in listing if (f.path, f.size, f.mtime_ms) not in seen.keys]
-    file_hashes = {f.path: file_sha256(f.path) for f in listing} if src.kind != "files" else {}
-    if seen.keys and src.kind != "files":  # touched but unchanged record files are not new
-        listing = [f for f in listing if (f.path, file_hashes[f.path]) not in seen.hashes]
-    return listing, file_hashes
-
-
-def _land_source(spark: SparkSession, conf: Conf, commit: Commit, src: Source, seen: Ingested, run_date: str) -> DataFrame:
-    """Stage bronze/<source> for one source; returns its file-manifest rows."""
-    path = src.folder(conf)
-    if not Storage(spark).exists(path):
-        raise MissingInputError(
-            f"landing folder {path} of source {src.name!r} does not exist. Put its files there, point "
-            f"'sources.{src.name}.path' (or data_root) at them, or remove the source (an overlay says 'sources: {{{src.name}: null}}'); "
-            "for the demo, `deepbatch demo-data` builds the landing zone."
-        )
-    describe_job(spark, "acquire", src.name, run_date)
-    sharing = tuple(o for o in sources(conf) if o.folder(conf) == path)
-    listing, file_hashes = _new_files(src, source_files(src, path, sharing), seen)
-    schema = bronze_schema(src)
-    df = read_source(spark, src, path, run_date, listing, everything=not seen.keys and len(sharing) == 1)
-    if seen.hashes and src.kind == "files":
-        touched = spark.createDataFrame(sorted(seen.hashes), "source_path string, content_hash string")
-        df = df.join(F.broadcast(touched), ["source_path", "content_hash"], "left_anti")
-    n_in = df.count()
-    table = f"bronze/{src.name}"
-    n_out = commit.stage_table(table, df, schema)
-    bronze = spark.read.parquet(commit.staged_path(table)) if src.kind == "files" else None
-    extra = {"mode": conf.acquire.mode, "files": len(listing)}
-    commit.add_manifest(TableCounts(table, n_in, n_out, inputs=[path], extra=extra))
-    log.debug("acquire %-13s %7d records landed from %d files", src.name, n_out, len(listing))
-    return _file_entries(spark, src, listing, bronze, file_hashes, run_date)
 
 
 def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
@@ -115,8 +45,10 @@ def run_acquire(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any
     with Commit.for_stage(spark, conf, "acquire", run_date) as commit:
         incremental = conf.acquire.mode == "incremental"
         seen = Ingested.load(spark, conf, run_date) if incremental else Ingested(frozenset(), frozenset())
-        entries = [_land_source(spark, conf, commit, src, seen, run_date) for src in sources(conf)]
-        manifest = reduce(DataFrame.unionByName, entries)
+        all_sources = sources(conf)
+        landed = [reader_of(src).land(spark, conf, commit, src, run_date, seen, all_sources) for src in all_sources]
+        entries = [e for e in landed if e is not None]
+        manifest = reduce(DataFrame.unionByName, entries) if entries else spark.createDataFrame([], T.BRONZE_FILE_MANIFEST)
         n_files = commit.stage_table("bronze/_files", manifest, T.BRONZE_FILE_MANIFEST)
         commit.add_manifest(TableCounts("bronze/_files", n_files, n_files, extra={"mode": conf.acquire.mode}))
     return commit.summary
@@ -174,36 +106,28 @@ def run_clean(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
     return commit.summary
 
 
-def _labelled_content(spark: SparkSession, conf: Conf, task: str, run_date: str) -> tuple[DataFrame, DataFrame | None, list[str]]:
+def _labelled_content(spark: SparkSession, conf: Conf, task: Task, run_date: str) -> tuple[DataFrame, DataFrame | None, list[str]]:
     """The task's silver content with a label column (from its own field, its folder, or joined later from a label
     table), that label table (or None) and the silver paths read."""
-    from deepbatch.catalog import classes_of, label_source, source
-
-    tc = conf.task(task)
-    content_path = conf.path("silver", tc.source)
-    content = read_partition(spark, content_path, run_date, silver_schema(source(conf, tc.source)))
-    if tc.labels == "folder":
-        base = listing_base(source(conf, tc.source).folder(conf))
-        content = content.transform(I.folder_labels(classes_of(conf, task), base))
-    labels_src = label_source(conf, task)
-    if labels_src is None:
+    src = task.source
+    content_path = conf.path("silver", src.name)
+    content = read_partition(spark, content_path, run_date, silver_schema(src))
+    if task.labels == "folder":
+        classes = None if task.classes is None else list(task.classes)
+        content = content.transform(I.folder_labels(classes, listing_base(src.folder(conf))))
+    if task.label_table is None:
         return content, None, [content_path]
-    labels_path = conf.path("silver", labels_src)
+    labels_path = conf.path("silver", task.label_table.name)
     labels = read_partition(spark, labels_path, run_date, T.SILVER_LABELS)
-    src = source(conf, tc.source)
-    if src.kind == "files":  # a label table may name files with their extension or folders: cat/001.png labels 001
-        from deepbatch.catalog import extensions
-
+    if src.role == "files":  # a label table may name files with their extension or folders: cat/001.png labels 001
         labels = labels.transform(I.as_file_ids(extensions(src), keep_folders=src.id_from == "path"))
     return content, labels, [content_path, labels_path]
 
 
-def _stage_orphans(commit: Commit, conf: Conf, task: str, content: DataFrame, labels: DataFrame, labels_path: str, labelled: int) -> int:
+def _stage_orphans(commit: Commit, task: Task, content: DataFrame, labels: DataFrame, labels_path: str, labelled: int) -> int:
     """Label rows with no content go to quarantine/integrate/<label source>; the others labelled ``labelled`` gold rows.
     Returns the labels read."""
-    from deepbatch.catalog import label_source
-
-    labels_src = str(label_source(conf, task))
+    labels_src = task.label_table.name if task.label_table else ""
     qtable = f"quarantine/integrate/{labels_src}"
     n_orphan = commit.stage_table(qtable, I.orphan_labels(labels, content, labels_src), T.QUARANTINE)
     n_labels = labels.count()
@@ -211,39 +135,35 @@ def _stage_orphans(commit: Commit, conf: Conf, task: str, content: DataFrame, la
     return n_labels
 
 
-def _integrate_task(spark: SparkSession, conf: Conf, commit: Commit, task: str, run_date: str) -> None:
+def _integrate_task(spark: SparkSession, conf: Conf, commit: Commit, task: Task, run_date: str) -> None:
     import json
 
-    from deepbatch.catalog import classes_of, gold_schema
-
-    describe_job(spark, "integrate", task, run_date)
+    describe_job(spark, "integrate", task.name, run_date)
     content, labels, inputs = _labelled_content(spark, conf, task, run_date)
     joined = content.transform(I.join_labels(labels)) if labels is not None else content
-    declared = classes_of(conf, task)
-    classes = declared if declared is not None else I.discovered_classes(joined)
-    split = conf.split_of(task)
-    gold = I.build_task_table(joined, None, classes, split.train, split.val, split.seed)
-    table = f"gold/{task}"
+    classes = list(task.classes) if task.classes is not None else I.discovered_classes(joined)
+    gold = I.build_task_table(joined, None, classes, task.split.train, task.split.val, task.split.seed)
+    table = f"gold/{task.name}"
     n_in = content.count()
-    n_out = commit.stage_table(table, gold, gold_schema(conf, task))
+    n_out = commit.stage_table(table, gold, task.gold_schema())
     staged = spark.read.parquet(commit.staged_path(table))
     split_counts = {r["split"]: int(r["count"]) for r in staged.groupBy("split").count().collect()}
-    extra: dict[str, Any] = {"splits": dict(sorted(split_counts.items())), "classes": classes, "classes_from": "conf" if declared else "auto"}
+    extra: dict[str, Any] = {"splits": dict(sorted(split_counts.items())), "classes": classes,
+                             "classes_from": "conf" if task.classes is not None else "auto"}
     if labels is not None:
         labelled = n_out - split_counts.get(I.UNLABELLED, 0)
-        extra["labels_in"] = _stage_orphans(commit, conf, task, content, labels, inputs[1], labelled)
+        extra["labels_in"] = _stage_orphans(commit, task, content, labels, inputs[1], labelled)
     commit.add_manifest(TableCounts(table, n_in, n_out, inputs=inputs, extra=extra))
     commit.add_file(table, "_class_map.json", json.dumps(I.class_map(classes), indent=2))
-    if declared is None:
-        log.info("integrate %s: classes discovered from the labelled rows (classes: auto): %s", task, ", ".join(classes) or "none")
-    log.debug("integrate %-9s in=%d out=%d splits=%s", task, n_in, n_out, extra["splits"])
+    if task.classes is None:
+        log.info("integrate %s: classes discovered from the labelled rows (classes: auto): %s", task.name, ", ".join(classes) or "none")
+    log.debug("integrate %-9s in=%d out=%d splits=%s", task.name, n_in, n_out, extra["splits"])
 
 
 def run_integrate(spark: SparkSession, conf: Conf, run_date: str) -> dict[str, Any]:
     """silver -> gold/<task> for every trained task, with class index and hash split; orphan labels to quarantine."""
-    from deepbatch.catalog import trained_tasks
-
     with Commit.for_stage(spark, conf, "integrate", run_date) as commit:
-        for task in trained_tasks(conf):
-            _integrate_task(spark, conf, commit, task, run_date)
+        for task in tasks(conf):
+            if task.trained:
+                _integrate_task(spark, conf, commit, task, run_date)
     return commit.summary

@@ -7,7 +7,6 @@ process, no launcher). All run :func:`deepbatch.train.loop.train_fn`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -62,7 +61,7 @@ def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, b
         "modality": modality_of(conf, task).name,
         "backend": backend,
         "classes": classes,
-        "hparams": dataclasses.asdict(hp),
+        "hparams": hp.model_dump(),
         "model_settings": settings,
         "preprocessing": preprocessing,
         "class_weights": weights,

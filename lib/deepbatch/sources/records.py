@@ -1,61 +1,32 @@
-"""acquire: land raw files and records as bronze Parquet, nothing dropped.
+"""Record files: a record per line (jsonl), JSON arrays (json), CSV and Parquet, read by their own field names.
 
-Every declared source (conf key ``sources``, see :mod:`deepbatch.catalog`) is landed:
-files (images, videos) through Spark's ``binaryFile`` source; records (JSONL, CSV,
-Parquet) through readers with explicit schemas built from the source's field mapping,
-in PERMISSIVE mode, so a malformed line becomes a bronze row with a ``parse_error`` for
-the clean stage to quarantine, and a file that cannot be read at all one row that says why.
+Each format is one :class:`RecordFileReader` subclass: how Spark reads its files into bronze rows (explicit
+schemas, PERMISSIVE, a malformed record kept with its parse error) and how ``deepbatch check`` samples them.
+Listing, incremental mode and unreadable files are :class:`deepbatch.sources.files.FileSourceReader`'s.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
-from datetime import datetime, timezone
 from functools import reduce
+from typing import ClassVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from deepbatch.catalog import Source, bronze_schema
+from deepbatch.config import Conf, SourceConf
+from deepbatch.errors import ConfigError
 from deepbatch.quality import Transform
-from deepbatch.schemas.tables import BINARY_FILE, CORRUPT, landing_records
-from deepbatch.storage import FileEntry, list_files, listing_base, matches, relative_path
+from deepbatch.schemas.tables import CORRUPT, landing_records
+from deepbatch.sources import Source, SourceReader, bronze_schema
+from deepbatch.sources.files import FileSourceReader, spark_skips, unusable_reason, unusable_record_files
+from deepbatch.sources.survey import SAMPLE_RECORDS, Finding, Sample, SourceCheck, check_fields, note
+from deepbatch.storage import FileEntry, listing_base, matches, open_text
 
-
-def file_stem(path_col: str) -> F.Column:
-    """File name without directory and extension: the record id of a landed file."""
-    return F.regexp_extract(F.col(path_col), r"([^/]+?)(\.[^./]*)?$", 1)
-
-
-def parent_dir(path_col: str) -> F.Column:
-    return F.regexp_extract(F.col(path_col), r"([^/]+)/[^/]+$", 1)
-
-
-def path_id(path_col: str, base: str) -> F.Column:
-    """The file's path under ``base`` (its source folder) without the extension: an id unique across class folders."""
-    rel = F.when(F.col(path_col).startswith(base + "/"), F.substring(F.col(path_col), len(base) + 2, 1 << 20))
-    return F.coalesce(F.regexp_replace(rel, r"\.[^./]*$", ""), file_stem(path_col))
-
-
-def with_file_lineage(run_date: str, id_from: str = "stem", base: str = "") -> Transform:
-    """binaryFile rows -> bronze file rows with record id (``stem`` or ``path`` under ``base``), collection (the
-    parent folder: an ImageFolder class) and lineage columns."""
-
-    def _(df: DataFrame) -> DataFrame:
-        return df.select(
-            (path_id("path", base) if id_from == "path" else file_stem("path")).alias("record_id"),
-            parent_dir("path").alias("collection"),
-            F.col("content"),
-            F.col("path").alias("source_path"),
-            F.col("length").alias("file_size"),
-            F.col("modificationTime").alias("modification_time"),
-            F.lit(run_date).alias("ingest_run_date"),
-            F.sha2(F.col("content"), 256).alias("content_hash"),
-        )
-
-    return _
+RecordRead = Callable[[SparkSession, Source, list[str], str], tuple[list[DataFrame], dict[str, str]]]
 
 
 Fields = list[tuple[str | None, str]]  # (field in the landing files, bronze column); None: not mapped, null
@@ -68,11 +39,11 @@ def record_fields(src: Source) -> Fields:
     return [(src.label_field, "label")]
 
 
-def _pairs(fields: Fields | list[str]) -> Fields:
+def pairs_of(fields: Fields | list[str]) -> Fields:
     return [(f, f) if isinstance(f, str) else f for f in fields]
 
 
-def _mapped(parsed: Callable[[str], F.Column], fields: Fields, ok: F.Column | None = None) -> list[F.Column]:
+def mapped_columns(parsed: Callable[[str], F.Column], fields: Fields, ok: F.Column | None = None) -> list[F.Column]:
     cols = []
     for field, out in fields:
         value = F.lit(None).cast("string") if field is None else parsed(field).cast("string")
@@ -80,7 +51,7 @@ def _mapped(parsed: Callable[[str], F.Column], fields: Fields, ok: F.Column | No
     return cols
 
 
-def _ids(id_col: str) -> list[str]:
+def ids_of(id_col: str) -> list[str]:
     """The id field to read, if the source names one (``id: line`` sources do not)."""
     return [id_col] if id_col else []
 
@@ -105,18 +76,18 @@ def with_record_lineage(run_date: str, id_col: str, fields: Fields | list[str]) 
     """Parsed CSV rows -> bronze record rows, keeping the raw line of malformed ones and each row's place in its file."""
     from pyspark.sql import Window
 
-    pairs = _pairs(fields)
+    pairs = pairs_of(fields)
 
     def _(df: DataFrame) -> DataFrame:
         present = [f for f, _ in pairs if f is not None]
-        raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{f}`") for f in [*_ids(id_col), *present]])))
+        raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{f}`") for f in [*ids_of(id_col), *present]])))
         record_id = F.coalesce(F.col(f"`{id_col}`"), _salvaged_id(F.col(CORRUPT), id_col)) if id_col else F.lit(None).cast("string")
         placed = df.select("*", F.col("_metadata.file_path").alias("source_path"), F.col("_metadata.file_block_start").alias("_block"),
                            F.monotonically_increasing_id().alias("_seq"))
         line = F.row_number().over(Window.partitionBy("source_path").orderBy("_block", "_seq")).cast("long")
         return placed.select(
             record_id.alias("record_id"),
-            *_mapped(lambda f: F.col(f"`{f}`"), pairs),
+            *mapped_columns(lambda f: F.col(f"`{f}`"), pairs),
             raw.alias("raw_record"),
             F.when(F.col(CORRUPT).isNotNull(), F.lit("MALFORMED_RECORD: record does not parse against the landing schema")).alias(
                 "parse_error"
@@ -130,78 +101,6 @@ def with_record_lineage(run_date: str, id_col: str, fields: Fields | list[str]) 
         )
 
     return _
-
-
-def _spark_hides(name: str) -> bool:
-    """Spark's rule for names its file index leaves out (InMemoryFileIndex.shouldFilterOutPathName)."""
-    if name.startswith(("_metadata", "_common_metadata")):
-        return False
-    return (name.startswith("_") and "=" not in name) or name.startswith(".") or name.endswith("._COPYING_")
-
-
-def spark_skips(entry: FileEntry, base: str) -> bool:
-    """Files Spark's file sources never return: zero-length ones, and hidden names (``.x``, ``_x``) at any
-    depth below ``base`` (the folder's listing_base)."""
-    return entry.size == 0 or any(_spark_hides(c) for c in relative_path(entry.path, base).split("/") if c)
-
-
-def source_files(src: Source, folder: str, sharing: tuple[Source, ...], listing: list[FileEntry] | None = None) -> list[FileEntry]:
-    """Every file under the source's landing folder (``listing``, when the caller has it) that it claims: those matching
-    its glob (case-insensitively), plus, for the first source of a shared folder, those that match no source's glob."""
-    mine = []
-    for f in list_files(folder) if listing is None else listing:
-        if matches(f.path, src.glob):
-            mine.append(f)
-        elif src == sharing[0] and not any(matches(f.path, o.glob) for o in sharing):
-            mine.append(f)
-    return mine
-
-
-def driver_read(spark: SparkSession, entries: list[FileEntry]) -> DataFrame:
-    """binaryFile-shaped rows for files Spark's scan skips, read on the driver (they are few and small)."""
-    from deepbatch.storage import read_bytes
-
-    rows = [(f.path, datetime.fromtimestamp(f.mtime_ms / 1000, tz=timezone.utc), f.size, read_bytes(f.path) if f.size else b"")
-            for f in entries]
-    return spark.createDataFrame(rows, BINARY_FILE)
-
-
-def read_files(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], everything: bool, run_date: str) -> DataFrame:
-    """Every claimed file as a bronze row: formats are sniffed from the bytes by clean, never from names."""
-    base = listing_base(folder)
-    skipped: list[FileEntry] = []
-    scanned: list[FileEntry] = []
-    for f in files:
-        (skipped if spark_skips(f, base) else scanned).append(f)
-    extra = driver_read(spark, skipped)
-    if not scanned:
-        return extra.transform(with_file_lineage(run_date, source.id_from, base))
-    raw = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(folder if everything else [f.path for f in scanned])
-    if [f.name for f in raw.schema.fields] != [f.name for f in BINARY_FILE.fields]:
-        raise RuntimeError(f"binaryFile source returned unexpected columns {raw.columns}")
-    return raw.unionByName(extra).transform(with_file_lineage(run_date, source.id_from, base))
-
-
-def unusable_reason(source: Source, f: FileEntry) -> str:
-    """Why a claimed record file is not read as records: empty, of another format, or hidden."""
-    name = f.path.rsplit("/", 1)[-1]
-    if f.size == 0:
-        return "EMPTY_FILE: zero-byte file"
-    if not matches(f.path, source.glob):
-        return f"UNSUPPORTED_FORMAT: {name} does not match {source.glob} (sources.{source.name}.glob): not read as {source.kind} records"
-    return f"UNSUPPORTED_FORMAT: {name} is hidden (starts with . or _); Spark's readers skip such files"
-
-
-def unusable_record_files(spark: SparkSession, source: Source, entries: list[tuple[FileEntry, str]], run_date: str) -> DataFrame:
-    """One bronze row per record file deepbatch cannot read as records, with the reason."""
-    schema = bronze_schema(source)
-    rows = []
-    for f, err in entries:
-        name = f.path.rsplit("/", 1)[-1]
-        rows.append({"record_id": name.rsplit(".", 1)[0], "parse_error": err, "source_path": f.path, "file_size": f.size,
-                     "modification_time": datetime.fromtimestamp(f.mtime_ms / 1000, tz=timezone.utc),
-                     "ingest_run_date": run_date, "source_line": 0})
-    return spark.createDataFrame([tuple(r.get(c) for c in schema.names) for r in rows], schema)
 
 
 def numbered_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
@@ -222,15 +121,15 @@ def numbered_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
 def json_records(run_date: str, id_col: str, fields: Fields | list[str]) -> Transform:
     """Numbered raw lines -> bronze record rows. A line that is not valid UTF-8, is blank, does not parse,
     or holds an array/object where a string belongs keeps its raw bytes and gets a coded parse_error."""
-    pairs = _pairs(fields)
+    pairs = pairs_of(fields)
     present = [f for f, _ in pairs if f is not None]
 
     def _(lines: DataFrame) -> DataFrame:
         raw_bytes = F.col("value").cast("binary")
         text = F.decode(F.encode(F.col("value"), "UTF-8"), "UTF-8")  # invalid bytes -> U+FFFD: always valid UTF-8
-        landing = landing_records([*_ids(id_col), *present])
+        landing = landing_records([*ids_of(id_col), *present])
         parsed = F.from_json(F.col("value"), landing, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
-        drifted = [F.when(F.col("value").rlike(r'(?<!\\)"\Q' + f + r'\E"\s*:\s*[\[{]'), F.lit(f)) for f in dict.fromkeys([*_ids(id_col), *present])]
+        drifted = [F.when(F.col("value").rlike(r'(?<!\\)"\Q' + f + r'\E"\s*:\s*[\[{]'), F.lit(f)) for f in dict.fromkeys([*ids_of(id_col), *present])]
         error = (F.when(F.encode(F.col("value"), "UTF-8") != raw_bytes, F.concat(F.lit("INVALID_UTF8: line "), F.col("source_line"), F.lit(" is not valid UTF-8")))
                  .when(F.trim(text) == "", F.lit("MALFORMED_RECORD: blank line"))
                  .when(F.col("_j")[CORRUPT].isNotNull() | F.col("_j").isNull(), F.lit("MALFORMED_RECORD: record does not parse against the landing schema"))
@@ -239,7 +138,7 @@ def json_records(run_date: str, id_col: str, fields: Fields | list[str]) -> Tran
         return (lines.withColumn("_j", parsed).withColumn("_error", error).select(
             (F.coalesce(F.when(ok | F.col("_j")[id_col].isNotNull(), F.col("_j")[id_col]), _salvaged_id(text, id_col)) if id_col
              else F.lit(None).cast("string")).alias("record_id"),
-            *_mapped(lambda f: F.col("_j")[f], pairs, ok), text.alias("raw_record"), raw_bytes.alias("raw_bytes"),
+            *mapped_columns(lambda f: F.col("_j")[f], pairs, ok), text.alias("raw_record"), raw_bytes.alias("raw_bytes"),
             F.col("_error").alias("parse_error"), "source_path", "file_size", "modification_time",
             F.lit(run_date).alias("ingest_run_date"), F.sha2(raw_bytes, 256).alias("content_hash"), "source_line"))
 
@@ -254,7 +153,7 @@ def csv_header(path: str, delimiter: str = ",") -> list[str]:
     return next(csv.reader(io.StringIO(first[0]), delimiter=delimiter), []) if first else []
 
 
-def _missing_fields(source: Source, have: list[str] | dict[str, str], what: str) -> str | None:
+def missing_fields(source: Source, have: list[str] | dict[str, str], what: str) -> str | None:
     """A SCHEMA_MISMATCH reason when a file lacks a field the source maps (None: it has them all)."""
     keys = {"id": source.id_field, "text": source.text_field, "label": source.label_field}
     wanted = [(f"fields.{k}", v) for k, v in keys.items() if v] + [("fields.metadata", m) for m in source.metadata]
@@ -272,7 +171,7 @@ def csv_records(spark: SparkSession, source: Source, paths: list[str], run_date:
     bad: dict[str, str] = {}
     for path in paths:
         header = csv_header(path, source.delimiter)
-        why = _missing_fields(source, header, "the header") if len(set(header)) == len(header) else (
+        why = missing_fields(source, header, "the header") if len(set(header)) == len(header) else (
             f"SCHEMA_MISMATCH: the header repeats a column name: {header}")
         if why:
             bad[path] = why
@@ -298,7 +197,7 @@ def parquet_records(spark: SparkSession, source: Source, paths: list[str], run_d
         except Exception as e:  # noqa: BLE001 - any footer that does not parse makes the file unreadable
             bad[path] = f"UNREADABLE_FILE: not a readable Parquet file: {str(e)[:200]}"
             continue
-        why = _missing_fields(source, columns, "the file")
+        why = missing_fields(source, columns, "the file")
         if why:
             bad[path] = why
         else:
@@ -309,8 +208,8 @@ def parquet_records(spark: SparkSession, source: Source, paths: list[str], run_d
 def _parquet_group(spark: SparkSession, source: Source, paths: list[str], run_date: str) -> DataFrame:
     pairs = record_fields(source)
     df = spark.read.parquet(*paths)
-    mapped = _mapped(lambda f: F.col(f"`{f}`"), pairs)
-    ids = [F.col(f"`{i}`").cast("string").alias(i) for i in _ids(source.id_field)]
+    mapped = mapped_columns(lambda f: F.col(f"`{f}`"), pairs)
+    ids = [F.col(f"`{i}`").cast("string").alias(i) for i in ids_of(source.id_field)]
     raw = F.to_json(F.struct(*ids, *[c for c, (f, _) in zip(mapped, pairs, strict=True) if f]))
     return df.select(
         (ids[0] if ids else F.lit(None).cast("string")).alias("record_id"), *mapped, raw.alias("raw_record"),
@@ -327,25 +226,18 @@ def jsonl_records(spark: SparkSession, source: Source, paths: list[str], run_dat
 def json_array_records(spark: SparkSession, source: Source, paths: list[str], run_date: str) -> tuple[list[DataFrame], dict[str, str]]:
     """Files that each hold a JSON array of records (or one record): a row per element, numbered in its file; a file that
     does not parse is one MALFORMED_RECORD row."""
-    fields = [*_ids(source.id_field), *[f for f, _ in record_fields(source) if f is not None]]
+    fields = [*ids_of(source.id_field), *[f for f, _ in record_fields(source) if f is not None]]
     reader = spark.read.option("multiLine", "true").option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
     parsed = reader.schema(landing_records(fields)).json(paths)
     return [parsed.transform(with_record_lineage(run_date, source.id_field, record_fields(source)))], {}
 
 
-RECORD_READERS: dict[str, Callable[[SparkSession, Source, list[str], str], tuple[list[DataFrame], dict[str, str]]]] = {
-    "jsonl": jsonl_records,
-    "json": json_array_records,
-    "csv": csv_records,
-    "parquet": parquet_records,
-}
-
-
-def read_records(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], run_date: str) -> DataFrame:
+def read_record_files(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], run_date: str,
+                      read: RecordRead) -> DataFrame:
     """Every claimed record file: readable ones record by record, the rest as one coded row each."""
     base = listing_base(folder)
     readable = [f for f in files if matches(f.path, source.glob) and not spark_skips(f, base)]
-    frames, bad = RECORD_READERS[source.kind](spark, source, [f.path for f in readable], run_date) if readable else ([], {})
+    frames, bad = read(spark, source, [f.path for f in readable], run_date) if readable else ([], {})
     unusable = [(f, unusable_reason(source, f)) for f in files if f not in readable] + [(f, bad[f.path]) for f in readable if f.path in bad]
     schema = bronze_schema(source)
     parts = [(df.transform(line_ids()) if source.id_from == "line" else df).select(*schema.names) for df in frames]
@@ -354,12 +246,114 @@ def read_records(spark: SparkSession, source: Source, folder: str, files: list[F
     return reduce(DataFrame.unionByName, parts)
 
 
-def read_source(spark: SparkSession, source: Source, folder: str, run_date: str, files: list[FileEntry],
-                everything: bool = True) -> DataFrame:
-    """One landing source in its bronze shape: a row for every file (and every record of a record file)
-    in ``files``; ``everything`` says they are all the folder holds (full mode), so Spark may list it itself."""
-    if not files:
-        return spark.createDataFrame([], bronze_schema(source))
-    if source.kind == "files":
-        return read_files(spark, source, folder, files, everything, run_date)
-    return read_records(spark, source, folder, files, run_date)
+def _scan_jsonl(sc: SourceCheck, sample: Sample, src: Source, files: list[FileEntry]) -> None:
+    for f in files:
+        with open_text(f.path) as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                sc.records += 1
+                if sample.sampled >= SAMPLE_RECORDS:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except (ValueError, RecursionError):  # a line nested too deep for the parser is malformed, as acquire says
+                    continue
+                if isinstance(rec, dict):
+                    note(sc, sample, src, rec)
+
+
+def _scan_csv(sc: SourceCheck, sample: Sample, src: Source, files: list[FileEntry]) -> None:
+    for f in files:
+        with open_text(f.path) as fh:
+            reader = csv.DictReader(fh, delimiter=src.delimiter)
+            sample.keys.update(c.lstrip("\ufeff") for c in reader.fieldnames or [])
+            for row in reader:
+                sc.records += 1
+                if sample.sampled < SAMPLE_RECORDS:
+                    note(sc, sample, src, {k.lstrip("\ufeff"): v for k, v in row.items() if k is not None})
+
+
+def _scan_parquet(sc: SourceCheck, sample: Sample, src: Source, files: list[FileEntry]) -> None:
+    import pyarrow.parquet as pq
+
+    from deepbatch.storage import open_input_file
+
+    for f in files:
+        try:
+            with open_input_file(f.path) as fh:
+                pf = pq.ParquetFile(fh)
+                sc.records += pf.metadata.num_rows
+                sample.keys.update(pf.schema_arrow.names)
+                wanted = [c for c in (src.id_field, src.label_field) if c and c in pf.schema_arrow.names]
+                for batch in pf.iter_batches(columns=wanted, batch_size=4096) if wanted else []:
+                    for rec in batch.to_pylist():
+                        if sample.sampled < SAMPLE_RECORDS:
+                            note(sc, sample, src, rec)
+        except Exception as e:  # noqa: BLE001 - any unreadable footer: acquire quarantines the file as UNREADABLE_FILE
+            sc.findings.append(Finding("warning", f"sources.{src.name}", f"{f.path} is not a readable Parquet file ({str(e)[:120]}): "
+                                       "acquire lands it as one UNREADABLE_FILE record"))
+
+
+def _scan_json(sc: SourceCheck, sample: Sample, src: Source, files: list[FileEntry]) -> None:
+    for f in files:
+        with open_text(f.path) as fh:
+            try:
+                data = json.load(fh)
+            except (ValueError, RecursionError):
+                sc.findings.append(Finding("warning", f"sources.{src.name}.kind", f"{f.path} is not a JSON document: acquire lands it as "
+                                           "one MALFORMED_RECORD record (a file with one record per line is kind jsonl)"))
+                continue
+        for rec in data if isinstance(data, list) else [data]:
+            sc.records += 1
+            if isinstance(rec, dict) and sample.sampled < SAMPLE_RECORDS:
+                note(sc, sample, src, rec)
+
+
+class RecordFileReader(FileSourceReader):
+    """A record format: files of records, each landing as a bronze row (a file it cannot read as one coded row).
+    A format names how Spark reads its files (``read_fn``) and how check samples them (``scan_fn``)."""
+
+    read_fn: ClassVar[RecordRead]
+    scan_fn: ClassVar[Callable[[SourceCheck, Sample, Source, list[FileEntry]], None]]
+
+    def check_conf(self, name: str, sc: SourceConf) -> None:
+        super().check_conf(name, sc)
+        if sc.id not in ("", "field", "line"):
+            raise ConfigError(f"conf key 'sources.{name}.id' must be field (fields.id holds the id) or line (file name and line number), "
+                              f"got {sc.id!r}")
+
+    def read(self, spark: SparkSession, src: Source, folder: str, run_date: str, files: list[FileEntry], everything: bool) -> DataFrame:
+        return read_record_files(spark, src, folder, files, run_date, type(self).read_fn)
+
+    def scan(self, conf: Conf, sc: SourceCheck, sample: Sample, src: Source, files: list[FileEntry], base: str) -> None:
+        type(self).scan_fn(sc, sample, src, [f for f in files if matches(f.path, src.glob) and f.size > 0])
+        check_fields(sc, src, sample)
+
+
+class JsonlReader(RecordFileReader):
+    kind, default_glob, read_fn, scan_fn = "jsonl", "*.{jsonl,ndjson}", jsonl_records, _scan_jsonl
+    kept_bytes = "raw_bytes"  # a line's bytes exactly as they landed
+
+
+class JsonReader(RecordFileReader):
+    kind, default_glob, read_fn, scan_fn = "json", "*.json", json_array_records, _scan_json
+
+
+class CsvReader(RecordFileReader):
+    kind, default_glob, read_fn, scan_fn = "csv", "*.csv", csv_records, _scan_csv
+
+    def check_conf(self, name: str, sc: SourceConf) -> None:
+        super().check_conf(name, sc)
+        if len(sc.delimiter) != 1:
+            raise ConfigError(f"conf key 'sources.{name}.delimiter' must be one character (\",\", \";\", \"\\t\"), got {sc.delimiter!r}")
+
+
+class ParquetReader(RecordFileReader):
+    kind, default_glob, read_fn, scan_fn = "parquet", "*.parquet", parquet_records, _scan_parquet
+
+
+JSONL: SourceReader = JsonlReader()
+JSON: SourceReader = JsonReader()
+CSV: SourceReader = CsvReader()
+PARQUET: SourceReader = ParquetReader()
