@@ -54,6 +54,7 @@ class JdbcReader(TableReader):
     """A database table (``table``) or query (``query``) at ``url``."""
 
     kind = "jdbc"
+    foreign_keys = ()
 
     def check_conf(self, name: str, sc: SourceConf) -> None:
         super().check_conf(name, sc)

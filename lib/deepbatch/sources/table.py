@@ -38,6 +38,7 @@ class TableReader:
     media_files = False
     default_glob = ""
     kept_bytes = None
+    foreign_keys: tuple[str, ...] = ("url", "driver", "user_env", "password_env", "credentials_file")  # the database kinds' keys
 
     def check_conf(self, name: str, sc: SourceConf) -> None:
         key = f"sources.{name}"
@@ -50,9 +51,9 @@ class TableReader:
         for k in FILE_KEYS:
             if getattr(sc, k) not in ("", ","):
                 raise ConfigError(f"conf key '{key}.{k}' is for file sources; sources.{name} is kind {sc.kind}: remove it")
-        for k in ("url", "driver", "user_env", "password_env", "credentials_file"):
-            if getattr(sc, k) and sc.kind == self.kind == "table":
-                raise ConfigError(f"conf key '{key}.{k}' is for kind jdbc; sources.{name} is kind table (read through Spark's catalog)")
+        for k in self.foreign_keys:
+            if getattr(sc, k):
+                raise ConfigError(f"conf key '{key}.{k}' is for kind jdbc; sources.{name} is kind {sc.kind} (read through Spark's catalog)")
 
     def where(self, src: Source) -> str:
         """The source's lineage: its table, or its query's hash (source_path of its bronze rows)."""

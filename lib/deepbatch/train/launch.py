@@ -15,6 +15,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from deepbatch.catalog import Task
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.datasets.materialize import check_row_groups, dataset_url
@@ -32,11 +33,11 @@ def _local_dir(path: str) -> str:
 
 def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, backend: str) -> dict[str, Any]:
     """Everything train_fn needs, as plain values, checked before any worker starts."""
-    from deepbatch.catalog import trained_tasks
-    from deepbatch.modality import modality_of, model_settings
+    from deepbatch.catalog import task as resolve_task
+    from deepbatch.modality import model_settings
 
-    if task not in trained_tasks(conf):
-        conf.task(task)  # an undeclared name is its own error
+    resolved = resolve_task(conf, task)  # an undeclared name is its own error
+    if not resolved.trained:
         raise ConfigError(f"task {task!r} is inference-only (labels: none, a pretrained model): there is nothing to train")
     version = conf.datasets.version or run_date
     ds_root = conf.path("datasets", task, version)
@@ -45,8 +46,8 @@ def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, b
     if not storage.exists(manifest_path):
         raise MissingInputError(f"no Petastorm dataset at {ds_root}: run `deepbatch materialize --run-date {run_date}` first.")
     manifest = json.loads(storage.read_text(manifest_path))
-    hp = conf.task(task).train
-    classes = dataset_classes(conf, task, manifest, ds_root, run_date)
+    hp = resolved.train
+    classes = dataset_classes(resolved, manifest, ds_root, run_date)
     workers = 1 if backend == "local" else conf.train.num_proc
     check_row_groups(dataset_url(f"{ds_root}/train"), workers, conf.datasets.min_row_groups_per_worker)
     balance = manifest["extra"]["splits"]["train"]["class_balance"]
@@ -58,7 +59,7 @@ def training_params(spark: SparkSession, conf: Conf, run_date: str, task: str, b
     model_version = conf.train.version or run_date
     params = {
         "task": task,
-        "modality": modality_of(conf, task).name,
+        "modality": resolved.modality.name,
         "backend": backend,
         "classes": classes,
         "hparams": hp.model_dump(),
@@ -135,7 +136,9 @@ def train_task(spark: SparkSession, conf: Conf, run_date: str, task: str, commit
     if not (export / "model.safetensors").is_file():
         raise TrainingIncompleteError(f"training {task} ended after {results[0]['epochs_done']} epochs without writing a model "
                                       f"to {export}; see the worker logs above, then rerun with --resume.")
-    _export_onnx(spark, conf, run_date, task, export, params["classes"])
+    from deepbatch.catalog import task as resolve_task
+
+    _export_onnx(spark, conf, run_date, resolve_task(conf, task), export, params["classes"])
     summary = {
         "stage": "train",
         "task": task,
@@ -164,26 +167,23 @@ def train_task(spark: SparkSession, conf: Conf, run_date: str, task: str, commit
 
 
 # What the ONNX export and its checks read of the gold table: rows per split (clips are costlier).
-def dataset_classes(conf: Conf, task: str, manifest: dict[str, Any], ds_root: str, run_date: str) -> list[str]:
+def dataset_classes(task: Task, manifest: dict[str, Any], ds_root: str, run_date: str) -> list[str]:
     """The classes the dataset was materialised with (declared, or discovered over its window: classes auto);
     declared classes that have changed since are refused, since its label indexes follow the old list."""
-    from deepbatch.catalog import classes_of
-
     classes = list(manifest["extra"]["classes"])
-    declared = classes_of(conf, task)
+    declared = None if task.classes is None else list(task.classes)
     if declared is not None and declared != classes:
-        raise ConfigError(f"{ds_root} was materialised with classes {classes}, but conf key 'tasks.{task}.classes' is now {declared}: "
-                          f"rerun `deepbatch materialize --run-date {run_date} --task {task}` (or `deepbatch pipeline`) first")
+        raise ConfigError(f"{ds_root} was materialised with classes {classes}, but conf key 'tasks.{task.name}.classes' is now {declared}: "
+                          f"rerun `deepbatch materialize --run-date {run_date} --task {task.name}` (or `deepbatch pipeline`) first")
     return classes
 
 
-def _gold_rows(spark: SparkSession, conf: Conf, run_date: str, task: str, split: str, limit: int) -> Any:
+def _gold_rows(spark: SparkSession, task: Task, run_date: str, split: str, limit: int) -> Any:
     from pyspark.sql import functions as F
 
-    from deepbatch.catalog import gold_schema
     from deepbatch.tables import read_partition
 
-    df = read_partition(spark, conf.path("gold", task), run_date, gold_schema(conf, task)).where(F.col("split") == split)
+    df = read_partition(spark, task.gold, run_date, task.gold_schema()).where(F.col("split") == split)
     return df.orderBy(F.xxhash64("record_id"), "record_id").limit(limit).toPandas()
 
 
@@ -192,18 +192,17 @@ def _check_rows(rows: dict[str, Any]) -> Any:
     return next((rows[s] for s in ("val", "test", "train") if len(rows[s])), rows["val"])
 
 
-def _export_onnx(spark: SparkSession, conf: Conf, run_date: str, task: str, export: Path, classes: list[str]) -> None:
+def _export_onnx(spark: SparkSession, conf: Conf, run_date: str, task: Task, export: Path, classes: list[str]) -> None:
     """model.onnx beside the weights, checked against torch on validation rows, and int8 when infer.quantize asks."""
     from deepbatch.cores.runtime import onnxruntime_available
     from deepbatch.infer.export import check_equivalence, export_folder, quantize_folder
-    from deepbatch.modality import modality_of
 
     if not onnxruntime_available():
-        log.warning("onnxruntime is not installed: %s gets no ONNX graph and infers with torch", task)
+        log.warning("onnxruntime is not installed: %s gets no ONNX graph and infers with torch", task.name)
         return
-    modality = modality_of(conf, task)
+    modality = task.modality
     options = modality.core_options(conf, classes)
-    rows = {split: _gold_rows(spark, conf, run_date, task, split, n) for split, n in modality.export_check_rows.items()}
+    rows = {split: _gold_rows(spark, task, run_date, split, n) for split, n in modality.export_check_rows.items()}
     metrics_path = export / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
     metrics["onnx"] = {"graphs": export_folder(modality, export, **options), **check_equivalence(modality, export, _check_rows(rows), **options)}
@@ -212,7 +211,7 @@ def _export_onnx(spark: SparkSession, conf: Conf, run_date: str, task: str, expo
                                                   rows["test"], rows["train"], **options)
     metrics_path.write_text(json.dumps(metrics, indent=2))
     log.info("%s: ONNX graph %s matches torch on %d validation rows (top-1 agreement %.4f, largest probability difference %.1e)%s",
-             task, ", ".join(metrics["onnx"]["graphs"]), metrics["onnx"]["rows"], metrics["onnx"]["top1_agreement"],
+             task.name, ", ".join(metrics["onnx"]["graphs"]), metrics["onnx"]["rows"], metrics["onnx"]["top1_agreement"],
              metrics["onnx"]["max_prob_diff"], _int8_note(metrics.get("quantization")))
 
 
