@@ -101,6 +101,28 @@ def test_a_lock_of_a_dead_process_a_reused_pid_or_an_old_heartbeat_is_taken_over
         acquire_lock(store, str(tmp_path), "clean", D, stale_after_s=120)
 
 
+@pytest.mark.parametrize("left", ["", "   ", "{not json", "[]", "null"])
+def test_a_lock_file_left_empty_or_unreadable_is_taken_over_after_a_grace_and_a_live_one_is_not(tmp_path, caplog, left) -> None:
+    """A writer that dies between creating its lock file and writing it (or a full disk) leaves it empty: later runs wait
+    out the grace, take it over and say so, instead of refusing forever."""
+    import threading
+
+    from deepbatch.commit.lock import UNREADABLE_GRACE_S
+
+    store, path = LocalStore(), lock_path(str(tmp_path), "clean", D)
+    store.create_exclusive(path, left)
+    t0 = time.monotonic()
+    with acquire_lock(store, str(tmp_path), "clean", D) as lock:
+        assert json.loads(store.read_text(path))["token"] == lock.token
+    assert time.monotonic() - t0 >= UNREADABLE_GRACE_S and "stayed empty or unreadable" in caplog.text
+    assert not [p for p in os.listdir(os.path.dirname(path)) if ".stale-" in p]  # the old file is gone, not left aside
+    store.create_exclusive(path, "")  # a writer that is still writing: its content lands within the grace
+    live = {"token": "w", "host": "elsewhere", "pid": 1, "heartbeat": time.time(), "started_at": "t"}
+    threading.Timer(0.3, lambda: store.write_text(path, json.dumps(live))).start()
+    with pytest.raises(LockHeldError, match="elsewhere"):
+        acquire_lock(store, str(tmp_path), "clean", D, stale_after_s=120)
+
+
 def test_the_heartbeat_keeps_a_long_run_fresh(tmp_path) -> None:
     store = LocalStore()
     with acquire_lock(store, str(tmp_path), "train", D, heartbeat_s=0.05) as lock:

@@ -26,6 +26,10 @@ from deepbatch.storage import FileStore
 
 log = logging.getLogger(__name__)
 
+# A lock file is written in the same call that creates it: one that stays empty or unreadable this long was left by a
+# writer that died in between (or a full disk), not one still writing.
+UNREADABLE_GRACE_S = 2.0
+
 
 def lock_path(root: str, stage: str, run_date: str) -> str:
     return f"{root.rstrip('/')}/_locks/{stage}/run_date={run_date}.lock"
@@ -124,20 +128,26 @@ class Lock:
 
 
 def read_holder(store: FileStore, path: str) -> dict[str, Any] | None:
+    """The lock's holder; None when the file vanished or holds no holder record (empty, half-written, not JSON)."""
     try:
-        return dict(json.loads(store.read_text(path)))
-    except (OSError, ValueError):
-        return None  # vanished or half-written: treat as free / retry
+        data = json.loads(store.read_text(path))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) and "token" in data else None
 
 
-def _take_over(store: FileStore, path: str, holder: dict[str, Any]) -> None:
+def _take_over(store: FileStore, path: str, holder: dict[str, Any] | None) -> None:
     aside = f"{path}.stale-{uuid.uuid4().hex[:8]}"
     try:
         store.rename(path, aside)  # only one contender's rename succeeds
     except (OSError, FileExistsError):
         return
-    log.warning("lock %s: took over a stale lock held by pid %s on %s since %s (last heartbeat %s)", path,
-                holder.get("pid"), holder.get("host"), holder.get("started_at"), _iso(float(holder.get("heartbeat", 0))))
+    if holder is None:
+        log.warning("lock %s: took over a lock file that stayed empty or unreadable for %.0f s (its writer died between creating "
+                    "and writing it, or the disk was full)", path, UNREADABLE_GRACE_S)
+    else:
+        log.warning("lock %s: took over a stale lock held by pid %s on %s since %s (last heartbeat %s)", path,
+                    holder.get("pid"), holder.get("host"), holder.get("started_at"), _iso(float(holder.get("heartbeat", 0))))
     store.delete(aside)
 
 
@@ -159,6 +169,7 @@ def _acquire_once(store: FileStore, root: str, stage: str, run_date: str, comman
                   heartbeat_s: float, heartbeat: bool) -> Lock:
     path = lock_path(root, stage, run_date)
     token = uuid.uuid4().hex
+    unreadable_since: float | None = None
     for _ in range(3):
         owner = {"token": token, "host": socket.gethostname(), "pid": os.getpid(), "process_start": process_start(os.getpid()),
                  "command": command, "started_at": _iso(_now()), "heartbeat": _now()}
@@ -168,14 +179,27 @@ def _acquire_once(store: FileStore, root: str, stage: str, run_date: str, comman
                 lock.start_heartbeat()
             return lock
         holder = read_holder(store, path)
-        if holder is None:
-            time.sleep(0.05)
+        if holder is None:  # being written this instant, or left empty by a writer that died: wait a moment, then take it
+            unreadable_since = _wait_readable(store, path, unreadable_since)
+            if unreadable_since is not None:
+                _take_over(store, path, None)
             continue
         if not is_stale(holder, stale_after_s):
             raise LockHeldError(_held_message(path, stage, run_date, holder, stale_after_s))
         _take_over(store, path, holder)
     raise LockHeldError(f"could not take the lock {path} for stage {stage} run date {run_date}: other writers keep "
                         "taking it; check for concurrent deepbatch runs")
+
+
+def _wait_readable(store: FileStore, path: str, since: float | None) -> float | None:
+    """Wait up to UNREADABLE_GRACE_S for an unreadable lock file to be written (a live writer writes it at once);
+    None when it became readable or vanished, else when it was first seen unreadable."""
+    start = time.monotonic() if since is None else since
+    while time.monotonic() - start < UNREADABLE_GRACE_S:
+        time.sleep(0.05)
+        if not store.exists(path) or read_holder(store, path) is not None:
+            return None
+    return start
 
 
 def _held_message(path: str, stage: str, run_date: str, holder: dict[str, Any], stale_after_s: float) -> str:
