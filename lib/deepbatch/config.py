@@ -256,6 +256,9 @@ class Conf(Section):
     train: TrainConf = Field(default_factory=TrainConf)
     infer: InferConf = Field(default_factory=InferConf)
     report: ReportConf = Field(default_factory=ReportConf)
+    # A registered modality's own section (modalities.<name>), checked against its settings_model when the conf loads.
+    # The built-in modalities keep their historical keys under datasets and infer.
+    modalities: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def path(self, *parts: str) -> str:
         """A path under the data root, which may be a local path or a URI."""

@@ -10,7 +10,7 @@ import re
 
 from deepbatch.config import LABELS_FROM, Conf, SourceConf, TaskConf, TaskTrainConf, check_split
 from deepbatch.errors import ConfigError
-from deepbatch.modality import MODALITIES
+from deepbatch.modality import MODALITIES, check_sections
 from deepbatch.sources import SOURCE_KINDS, reader
 
 # Columns deepbatch adds itself: a metadata field may not take these names.
@@ -136,6 +136,7 @@ def check_declarations(conf: Conf) -> Conf:
     for name, tc in conf.tasks.items():
         check_task(conf, name, tc)
     _check_use(conf)
+    check_sections(conf)
     unknown = [t for t in conf.infer.targets if t not in conf.tasks]
     if unknown:
         raise ConfigError(f"conf key 'infer.targets' names {unknown}, which are not declared tasks; declared: {', '.join(conf.tasks)}")

@@ -62,6 +62,8 @@ spark:
 quality: {{max_quarantine_fraction: 0.2}}
 datasets: {{workers: 1}}
 train: {{launcher: local}}
+modalities:
+  audio: {{hidden: 12}}     # the plugin's own section, checked by its settings model
 sources:
   tones: {{kind: files, path: tones}}
 tasks:
@@ -103,6 +105,7 @@ def test_a_modality_shipped_as_its_own_package_runs_from_acquire_to_infer(tmp_pa
     assert gold["records_out"] == 2 * PER_CLASS + 1 and gold["extra"]["classes"] == ["high", "low"]
     model = root / "models" / "pitch" / RUN_DATE
     assert (model / "model.onnx").is_file()  # exported through the plugin core's graph_spec and checked against torch
+    assert json.loads((model / "config.json").read_text())["model_settings"] == {"hidden": 12}  # from modalities.audio
     assert json.loads((model / "metrics.json").read_text())["onnx"]["top1_agreement"] >= 0.99
     predictions = _tables(root, "infer")["predictions/pitch"]
     assert predictions["records_out"] == gold["records_out"] and predictions["extra"]["errors_by_reason"] == {}

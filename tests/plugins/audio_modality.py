@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
-from deepbatch.modality import InferPlan, ModalityContract
+from deepbatch.modality import InferPlan, ModalityContract, modality_settings
 
 BANDS = 32
 SAMPLES = 4096
@@ -161,8 +162,16 @@ def _audio_core(model_dir: str, device: str, **options: Any) -> AudioCore:
     return AudioCore(model_dir, device, **options)
 
 
+class AudioSettings(BaseModel):
+    """The modality's own conf section, modalities.audio: its keys, defaults and checks in one place."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    hidden: int = 16  # units of the MLP's hidden layer
+
+
 class AudioModality:
     name = "audio"
+    settings_model = AudioSettings
     petastorm_fields = ("features", "label_index")
     models = ("spectrum_mlp",)
     pretrained: tuple[str, ...] = ()
@@ -231,7 +240,7 @@ class AudioModality:
         return (batch["features"].float().to(device),), batch["label_index"].long().to(device)
 
     def settings(self, conf: Any, hp: Any, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        return {"hidden": max(hp.width, 8)}, {"bands": BANDS, "samples": SAMPLES}
+        return {"hidden": modality_settings(conf, self.name).hidden}, {"bands": BANDS, "samples": SAMPLES}
 
     def build(self, num_classes: int, settings: dict[str, Any]) -> Any:
         return AudioMLP.build(num_classes, int(settings["hidden"]))

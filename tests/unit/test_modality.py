@@ -155,8 +155,20 @@ def test_a_modality_from_an_entry_point_joins_the_registry_and_its_tasks_resolve
         conf = make_conf(tmp_path, "sources.tones={kind: files}", "tasks.pitch={modality: audio, source: tones, labels: folder}")
         assert modality_of(conf, "pitch") is MODALITIES["audio"] and model_of(conf, "pitch") == "spectrum_mlp"
         assert (source(conf, "tones").glob, source(conf, "tones").id_from) == ("*.wav", "path")
+        assert model_settings(conf, "pitch")[0] == {"hidden": 16}  # the section's default
+        tuned = make_conf(tmp_path, "sources.tones={kind: files}", "tasks.pitch={modality: audio, source: tones, labels: folder}",
+                          "modalities.audio.hidden=24")
+        assert model_settings(tuned, "pitch")[0] == {"hidden": 24}
+        with pytest.raises(ConfigError, match=r"unknown conf key 'modalities.audio.width'; valid keys here: hidden"):
+            make_conf(tmp_path, "modalities.audio.width=3")
+        with pytest.raises(ConfigError, match=r"conf key 'modalities.audio.hidden': Input should be a valid integer, got 'wide'"):
+            make_conf(tmp_path, "modalities.audio.hidden=wide")
     finally:
         monkeypatch.undo()
         MODALITIES.reload()
     with pytest.raises(ConfigError, match=r"conf key 'tasks.pitch.modality' must be one of image, text, video, got 'audio'"):
         make_conf(tmp_path, "sources.tones={kind: files}", "tasks.pitch={modality: audio, source: tones, labels: folder}")
+    with pytest.raises(ConfigError, match=r"conf key 'modalities.audio': no modality 'audio' is registered .* install its package"):
+        make_conf(tmp_path, "modalities.audio.hidden=3")
+    with pytest.raises(ConfigError, match=r"modality 'image' takes no settings of its own \(conf key 'modalities.image'\)"):
+        make_conf(tmp_path, "modalities.image.size=3")

@@ -21,9 +21,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from deepbatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 ENTRY_POINT_GROUP = "deepbatch.modalities"
 BUILTIN = {"image": "deepbatch.modality.image:MODALITY", "text": "deepbatch.modality.text:MODALITY",
@@ -99,6 +102,10 @@ class ModalityContract(Protocol):
     @property
     def quantized_graph(self) -> str:
         """The graph int8 quantisation writes (model or frames)."""
+        ...
+    @property
+    def settings_model(self) -> type[BaseModel] | None:
+        """Its conf section modalities.<name> (a pydantic model: its keys, defaults and choices); None: it takes none."""
         ...
 
     def silver_schema(self, metadata: tuple[str, ...]) -> Any:
@@ -230,6 +237,36 @@ def model_of(conf: Any, task: str) -> str:
 def is_trained(conf: Any, task: str) -> bool:
     """Whether the task trains a model (False: labels none, an inference-only task scoring with a pretrained model)."""
     return bool(conf.task(task).labels != "none")
+
+
+def modality_settings(conf: Any, name: str) -> Any:
+    """The modality's own conf section (modalities.<name>), validated by its settings_model; its defaults when absent."""
+    model = MODALITIES[name].settings_model
+    if model is None:
+        raise ConfigError(f"modality {name!r} takes no settings of its own (conf key 'modalities.{name}')")
+    return _validated(model, conf.modalities.get(name, {}), f"modalities.{name}")
+
+
+def _validated(model: type[BaseModel], data: Any, key: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join([key, *(str(p) for p in err["loc"])])
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"unknown conf key {where!r}; valid keys here: {', '.join(sorted(model.model_fields))}") from None
+        raise ConfigError(f"conf key {where!r}: {err['msg']}, got {err.get('input')!r}") from None
+
+
+def check_sections(conf: Any) -> None:
+    """Every modalities.<name> section names a registered modality that takes settings, and fits its model."""
+    for name in conf.modalities:
+        if name not in MODALITIES:
+            raise ConfigError(f"conf key 'modalities.{name}': no modality {name!r} is registered (registered: {', '.join(MODALITIES)}); "
+                              "install its package or remove the section")
+        modality_settings(conf, name)
 
 
 def model_settings(conf: Any, task: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -58,6 +58,7 @@ class ImageModality:
     cores = {"image": _trained_core, IMAGENET: _imagenet_core}
     export_check_rows = {"val": 256, "test": 2000, "train": 64}
     quantized_graph = "model"
+    settings_model = None  # its settings keep their historical keys under datasets and infer
 
     def silver_schema(self, metadata: tuple[str, ...]) -> Any:
         from deepbatch.schemas import tables as T

@@ -52,6 +52,7 @@ class VideoModality:
     cores = {"video": _clip_core}
     export_check_rows = CLIP_CHECK_ROWS
     quantized_graph = "frames"  # the per-frame CNN: the temporal head is small
+    settings_model = None  # its settings keep their historical keys under datasets and infer
 
     def silver_schema(self, metadata: tuple[str, ...]) -> Any:
         from deepbatch.schemas import tables as T
