@@ -11,7 +11,7 @@ named in ``READERS``.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -151,7 +151,3 @@ def bronze_schema(src: Source) -> StructType:
 def kept_bytes(src: Source) -> str | None:
     """The bronze column quarantine keeps a rejected record's raw bytes from (None: its raw_record text says it all)."""
     return reader_of(src).kept_bytes
-
-
-def iter_readers() -> Iterator[SourceReader]:
-    return (reader(k) for k in READERS)
