@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from deepbatch.config import Conf, SourceConf
 from deepbatch.errors import ConfigError, SourceUnavailableError
 from deepbatch.sources import Source, SourceReader
-from deepbatch.sources.table import TableReader, _first_line
+from deepbatch.sources.table import TableReader, first_error_line
 
 DRIVERS = {"postgresql": "org.postgresql.Driver", "mysql": "com.mysql.cj.jdbc.Driver", "sqlserver": "com.microsoft.sqlserver.jdbc.SQLServerDriver",
            "oracle": "oracle.jdbc.OracleDriver", "sqlite": "org.sqlite.JDBC"}
@@ -86,7 +86,7 @@ class JdbcReader(TableReader):
             df.schema  # noqa: B018 - resolving the schema connects: a refused connection or a missing table fails here
             return df
         except Exception as e:  # noqa: BLE001 - the driver's own message says what is wrong; add the conf keys to fix
-            raise SourceUnavailableError(f"source {src.name!r}: cannot read {self._named(src)}: {_first_line(e)}. Check that the "
+            raise SourceUnavailableError(f"source {src.name!r}: cannot read {self._named(src)}: {first_error_line(e)}. Check that the "
                                          f"database is up and reachable, 'sources.{src.name}.{'table' if src.table else 'query'}', and "
                                          "the credentials; the driver jar must be on Spark's classpath (spark.jars)") from e
 

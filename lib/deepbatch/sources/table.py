@@ -68,7 +68,7 @@ class TableReader:
                 df = spark.sql(query.replace("{src}", "_deepbatch_src"))
             return df
         except Exception as e:  # noqa: BLE001 - Spark's analysis errors name the missing table; say which conf key to fix
-            raise SourceUnavailableError(f"source {src.name!r}: cannot read {self._named(src)}: {_first_line(e)}. Fix "
+            raise SourceUnavailableError(f"source {src.name!r}: cannot read {self._named(src)}: {first_error_line(e)}. Fix "
                                          f"'sources.{src.name}.{'table' if src.table else 'query'}'") from e
 
     def _named(self, src: Source) -> str:
@@ -86,7 +86,7 @@ class TableReader:
 
     def bronze(self, df: DataFrame, src: Source, run_date: str) -> DataFrame:
         """Rows -> bronze record rows: the mapped fields as strings, the mapped values as the raw record, the table as lineage."""
-        why = missing_fields(src, {c: "" for c in df.columns}, self._named(src))
+        why = missing_fields(src, list(df.columns), self._named(src))
         if why:
             raise SourceUnavailableError(f"source {src.name!r}: {why.split(': ', 1)[1]}")
         pairs = record_fields(src)
@@ -128,7 +128,7 @@ class TableReader:
         return sc, sample
 
 
-def _first_line(e: BaseException) -> str:
+def first_error_line(e: BaseException) -> str:
     """The first line of an error, without the stack trace; for a Java error through Py4J, the Java exception's own
     (``org.postgresql.util.PSQLException: Connection to 127.0.0.1:1 refused``), not Py4J's "An error occurred while calling"."""
     java = getattr(e, "java_exception", None)
