@@ -10,6 +10,7 @@ from __future__ import annotations
 from pyspark.sql.types import (
     ArrayType,
     BinaryType,
+    BooleanType,
     DoubleType,
     FloatType,
     IntegerType,
@@ -58,6 +59,9 @@ BRONZE_FILES = StructType(
         StructField("record_id", StringType(), True),
         StructField("collection", StringType(), True),
         StructField("content", BinaryType(), True),
+        # "<REASON>: detail" when acquire could not or would not read the file (content null): a link out of the
+        # landing zone, a file Spark's reader failed on
+        StructField("parse_error", StringType(), True),
         *LINEAGE_FIELDS,
     ]
 )
@@ -111,6 +115,7 @@ SILVER_IMAGES = StructType(
         StructField("height", IntegerType(), False),
         StructField("channels", IntegerType(), False),
         StructField("image_format", StringType(), True),
+        StructField("orientation", IntegerType(), True),  # EXIF orientation applied on decode (1: as stored)
         StructField("content_hash", StringType(), False),
         StructField("source_path", StringType(), False),
         StructField("file_size", LongType(), True),
@@ -127,6 +132,8 @@ SILVER_VIDEOS = StructType(
         StructField("channels", IntegerType(), False),
         StructField("fps", DoubleType(), False),
         StructField("frame_count", IntegerType(), False),
+        # true: the probe stopped counting at clean.max_video_probe_frames, so frame_count is a lower bound
+        StructField("frame_count_capped", BooleanType(), True),
         StructField("content_hash", StringType(), False),
         StructField("source_path", StringType(), False),
         StructField("file_size", LongType(), True),
@@ -216,6 +223,7 @@ GOLD_VIDEO_CLS = StructType(
         StructField("height", IntegerType(), False),
         StructField("fps", DoubleType(), False),
         StructField("frame_count", IntegerType(), False),
+        StructField("frame_count_capped", BooleanType(), True),
         StructField("content_hash", StringType(), False),
         StructField("source_path", StringType(), False),
         *_SPLIT_FIELDS,
@@ -289,6 +297,7 @@ IMAGE_PROBE = StructType(
         StructField("image_format", StringType()),
         StructField("reason", StringType()),
         StructField("detail", StringType()),
+        StructField("orientation", IntegerType()),
     ]
 )
 
@@ -299,6 +308,7 @@ VIDEO_PROBE = StructType(
         StructField("channels", IntegerType()),
         StructField("fps", DoubleType()),
         StructField("frame_count", IntegerType()),
+        StructField("frame_count_capped", BooleanType()),
         StructField("reason", StringType()),
         StructField("detail", StringType()),
     ]

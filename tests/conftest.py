@@ -94,6 +94,9 @@ def fresh_conf(landing_conf: Conf, tmp_path: Path) -> Conf:
     return make_conf(tmp_path)
 
 
+MODELS_TRAINED_FOR = "2000-01-01"  # the scaffolded models count as trained before every run date the tests score
+
+
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """models/<task>/v1 folders as `deepbatch train` writes them (real pretrained parts, seeded
@@ -104,7 +107,7 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     conf = make_conf(tmp_path_factory.mktemp("unused_models"))
     root = tmp_path_factory.mktemp("models_root")
     for task in trained_tasks(conf):
-        write_untrained_model(conf, task, root / "models" / task / "v1")
+        write_untrained_model(conf, task, root / "models" / task / "v1", trained_for=MODELS_TRAINED_FOR)
     return root
 
 

@@ -220,7 +220,7 @@ class InferVideoConf(Section):
 
 class InferConf(Section):
     targets: list[str] = Field(default_factory=list)  # task names; empty: every task
-    model_version: Str = ""  # empty: the newest trained version of each task
+    model_version: Str = "run"  # run: the version trained for this run date or the newest before it | latest | <version>
     device: Str = "auto"  # auto (GPU when the executor has one) | cpu | cuda
     batch_size: int = 64  # rows per model forward
     arrow_batch: int = 512  # spark.sql.execution.arrow.maxRecordsPerBatch for inference

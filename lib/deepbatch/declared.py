@@ -17,7 +17,7 @@ from deepbatch.sources import SOURCE_KINDS, reader
 RESERVED = frozenset({"record_id", "text", "label", "label_index", "split", "collection", "content", "content_hash",
                       "source_path", "file_size", "modification_time", "ingest_run_date", "raw_record", "raw_bytes",
                       "parse_error", "source_line", "text_chars", "width", "height", "channels", "fps", "frame_count",
-                      "image_format"})
+                      "image_format", "orientation", "frame_count_capped"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def _check_name(value: str, key: str) -> None:

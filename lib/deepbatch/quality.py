@@ -7,13 +7,16 @@ so every rejected row has exactly one reason code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Iterator
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 REASON = "_reason"
 DETAIL = "_detail"
+RAW_ID = "_raw_id"  # an id as it landed, before NFC (nfc_ids)
 
 # Reasons that count as deduplication in manifests (the rest count as quarantined).
 DEDUP_REASONS = frozenset({"DUPLICATE_ID", "DUPLICATE_CONTENT"})
@@ -41,6 +44,25 @@ def flag_when(condition: Column, reason: str, detail: Column | str) -> Transform
     return _
 
 
+def _nfc(ids: Iterator[pd.Series]) -> Iterator[pd.Series]:
+    for batch in ids:
+        yield batch.map(lambda s: unicodedata.normalize("NFC", s), na_action="ignore")
+
+
+def nfc_ids(id_col: str = "record_id") -> Transform:
+    """Ids in Unicode NFC, the original kept in ``_raw_id``: ``café`` typed on Linux (NFC) and written by macOS (NFD)
+    are one id, so label tables join and twins are caught as DUPLICATE_ID (:func:`flag_duplicates` names both)."""
+    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.types import StringType
+
+    nfc = pandas_udf(_nfc, StringType())  # type: ignore[call-overload]
+
+    def _(df: DataFrame) -> DataFrame:
+        return df.withColumn(RAW_ID, F.col(id_col)).withColumn(id_col, nfc(F.col(id_col)))
+
+    return _
+
+
 def flag_missing_id(id_col: str = "record_id") -> Transform:
     c = F.col(id_col)
     return flag_when(c.isNull() | (F.trim(c) == ""), "MISSING_ID", f"{id_col} is null or empty")
@@ -63,14 +85,20 @@ def flag_duplicates(
         )
         dup = F.col(key).isNotNull() & (F.col("_rank") > 1)
         detail = F.concat(F.lit(f"same {key} as "), F.coalesce(F.col("_first"), F.lit("?")))
-        return ranked.transform(flag_when(dup, reason, detail)).drop("_rank", "_first")
+        if key == "record_id" and RAW_ID in df.columns:  # twins that differ only in Unicode normalisation say so
+            ranked = ranked.withColumn("_first_raw", F.first(F.col(RAW_ID)).over(w.rowsBetween(Window.unboundedPreceding, Window.currentRow)))
+            twin = F.concat(F.lit("id '"), F.col(RAW_ID), F.lit("' ("), F.length(RAW_ID), F.lit(" code points) and '"), F.col("_first_raw"),
+                            F.lit("' ("), F.length("_first_raw"), F.lit(" code points) of "), F.coalesce(F.col("_first"), F.lit("?")),
+                            F.lit(" differ only in Unicode normalisation (NFC/NFD): they are one id"))
+            detail = F.when(F.col(RAW_ID) != F.col("_first_raw"), twin).otherwise(detail)
+        return ranked.transform(flag_when(dup, reason, detail)).drop("_rank", "_first", "_first_raw")
 
     return _
 
 
 def valid_rows() -> Transform:
     def _(df: DataFrame) -> DataFrame:
-        return df.filter(F.col(REASON).isNull()).drop(REASON, DETAIL)
+        return df.filter(F.col(REASON).isNull()).drop(REASON, DETAIL, RAW_ID)
 
     return _
 
@@ -128,15 +156,15 @@ def flag_unknown_label(label_col: str, classes: list[str]) -> Transform:
 
 
 def checked_labels(label_col: str, classes: list[str] | None) -> Transform:
-    """Declared classes: an unknown label is quarantined, a known one takes its canonical spelling. Discovered
-    classes (None, classes: auto): a missing or blank label is quarantined, the others are trimmed."""
+    """A missing or blank label is quarantined as MISSING_LABEL. Declared classes: an unknown label is quarantined,
+    a known one takes its canonical spelling. Discovered classes (None, classes: auto): the others are trimmed."""
 
     def _(df: DataFrame) -> DataFrame:
+        blank = F.coalesce(F.trim(F.col(label_col)), F.lit("")) == ""
+        missing = df.transform(flag_when(blank, "MISSING_LABEL", "the record has no label (null, absent or blank)"))
         if classes is None:
-            trimmed = df.withColumn(label_col, F.trim(F.col(label_col)))
-            blank = F.coalesce(F.col(label_col), F.lit("")) == ""
-            return trimmed.transform(flag_when(blank, "MISSING_LABEL", "the record has no label (classes: auto)"))
-        flagged = df.transform(flag_unknown_label(label_col, classes))
+            return missing.withColumn(label_col, F.trim(F.col(label_col)))
+        flagged = missing.transform(flag_unknown_label(label_col, classes))
         return flagged.withColumn(label_col, F.coalesce(canonical_label(label_col, classes), F.col(label_col)))
 
     return _

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +37,9 @@ class FileEntry:
     path: str  # as Spark's file sources spell it: file:/abs/path, or scheme://authority/path
     size: int
     mtime_ms: int
+    # "<REASON>: detail" when the entry must not be read (a link out of the landing zone, a FIFO, ...): acquire lands
+    # it as one record with that reason and never opens it
+    refused: str = ""
 
 
 def _arrow_fs(root: str) -> tuple[Any, str, str]:
@@ -54,11 +58,52 @@ def _arrow_fs(root: str) -> tuple[Any, str, str]:
     return pafs.LocalFileSystem(), os.path.abspath(root), "file:"
 
 
-def list_files(root: str) -> list[FileEntry]:
-    """Every file under root (local path or URI), recursively, sorted by path; [] if root is absent."""
+def _local_entry(path: str, within: str) -> FileEntry:
+    """A listed local file; a symbolic link is read only when its target lies inside ``within`` (the landing root)."""
+    name = path.rsplit("/", 1)[-1]
+    st = os.lstat(path)
+    if os.path.islink(path):
+        target = os.path.realpath(path)
+        if not os.path.exists(target):
+            return FileEntry("file:" + path, st.st_size, st.st_mtime_ns // 1_000_000, f"UNREADABLE_FILE: {name} is a link to a missing target")
+        if os.path.commonpath([target, within]) != within:
+            return FileEntry("file:" + path, st.st_size, st.st_mtime_ns // 1_000_000,
+                             f"UNSUPPORTED_FORMAT: link outside the landing zone: {name} points outside {within}; its target is not read")
+        if os.path.isdir(target):
+            return FileEntry("file:" + path, st.st_size, st.st_mtime_ns // 1_000_000,
+                             f"UNSUPPORTED_FORMAT: {name} is a link to a folder, which is not followed: land its files, or link each file")
+        st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        return FileEntry("file:" + path, 0, st.st_mtime_ns // 1_000_000, f"UNSUPPORTED_FORMAT: {name} is not a regular file (a FIFO, socket or device)")
+    return FileEntry("file:" + path, st.st_size, st.st_mtime_ns // 1_000_000)
+
+
+def _list_local(root: str, within: str) -> list[FileEntry]:
+    """Every file under a local root without following folder links (they cannot loop or escape); a folder that cannot
+    be listed is one refused entry, never silently left out."""
+    within = os.path.realpath(within)
+    out: list[FileEntry] = []
+
+    def unlistable(e: OSError) -> None:
+        if e.filename and os.path.abspath(e.filename) != root:
+            out.append(FileEntry("file:" + str(e.filename), 0, 0, f"UNREADABLE_FILE: folder {e.filename} cannot be listed: {e.strerror}"))
+
+    for folder, dirs, files in os.walk(root, onerror=unlistable):
+        out.extend(_local_entry(os.path.join(folder, d), within) for d in dirs if os.path.islink(os.path.join(folder, d)))
+        out.extend(_local_entry(os.path.join(folder, f), within) for f in files)
+    return sorted(out, key=lambda f: f.path)
+
+
+def list_files(root: str, within: str | None = None) -> list[FileEntry]:
+    """Every file under root (local path or URI), recursively, sorted by path; [] if root is absent. Local links are
+    followed only to files inside ``within`` (default: root); see :func:`_local_entry`."""
     from pyarrow import fs as pafs
 
     filesystem, path, prefix = _arrow_fs(root)
+    if prefix == "file:":
+        if not os.path.isdir(path):
+            return [_local_entry(path, within or os.path.dirname(path))] if os.path.isfile(path) else []
+        return _list_local(path.rstrip("/") or "/", _arrow_fs(within)[1] if within else path)
     try:
         infos = filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     except FileNotFoundError:
@@ -92,7 +137,7 @@ def file_sha256(path: str) -> str:
     """SHA-256 of a file's bytes (local path, ``file:`` or any pyarrow-readable URI), streamed."""
     filesystem, inner, _ = _arrow_fs(path)
     h = hashlib.sha256()
-    with filesystem.open_input_stream(inner) as f:
+    with filesystem.open_input_stream(inner, compression=None) as f:
         while chunk := f.read(8 << 20):
             h.update(chunk)
     return h.hexdigest()
@@ -103,6 +148,34 @@ def read_head(path: str, n: int = 65536) -> bytes:
     filesystem, inner, _ = _arrow_fs(path)
     with filesystem.open_input_stream(inner, compression="detect") as f:
         return bytes(f.read(n))
+
+
+# Compressed record files Spark's readers (Hadoop's codecs, by lower-case suffix) decompress, and Python's name for each.
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bz2"}
+
+
+def _decompressed(raw: Any, codec: str) -> Any:
+    """Python's strict decoders: gzip refuses zlib data, as Hadoop's GzipCodec does (pyarrow's accepts it)."""
+    import bz2
+    import gzip
+
+    return gzip.GzipFile(fileobj=raw) if codec == "gzip" else bz2.BZ2File(raw)
+
+
+def compression_problem(path: str) -> str | None:
+    """Why a compressed file (by its name) does not decompress to its end: not that format, truncated, corrupt.
+    None when it does, or when its name says it is not compressed. Never raises."""
+    codec = next((c for suffix, c in COMPRESSED_SUFFIXES.items() if path.endswith(suffix)), None)
+    if codec is None:
+        return None
+    try:
+        filesystem, inner, _ = _arrow_fs(path)
+        with filesystem.open_input_stream(inner, compression=None) as raw, _decompressed(raw, codec) as f:
+            while f.read(8 << 20):
+                pass
+    except Exception as e:  # noqa: BLE001 - whatever the decompressor says is the file's reason
+        return f"{path.rsplit('/', 1)[-1]} is not a complete {codec} stream: {type(e).__name__}: {e}"[:300]
+    return None
 
 
 def parquet_columns(path: str) -> dict[str, str]:
@@ -139,7 +212,7 @@ def open_input_file(path: str) -> Any:
 def read_bytes(path: str) -> bytes:
     """A whole file's bytes (local path, ``file:`` or any pyarrow-readable URI)."""
     filesystem, inner, _ = _arrow_fs(path)
-    with filesystem.open_input_stream(inner) as f:
+    with filesystem.open_input_stream(inner, compression=None) as f:
         return bytes(f.read())
 
 

@@ -9,7 +9,9 @@ and records with broken encodings, types or shapes.
 from __future__ import annotations
 
 import io
+import os
 import struct
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,8 @@ class Case:
     path: str  # under landing/
     data: bytes
     expect: str  # "silver" or a quarantine reason
+    link: str = ""  # written as a symbolic link to this target (relative to the link's folder, or absolute) instead of data
+    age_s: int = 0  # written this many seconds in the past (the first arrival wins a duplicate)
 
 
 def _png(img: np.ndarray) -> bytes:
@@ -183,12 +187,100 @@ def label_cases() -> list[Case]:
             Case("stray file among label tables", "image_labels", "labels/notes.md", b"# notes\n", "UNSUPPORTED_FORMAT")]
 
 
-def all_cases(existing_png: bytes) -> list[Case]:
-    return [*image_cases(existing_png), *video_cases(), *text_cases(), *label_cases()]
+def exif_jpeg(rgb: np.ndarray, orientation: int, thumbnail: bool = False) -> bytes:
+    """A JPEG whose EXIF says how to turn it (phones store pixels as the sensor saw them), optionally with a thumbnail."""
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[274] = orientation
+    buf = io.BytesIO()
+    if thumbnail:  # an EXIF thumbnail is a whole JPEG (with its own EOI) inside APP1, before the image's scan
+        thumb = io.BytesIO()
+        im.resize((8, 8)).save(thumb, format="JPEG")
+        exif_bytes = b"Exif\x00\x00" + exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes()
+        app1 = exif_bytes + thumb.getvalue()
+        im.save(buf, format="JPEG", quality=95)
+        body = buf.getvalue()
+        return body[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + body[2:]
+    im.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def camera_cases() -> list[Case]:
+    """What cameras and phones write: motion photos (an MP4 after the JPEG), EXIF orientation, thumbnails."""
+    rgb = np.random.default_rng(5).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    jpg, png = _encode(rgb, ".jpg"), _png(rgb[::-1])
+    mp4ish = b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(6).bytes(2000)
+    with_thumb = exif_jpeg(rgb[:, ::-1], 1, thumbnail=True)
+    return [
+        Case("motion photo (MP4 after the JPEG)", "images", "images/cam/motion.jpg", jpg + mp4ish, "silver"),
+        Case("PNG with bytes after IEND", "images", "images/cam/trailing.png", png + b"trailing bytes" * 20, "silver"),
+        Case("JPEG turned by EXIF (orientation 6)", "images", "images/cam/rotated.jpg", exif_jpeg(rgb[::-1, ::-1], 6), "silver"),
+        Case("JPEG with an EXIF thumbnail", "images", "images/cam/thumb.jpg", with_thumb, "silver"),
+        Case("JPEG cut after its EXIF thumbnail", "images", "images/cam/thumb_cut.jpg", with_thumb[: len(with_thumb) - 200],
+             "UNDECODABLE_IMAGE"),
+        Case("NFC name", "images", "images/cam/caf\u00e9.png", _png(rgb[1:]), "silver", age_s=60),
+        Case("NFD twin of that name", "images", "images/cam/cafe\u0301.png", _png(rgb[2:]), "DUPLICATE_ID"),
+    ]
+
+
+def link_cases(outside: Path) -> list[Case]:
+    """Symbolic links: read only when they resolve inside the landing zone; the target of any other is never read."""
+    rgb = np.random.default_rng(7).integers(0, 255, (12, 12, 3), dtype=np.uint8)
+    return [
+        Case("a linked image's target", "images", "images/links/target.png", _png(rgb), "silver", age_s=60),
+        Case("link inside the landing zone", "images", "images/links/z_inside.png", b"", "DUPLICATE_CONTENT", link="target.png"),  # same time as its target: the path breaks the tie
+        Case("link outside the landing zone", "images", "images/links/outside.png", b"", "UNSUPPORTED_FORMAT", link=str(outside)),
+        Case("link to a missing target", "images", "images/links/dangling.png", b"", "UNREADABLE_FILE", link="no_such_file.png"),
+        Case("link to a folder", "images", "images/links/loop", b"", "UNSUPPORTED_FORMAT", link=".."),
+    ]
+
+
+def clip_cases(frames: int) -> list[Case]:
+    """A clip longer than the probe counts (conf quality.max_video_probe_frames below ``frames``)."""
+    return [Case("clip longer than the probe's cap", "videos", "videos/odd/long.avi", _clip(frames, 16), "silver")]
+
+
+def record_cases() -> list[Case]:
+    """Nulls where ids and labels belong, and compressed files that are not what their names say."""
+    import bz2
+    import gzip
+
+    lines = [
+        ("null id", b'{"review_id": null, "text": "An id that is null.", "label": "fresh"}', "MISSING_ID"),
+        ("null label", b'{"review_id": "odd-null-label", "text": "A label that is null.", "label": null}', "MISSING_LABEL"),
+        ("absent label", b'{"review_id": "odd-no-label", "text": "No label field at all."}', "MISSING_LABEL"),
+        ("blank label", b'{"review_id": "odd-blank-label", "text": "A blank label.", "label": "  "}', "MISSING_LABEL"),
+    ]
+    body = _jsonl(*[line for _, line, _ in lines])
+    good = gzip.compress(_jsonl(b'{"review_id": "odd-gz", "text": "Read from a gzip file.", "label": "fresh"}'))
+    long = gzip.compress(_jsonl(*[b'{"review_id": "gz-%d", "text": "line %d", "label": "fresh"}' % (i, i) for i in range(2000)]))
+    return [*[Case(f"JSONL: {name}", "text", f"text/nulls.jsonl#{i + 1}", body, e) for i, (name, _, e) in enumerate(lines)],
+            Case("JSONL in gzip", "text", "text/packed.jsonl.gz#1", good, "silver"),
+            Case("zlib data named .jsonl.gz", "text", "text/not_gzip.jsonl.gz", zlib.compress(body), "UNREADABLE_FILE"),
+            Case("truncated .jsonl.gz", "text", "text/cut.jsonl.gz", long[: len(long) // 2], "UNREADABLE_FILE"),
+            Case("text named .jsonl.bz2", "text", "text/not_bz2.jsonl.bz2", body, "UNREADABLE_FILE"),
+            Case("label table in bzip2", "image_labels", "labels/image_labels_packed.csv.bz2#1", bz2.compress(b"id,label\nodd-bz,Coat\n"), "silver")]
+
+
+def all_cases(existing_png: bytes, outside: Path | None = None) -> list[Case]:
+    extra = link_cases(outside) if outside is not None else []
+    return [*image_cases(existing_png), *video_cases(), *text_cases(), *label_cases(), *camera_cases(), *record_cases(),
+            *clip_cases(CAPPED_CLIP_FRAMES), *extra]
+
+
+CAPPED_CLIP_FRAMES = 40  # frames in the long clip; the catalogue run probes at most PROBE_CAP
+PROBE_CAP = 25
 
 
 def write(landing: Path, cases: list[Case]) -> None:
     for c in cases:
         path = landing / c.path.split("#", 1)[0]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(c.data)
+        if c.link:
+            path.symlink_to(c.link)
+        else:
+            path.write_bytes(c.data)
+        if c.age_s:
+            os.utime(path, (time.time() - c.age_s,) * 2)

@@ -4,6 +4,7 @@ in quarantine with its specific reason, the manifests reconcile, and other engin
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from tests.faults import catalogue
 
 pytestmark = pytest.mark.faults
 
+SECRET = b"a file outside the landing zone that no stage may copy\n"
+
 
 @pytest.fixture(scope="module")
 def catalogue_run(spark, landing_conf, tmp_path_factory):
@@ -25,9 +28,11 @@ def catalogue_run(spark, landing_conf, tmp_path_factory):
     root = tmp_path_factory.mktemp("catalogue")
     shutil.copytree(Path(landing_conf.data_root) / "landing", root / "landing", copy_function=shutil.copy2)
     existing = next((root / "landing" / "images").rglob("*.png")).read_bytes()
-    cases = catalogue.all_cases(existing)
+    (root / "outside").mkdir()
+    (root / "outside" / "secret.txt").write_bytes(SECRET)
+    cases = catalogue.all_cases(existing, root / "outside" / "secret.txt")
     catalogue.write(root / "landing", cases)
-    conf = make_conf(root, "quality.max_quarantine_fraction=1.0")
+    conf = make_conf(root, "quality.max_quarantine_fraction=1.0", f"quality.max_video_probe_frames={catalogue.PROBE_CAP}")
     manifests = {"acquire": run_acquire(spark, conf, RUN_DATE), "clean": run_clean(spark, conf, RUN_DATE)}
     return root, cases, manifests
 
@@ -68,8 +73,39 @@ def test_the_manifests_reconcile_and_every_landing_file_is_a_bronze_row(spark, c
     landed = set()
     for table in (root / "bronze").glob(f"[!_]*/run_date={RUN_DATE}"):
         landed |= {r.source_path for r in spark.read.parquet(str(table)).select("source_path").distinct().collect()}
-    on_disk = {f"file:{p}" for p in (root / "landing").rglob("*") if p.is_file() and p.name != "_demo.json"}
+    on_disk = set()
+    for folder, dirs, files in os.walk(root / "landing"):  # links (to files, folders, nowhere) are entries too
+        on_disk |= {f"file:{folder}/{n}" for n in [*files, *[d for d in dirs if os.path.islink(f"{folder}/{d}")]] if n != "_demo.json"}
     assert on_disk - landed == set()
+
+
+def test_a_link_out_of_the_landing_zone_is_landed_without_its_target(catalogue_run) -> None:
+    root, _, _ = catalogue_run
+    leaked = [p for p in (root / "bronze").rglob("*.parquet") if SECRET[:40] in p.read_bytes()]
+    leaked += [p for p in (root / "quarantine").rglob("*.parquet") if SECRET[:40] in p.read_bytes()]
+    assert leaked == []
+
+
+def test_exif_orientation_is_applied_and_recorded_and_a_capped_frame_count_says_so(spark, catalogue_run) -> None:
+    root, _, _ = catalogue_run
+    images = spark.read.parquet(str(root / "silver" / "images" / f"run_date={RUN_DATE}"))
+    turned = {r.record_id: (r.width, r.height, r.orientation) for r in images.where("record_id in ('rotated', 'motion')").collect()}
+    assert turned == {"rotated": (20, 30, 6), "motion": (30, 20, 1)}
+    clips = {r.record_id: (r.frame_count, r.frame_count_capped)
+             for r in spark.read.parquet(str(root / "silver" / "videos" / f"run_date={RUN_DATE}")).collect()}
+    assert clips["long"] == (catalogue.PROBE_CAP, True)
+    assert clips["CLIP"] == (6, False)
+    assert all(capped == (n == catalogue.PROBE_CAP) for n, capped in clips.values()), clips
+
+
+def test_unicode_twins_are_one_id_and_the_quarantine_says_why(spark, catalogue_run) -> None:
+    import unicodedata
+
+    root, _, _ = catalogue_run
+    q = spark.read.parquet(str(root / "quarantine" / "clean" / "images" / f"run_date={RUN_DATE}"))
+    twin = q.where(q.source_path.endswith("cafe\u0301.png")).collect()
+    assert [(r.record_id, r.reason) for r in twin] == [(unicodedata.normalize("NFC", "cafe\u0301"), "DUPLICATE_ID")]
+    assert "differ only in Unicode normalisation" in twin[0].detail and "caf\u00e9.png" in twin[0].detail
 
 
 def test_duckdb_and_polars_read_every_published_table(catalogue_run) -> None:

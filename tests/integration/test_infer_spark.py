@@ -151,3 +151,37 @@ def test_the_udf_predicts_the_same_with_torch_and_with_onnxruntime(spark, model_
     labels = "top_labels" if kind == "image" else "predicted"
     assert [list(x) if kind == "image" else x for x in a[labels][ok]] == [list(x) if kind == "image" else x for x in b[labels][ok]]
     assert max(abs(p - q) for pa, pb in zip(a[probs][ok], b[probs][ok], strict=True) for p, q in zip(pa, pb, strict=True)) < 1e-3
+
+
+@pytest.mark.slow
+def test_two_run_dates_scored_at_once_each_read_their_own_model(spark, pipeline_run, model_root, tmp_path) -> None:
+    """A backfill (an earlier run date scored while a later one is) never reads the later date's model, and a rerun of a
+    run date after a later one trained picks the same model again: the choice is in the manifest and the report."""
+    import threading
+
+    from deepbatch.train.scaffold import write_untrained_model
+    from tests.conftest import make_conf
+
+    conf0, _ = pipeline_run
+    root = tmp_path / "root"
+    later = "2027-03-01"
+    for day in (RUN_DATE, later):
+        shutil.copytree(Path(conf0.data_root) / "gold" / "image_cls" / f"run_date={RUN_DATE}", root / "gold" / "image_cls" / f"run_date={day}")
+    conf = make_conf(root)
+    write_untrained_model(conf, "image_cls", root / "models" / "image_cls" / "a-early", seed=3, trained_for=RUN_DATE)
+    write_untrained_model(conf, "image_cls", root / "models" / "image_cls" / "b-later", seed=4, trained_for=later)
+    summaries: dict[str, dict] = {}
+    runs = [threading.Thread(target=lambda d=d: summaries.__setitem__(d, run_infer(spark, conf, d, ("image_cls",)))) for d in (later, RUN_DATE)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    again = run_infer(spark, conf, RUN_DATE, ("image_cls",))
+    for day, want in ((RUN_DATE, "a-early"), (later, "b-later")):
+        pred = read_partition(spark, conf.path("predictions", "image_cls"), day, T.PREDICTIONS_TOPK)
+        assert {r.model_version for r in pred.select("model_version").distinct().collect()} == {want}
+        extra = _tables(summaries[day])["predictions/image_cls"]["extra"]
+        assert (extra["model_version"], extra["model_choice"], extra["model_trained_for"]) == (want, "run", day)
+    assert _tables(again)["predictions/image_cls"]["extra"]["model_version"] == "a-early"
+    parts = [p.read_text() for p in (root / "reports" / "_parts").glob(f"*/run_date={RUN_DATE}/part.json")]
+    assert any("infer.model_version: run; trained for run date " + RUN_DATE in p for p in parts), parts

@@ -119,9 +119,9 @@ def test_check_images_decodes_in_the_udf(spark) -> None:
 
     good = _png()
     rows = [
-        ("ok", "c", good, "/l/ok.png", len(good), datetime(2026, 1, 1), "d", "h1"),
-        ("cut", "c", good[:30], "/l/cut.png", 30, datetime(2026, 1, 1), "d", "h2"),
-        ("empty", "c", b"", "/l/empty.png", 0, datetime(2026, 1, 1), "d", "h3"),
+        ("ok", "c", good, None, "/l/ok.png", len(good), datetime(2026, 1, 1), "d", "h1"),
+        ("cut", "c", good[:30], None, "/l/cut.png", 30, datetime(2026, 1, 1), "d", "h2"),
+        ("empty", "c", b"", None, "/l/empty.png", 0, datetime(2026, 1, 1), "d", "h3"),
     ]
     checked = check_images(spark.createDataFrame(rows, BRONZE_FILES))
     got = {r.record_id: (r._reason, r.width, r.height, r.channels) for r in checked.collect()}

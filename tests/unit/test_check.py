@@ -129,3 +129,47 @@ def test_files_in_class_folders_default_to_path_ids_and_check_warns_when_stems_c
     stems = check_conf(load_conf(tmp_path / "c.yaml", ["sources.pics.id=stem"]))
     warning = next(f for f in stems.findings if f.key == "sources.pics.id")
     assert "get the same id '0' (id: stem)" in warning.message and "DUPLICATE_ID" in warning.message
+
+
+def test_check_lands_the_same_files_unread_as_acquire_and_never_raises_on_them(tmp_path) -> None:
+    """A corrupt .jsonl.gz, a line nested too deep, a link out of the landing zone, and Unicode twins: check names each
+    with the reason acquire gives it, and exits with a report."""
+    import gzip
+    import zlib
+
+    _landing(tmp_path)
+    notes = tmp_path / "landing" / "notes"
+    (notes / "zlib.jsonl.gz").write_bytes(zlib.compress(b'{"uid": 1}\n'))
+    packed = gzip.compress(b'{"uid": "g1", "body": "x", "mood": "calm"}\n' * 500)
+    (notes / "cut.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    (notes / "deep.jsonl").write_text("[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "secret").write_text("outside")
+    (tmp_path / "landing" / "pics" / "cat" / "out.png").symlink_to(tmp_path / "secret")
+    (tmp_path / "landing" / "pics" / "cat" / "caf\u00e9.png").write_bytes(b"x")
+    (tmp_path / "landing" / "pics" / "cat" / "cafe\u0301.png").write_bytes(b"x")
+    report = check_conf(_conf(tmp_path))  # kind jsonl reads .jsonl.gz by default
+    said = [f.message for f in report.findings]
+    unread = next(m for m in said if "will land unread as UNREADABLE_FILE" in m)
+    assert unread.startswith("2 file(s)") and "not a complete gzip stream" in unread
+    assert any("will land unread as UNSUPPORTED_FORMAT" in m and "link outside the landing zone" in m for m in said)
+    assert any("differ only in Unicode normalisation" in m and "DUPLICATE_ID" in m for m in said)
+    notes_check = next(s for s in report.sources if s.name == "notes")
+    assert notes_check.records == 40 + 1 + 2  # the good lines, the deep line (a record acquire quarantines), two unread files
+
+
+def test_listing_follows_a_link_only_into_the_landing_zone_and_never_loops(tmp_path) -> None:
+    from deepbatch.storage import list_files
+
+    land = tmp_path / "landing"
+    (land / "a").mkdir(parents=True)
+    (land / "a" / "real.png").write_bytes(b"12345")
+    (tmp_path / "secret").write_text("s")
+    (land / "a" / "inside.png").symlink_to("real.png")
+    (land / "a" / "outside.png").symlink_to(tmp_path / "secret")
+    (land / "a" / "dangling.png").symlink_to("nothing")
+    (land / "a" / "loop").symlink_to("..")
+    got = {f.path.rsplit("/", 1)[-1]: (f.size, f.refused.split(":", 1)[0]) for f in list_files(str(land))}
+    assert got == {"real.png": (5, ""), "inside.png": (5, ""), "outside.png": (got["outside.png"][0], "UNSUPPORTED_FORMAT"),
+                   "dangling.png": (got["dangling.png"][0], "UNREADABLE_FILE"), "loop": (got["loop"][0], "UNSUPPORTED_FORMAT")}
+    # a link into a sibling folder of the landing zone is inside it: the source folder alone is not the boundary
+    assert [f.refused for f in list_files(str(land / "a"), within=str(land)) if f.path.endswith("inside.png")] == [""]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,31 @@ def test_batched_gpu_resize_crops_pre_resized_images_without_interpolating() -> 
     assert out.shape == (3, 3, 224, 224) and out.dtype == torch.uint8
     assert torch.equal(out[1], square[:, 16:240, 16:240])  # already at scale: a pure crop
     assert torch.equal(out[0], resize_crop_tensor(wide)) and torch.equal(out[0], out[2])
+
+
+def _version(root, name: str, trained_for: str | None) -> None:
+    folder = root / "image_cls" / name
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"")
+    if trained_for:
+        (folder / "_train_manifest.json").write_text(json.dumps({"run_date": trained_for}))
+
+
+def test_a_run_date_is_scored_with_its_own_model_never_a_later_one(tmp_path) -> None:
+    from deepbatch.cores.common import model_for_run
+
+    _version(tmp_path, "2026-12-03", None)  # named by its run date (train.version empty)
+    _version(tmp_path, "v-late", "2026-12-04")
+    _version(tmp_path, "v-early", "2026-12-01")
+    _version(tmp_path, "odd", None)  # neither a date nor a manifest: never chosen by run
+    picks = {d: (c.path.name, c.trained_for) for d in ("2026-12-01", "2026-12-02", "2026-12-03", "2026-12-04", "2027-01-01")
+             for c in [model_for_run(tmp_path, "image_cls", d)]}
+    assert picks == {"2026-12-01": ("v-early", "2026-12-01"), "2026-12-02": ("v-early", "2026-12-01"),
+                     "2026-12-03": ("2026-12-03", "2026-12-03"), "2026-12-04": ("v-late", "2026-12-04"),
+                     "2027-01-01": ("v-late", "2026-12-04")}
+    assert model_for_run(tmp_path, "image_cls", "2026-12-02", "").choice == "run"
+    latest = model_for_run(tmp_path, "image_cls", "2026-12-02", "latest")
+    assert (latest.path.name, latest.choice) == ("v-late", "latest")
+    assert model_for_run(tmp_path, "image_cls", "2026-12-02", "odd").describe() == {"model_choice": "pinned", "model_trained_for": None}
+    with pytest.raises(ConfigError, match=r"no image_cls model was trained for run date 2026-11-30 or before .*v-late \(for 2026-12-04\)"):
+        model_for_run(tmp_path, "image_cls", "2026-11-30")

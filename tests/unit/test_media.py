@@ -74,8 +74,8 @@ def test_every_catalogue_image_probes_to_its_reason_without_spark() -> None:
     from tests.faults import catalogue
 
     existing = cv2.imencode(".png", np.zeros((5, 5), np.uint8))[1].tobytes()
-    for case in catalogue.image_cases(existing):
-        if case.expect == "DUPLICATE_CONTENT":  # decided across records, in Spark
+    for case in [*catalogue.image_cases(existing), *catalogue.camera_cases()]:
+        if case.expect in ("DUPLICATE_CONTENT", "DUPLICATE_ID"):  # decided across records, in Spark
             continue
         probe = probe_image(case.data)
         assert (probe.reason or "silver") == case.expect, (case.name, probe)
@@ -99,3 +99,65 @@ def test_higher_bit_depths_scale_to_8_bits_in_order() -> None:
     out = to_uint8(floats)
     assert out[0] == 0 and out[-1] == 255 and (np.diff(out.astype(int)) > 0).all()
     assert to_uint8(np.array([-3.0, 0.5, np.nan], np.float32)).tolist() == [0, 128, 0]
+
+
+def _with_exif(stored: np.ndarray, orientation: int, fmt: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[274] = orientation
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "JPEG"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_decoding_turns_every_exif_orientation_upright_as_pillow_does(fmt: str, orientation: int) -> None:
+    import io
+
+    from PIL import Image, ImageOps
+
+    from deepbatch.media.image import decode_image, exif_orientation
+
+    stored = np.random.default_rng(orientation).integers(0, 255, (6, 10, 3), dtype=np.uint8)
+    data = _with_exif(stored, orientation, fmt)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    got = decode_image(data)[:, :, ::-1]
+    assert exif_orientation(data) == orientation and got.shape == upright.shape
+    assert np.abs(got.astype(int) - upright.astype(int)).max() <= (0 if fmt != "JPEG" else 2)
+    p = probe_image(data)
+    assert (p.width, p.height, p.orientation) == (upright.shape[1], upright.shape[0], orientation)
+
+
+def test_training_and_inference_see_a_turned_photo_upright() -> None:
+    from deepbatch.cores.image import preprocess_image
+
+    upright = np.random.default_rng(1).integers(0, 255, (24, 16, 3), dtype=np.uint8)
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # the sensor's view; orientation 6 turns it a quarter clockwise
+    for prep in ({"resize": "shorter_crop", "image_size": 16, "shorter": 16}, {"image_size": 12, "channels": 3}):
+        plain = preprocess_image(cv2.imencode(".png", upright[:, :, ::-1])[1].tobytes(), prep)
+        assert np.array_equal(preprocess_image(_with_exif(stored, 6, "PNG"), prep), plain)
+
+
+def test_bytes_after_the_end_marker_are_not_the_image_but_a_cut_scan_is_refused() -> None:
+    jpg = cv2.imencode(".jpg", np.full((8, 8, 3), 90, np.uint8))[1].tobytes()
+    assert probe_image(jpg + b"\x00\x00\x00\x18ftypmp42" + bytes(500)).reason is None  # a motion photo
+    assert probe_image(_png() + b"IEND" * 3 + bytes(50)).reason is None
+    cut = probe_image(jpg[:-40])
+    assert (cut.reason, cut.detail) == ("UNDECODABLE_IMAGE", "JPEG is truncated (no EOI marker after its scan data)")
+    assert probe_image(_png()[:-20]).detail == "PNG is truncated (no IEND chunk)"
+
+
+def test_a_capped_frame_count_is_flagged_and_a_full_count_is_not(tmp_path) -> None:
+    path = str(tmp_path / "c.avi")
+    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (16, 16))
+    for i in range(12):
+        w.write(np.full((16, 16, 3), 20 * i, np.uint8))
+    w.release()
+    assert (probe_video_file(path, max_frames=5).frame_count, probe_video_file(path, max_frames=5).frame_count_capped) == (5, True)
+    assert (probe_video_file(path, max_frames=12).frame_count, probe_video_file(path, max_frames=12).frame_count_capped) == (12, False)
+    assert probe_video_file(path, max_frames=50).frame_count_capped is False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,52 @@ def latest_model_dir(models_root: str | Path, task: str, version: str = "") -> P
     if not versions:
         raise ConfigError(f"no trained {task} model under {root}; run `deepbatch train --task {task}` first")
     return versions[-1]
+
+
+TRAIN_MANIFEST = "_train_manifest.json"  # the train commit's record in the model folder: the run date it trained for
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def trained_for(folder: Path) -> str | None:
+    """The run date a model version was trained for: its train manifest's, else its name when that is a date."""
+    try:
+        return str(json.loads((folder / TRAIN_MANIFEST).read_text())["run_date"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return folder.name if _DATE.match(folder.name) else None
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model version scores a run date, and why (recorded in the predictions' manifest and the run report)."""
+
+    path: Path
+    choice: str  # run | latest | pinned
+    trained_for: str | None
+
+    def describe(self) -> dict[str, Any]:
+        return {"model_choice": self.choice, "model_trained_for": self.trained_for}
+
+
+def model_for_run(models_root: str | Path, task: str, run_date: str, setting: str = "run") -> ModelChoice:
+    """The model ``infer.model_version`` names for a run date. ``run`` (the default; empty means it too): the version
+    trained for the newest run date up to this one, so a backfill never scores the past with a future model and two
+    run dates at once never read each other's; ``latest``: the newest version; anything else: that version."""
+    if setting not in ("", "run", "latest"):
+        path = latest_model_dir(models_root, task, setting)
+        return ModelChoice(path, "pinned", trained_for(path))
+    if setting == "latest":
+        path = latest_model_dir(models_root, task)
+        return ModelChoice(path, "latest", trained_for(path))
+    root = Path(local_path(str(models_root))) / task
+    versions = sorted(p for p in root.glob("*") if (p / MODEL_FILE).is_file()) if root.is_dir() else []
+    dated = [(d, p.name, p) for p in versions if (d := trained_for(p)) is not None and d <= run_date]
+    if not dated:
+        found = ", ".join(f"{p.name} (for {trained_for(p) or 'an unknown run date'})" for p in versions) or "none"
+        raise ConfigError(f"no {task} model was trained for run date {run_date} or before (infer.model_version: run; versions under "
+                          f"{root}: {found}). Train it with `deepbatch train --task {task} --run-date {run_date}`, or set "
+                          "infer.model_version to latest or to a version")
+    when, _, path = max(dated)
+    return ModelChoice(path, "run", when)
 
 
 def local_path(uri: str) -> str:

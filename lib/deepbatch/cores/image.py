@@ -40,7 +40,7 @@ from deepbatch.cores.runtime import (
     softmax_np,
 )
 from deepbatch.errors import ConfigError
-from deepbatch.media.image import ImageTooLarge, decode_image, image_to_array, sniff_format, to_channels
+from deepbatch.media.image import ImageTooLarge, decode_image, exif_orientation, image_to_array, sniff_format, to_channels
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class ImageNetClassifier(TopKImageCore):
     def _prepare(self, items: list[tuple[int, bytes]], errors: list[str | None]) -> tuple[list[int], torch.Tensor | None]:
         if self.nvjpeg is None:
             return super()._prepare(items, errors)
-        jpegs = [(i, d) for i, d in items if sniff_format(d) == "jpeg"]
+        jpegs = [(i, d) for i, d in items if sniff_format(d) == "jpeg" and exif_orientation(d) == 1]  # turned ones: OpenCV
         gpu: list[torch.Tensor] = []
         if jpegs:
             try:

@@ -23,6 +23,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pyspark import StorageLevel
@@ -33,7 +34,7 @@ from deepbatch.catalog import Task, silver_schema
 from deepbatch.catalog import task as resolve_task
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
-from deepbatch.cores.common import latest_model_dir, local_path
+from deepbatch.cores.common import local_path, model_for_run
 from deepbatch.errors import ConfigError, MissingInputError
 from deepbatch.infer.reporting import top_prediction
 from deepbatch.infer.spark import WorkerStatsParam, frames_fn, series_udf, summarise_workers
@@ -212,7 +213,8 @@ def _stage_report_part(commit: Commit, conf: Conf, run_date: str, staged: DataFr
     from deepbatch.infer.reporting import prediction_part
     from deepbatch.report.publish import stage_part
 
-    stats = {"records": records, **{k: extra.get(k) for k in ("model_version", "records_per_s", "accuracy_by_split", "errors_by_reason")}}
+    keys = ("model_version", "model_choice", "model_trained_for", "records_per_s", "accuracy_by_split", "errors_by_reason")
+    stats = {"records": records, **{k: extra.get(k) for k in keys}}
     stage_part(commit, conf, run_date, prediction_part(staged, source, column, target, preview, stats, conf.report.prediction_samples))
 
 
@@ -221,12 +223,13 @@ SHAPES: dict[str, Callable[[_Target], None]] = {"series": _score_series, "clips"
 
 
 def score_target(spark: SparkSession, conf: Conf, run_date: str, commit: Commit, target: str) -> None:
-    """One task through its modality's plan: a trained task's gold rows and newest (or infer.model_version) model, or an
-    inference-only task's silver rows and its pretrained model."""
+    """One task through its modality's plan: a trained task's gold rows and the model infer.model_version picks for the
+    run date (:func:`deepbatch.cores.common.model_for_run`), or an inference-only task's silver rows and its pretrained model."""
     task = resolve_task(conf, target)
     if task.trained:
-        model_dir = str(latest_model_dir(models_root(conf), target, conf.infer.model_version))
-        plan = task.modality.infer_plan(conf, target, model_dir)
+        chosen = model_for_run(models_root(conf), target, run_date, conf.infer.model_version)
+        plan = task.modality.infer_plan(conf, target, str(chosen.path))
+        plan = replace(plan, extra={**plan.extra, **chosen.describe()})
         df, path = _read_gold(spark, task, run_date)
     else:
         plan = task.modality.pretrained_plan(conf, target, task.model)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +42,7 @@ class ImageProbe:
     image_format: str | None
     reason: str | None  # None when the image is usable
     detail: str | None
+    orientation: int | None = None  # EXIF orientation applied (1: as stored); width and height are upright
 
 
 def _netpbm_size(data: bytes) -> tuple[int, int] | None:
@@ -119,6 +121,82 @@ def declared_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     return None  # TIFF, JPEG 2000, Radiance HDR: OpenCV's own limit (OPENCV_IO_MAX_IMAGE_PIXELS) applies
 
 
+def _tiff_orientation(tiff: bytes) -> int:
+    """Tag 274 (Orientation) of a TIFF/EXIF block's first IFD; 1 (as stored) when absent or out of range."""
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return 1
+    end = "<" if tiff[:2] == b"II" else ">"
+    offset = struct.unpack(end + "I", tiff[4:8])[0]
+    if offset + 2 > len(tiff):
+        return 1
+    count = struct.unpack(end + "H", tiff[offset : offset + 2])[0]
+    for k in range(min(count, 512)):
+        entry = tiff[offset + 2 + 12 * k : offset + 14 + 12 * k]
+        if len(entry) < 12:
+            return 1
+        tag, kind = struct.unpack(end + "HH", entry[:4])
+        if tag == 274 and kind == 3:  # SHORT
+            value = struct.unpack(end + "H", entry[8:10])[0]
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _exif_block(data: bytes, fmt: str) -> bytes | None:
+    """The EXIF (TIFF-structured) bytes of a JPEG (APP1), PNG (eXIf), WebP (EXIF chunk) or TIFF file."""
+    if fmt == "tiff":
+        return data
+    if fmt == "jpeg":
+        for marker, start, end in _jpeg_segments(data):
+            if marker == 0xE1 and data[start : start + 6] == b"Exif\x00\x00":
+                return data[start + 6 : end]
+        return None
+    if fmt == "png":
+        i = 8
+        while i + 12 <= len(data):
+            length, kind = struct.unpack(">I4s", data[i : i + 8])
+            if kind == b"eXIf":
+                return data[i + 8 : i + 8 + length]
+            if kind in (b"IDAT", b"IEND"):  # eXIf must come before the image data
+                return None
+            i += 12 + length
+        return None
+    if fmt == "webp":
+        i = 12
+        while i + 8 <= len(data):
+            kind, length = data[i : i + 4], struct.unpack("<I", data[i + 4 : i + 8])[0]
+            if kind == b"EXIF":
+                body = data[i + 8 : i + 8 + length]
+                return body[6:] if body.startswith(b"Exif\x00\x00") else body
+            i += 8 + length + (length & 1)
+    return None
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) a camera or phone recorded: how the stored pixels must be turned to be seen upright.
+    1 when there is none; never raises."""
+    fmt = sniff_format(data)
+    try:
+        block = _exif_block(data, fmt) if fmt else None
+        return _tiff_orientation(block) if block else 1
+    except struct.error:
+        return 1
+
+
+def orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Stored pixels (HxWxC) turned upright for an EXIF orientation: 2 mirrored, 3 upside down, 4 flipped,
+    5 transposed, 6 turned a quarter clockwise to view, 7 transversed, 8 turned a quarter counter-clockwise."""
+    turned = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: a[::-1].transpose(1, 0, 2),
+        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+        8: lambda a: a[:, ::-1].transpose(1, 0, 2),
+    }.get(orientation)
+    return img if turned is None else np.ascontiguousarray(turned(img))
+
+
 def to_uint8(img: np.ndarray) -> np.ndarray:
     """8 bits per channel, preserving order: 16-bit scales by 1/257, floats in [0, 1] by 255."""
     if img.dtype == np.uint8:
@@ -145,7 +223,7 @@ def _decode_gif(data: bytes) -> np.ndarray | None:
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode to an HxWxC uint8 array (C is 1 for greyscale).
+    """Decode to an HxWxC uint8 array (C is 1 for greyscale), turned upright by its EXIF orientation.
 
     Raises ImageTooLarge when the header declares more than max_pixels, and ValueError when the
     bytes are unreadable; any decoder error (cv2.error, MemoryError, ...) becomes a ValueError."""
@@ -169,24 +247,65 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
         raise ImageTooLarge(f"{img.shape[1]}x{img.shape[0]} pixels, above {max_pixels:,}")
     if img.ndim == 2:
         img = img[:, :, None]
-    return to_uint8(img)
+    # OpenCV's TIFF decoder turns the pixels itself; for the other formats IMREAD_UNCHANGED leaves them as stored.
+    return to_uint8(img) if fmt == "tiff" else orient(to_uint8(img), exif_orientation(data))
 
 
-def _png_is_complete(data: bytes) -> bool:
-    # libpng decodes a file cut after its image data without complaint; a complete PNG ends with IEND.
-    return data.rstrip(b"\x00")[-12:].find(b"IEND") != -1
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, body start, body end) of each JPEG header segment, up to and including the first SOS."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        if length < 2:
+            return
+        yield marker, i + 4, min(i + 2 + length, len(data))
+        if marker == 0xDA:
+            return
+        i += 2 + length
+
+
+def _jpeg_end(data: bytes) -> int | None:
+    """The offset just past the image's EOI marker (bytes after it, such as a motion photo's MP4, are not the
+    image's); None when the entropy-coded data never ends. Header segments are skipped by their lengths, so an
+    EXIF thumbnail's own EOI is not taken for the image's."""
+    sos_end = next((end for marker, _, end in _jpeg_segments(data) if marker == 0xDA), None)
+    if sos_end is None:
+        return None
+    eoi = data.find(b"\xff\xd9", sos_end)  # 0xFF in entropy-coded data is always stuffed (FF00) or a marker
+    return None if eoi < 0 else eoi + 2
+
+
+def _png_end(data: bytes) -> int | None:
+    """The offset just past the IEND chunk, walking the chunks by their lengths; None when the file ends before it."""
+    i = 8
+    while i + 12 <= len(data):
+        length = struct.unpack(">I", data[i : i + 4])[0]
+        if data[i + 4 : i + 8] == b"IEND":
+            return i + 12
+        i += 12 + length
+    return None
 
 
 def _truncation(data: bytes, fmt: str) -> str | None:
-    if fmt == "png" and not _png_is_complete(data):
+    # libpng and libjpeg decode a file cut inside its image data without complaint: a complete file has its end marker.
+    if fmt == "png" and _png_end(data) is None:
         return "PNG is truncated (no IEND chunk)"
-    if fmt == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        return "JPEG is truncated (no EOI marker)"
+    if fmt == "jpeg" and _jpeg_end(data) is None:
+        return "JPEG is truncated (no EOI marker after its scan data)"
     return None
 
 
 def probe_image(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageProbe:
-    """Check that bytes are a complete, decodable image of a sane size and report its geometry.
+    """Check that bytes are a complete, decodable image of a sane size and report its geometry (upright: EXIF applied).
 
     Never raises: whatever goes wrong with one record is its reason and detail."""
     if data is None or len(data) == 0:
@@ -204,7 +323,7 @@ def probe_image(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     except Exception as e:  # noqa: BLE001 - one record's failure must never stop the stage
         return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", f"{type(e).__name__}: {e}"[:500])
     h, w, c = img.shape
-    return ImageProbe(int(w), int(h), int(c), fmt, None, None)
+    return ImageProbe(int(w), int(h), int(c), fmt, None, None, exif_orientation(data))
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:

@@ -22,6 +22,7 @@ class VideoProbe:
     frame_count: int | None
     reason: str | None
     detail: str | None
+    frame_count_capped: bool | None = None  # counting stopped at max_frames with frames left: frame_count is a lower bound
 
 
 @contextmanager
@@ -52,12 +53,13 @@ def probe_video_file(path: str, max_frames: int = 10000, max_seconds: float = 12
             count += 1
             if time.monotonic() > deadline:
                 return VideoProbe(None, None, None, None, count, "VIDEO_TOO_SLOW",
-                                  f"decoding took longer than {max_seconds:.0f} s after {count} frames")
+                                  f"decoding took longer than {max_seconds:.0f} s after {count} frames", True)
+        capped = count >= max_frames and cap.grab()  # one frame more exists: the count stopped at the cap
         h, w = frame.shape[:2]
         c = 1 if frame.ndim == 2 else int(frame.shape[2])
         if fps <= 0:
-            return VideoProbe(w, h, c, None, count, "BAD_VIDEO_METADATA", "container reports no frame rate")
-        return VideoProbe(int(w), int(h), c, fps, count, None, None)
+            return VideoProbe(w, h, c, None, count, "BAD_VIDEO_METADATA", "container reports no frame rate", capped)
+        return VideoProbe(int(w), int(h), c, fps, count, None, None, capped)
     finally:
         cap.release()
 

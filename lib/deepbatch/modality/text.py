@@ -34,7 +34,7 @@ def documents() -> Any:
     def _(df: Any) -> Any:
         text = utf8_udf(F.col("content"))
         error = F.when(F.col("content").isNotNull() & text.isNull(), F.lit("INVALID_UTF8: the file is not valid UTF-8 text"))
-        return df.select("*", text.alias("text"), F.lit(None).cast("string").alias("label"), F.col("content").alias("raw_bytes"),
+        return df.drop("parse_error").select("*", text.alias("text"), F.lit(None).cast("string").alias("label"), F.col("content").alias("raw_bytes"),
                          text.alias("raw_record"), error.alias("parse_error"), F.lit(0).cast("long").alias("source_line"))
 
     return _
@@ -51,6 +51,7 @@ def check_text(bronze: Any, classes: list[str] | None, min_chars: int, metadata:
         flag_missing_id,
         flag_parse_errors,
         flag_when,
+        nfc_ids,
         start_checks,
         trimmed,
     )
@@ -58,6 +59,7 @@ def check_text(bronze: Any, classes: list[str] | None, min_chars: int, metadata:
     return (
         bronze.transform(start_checks())
         .transform(flag_parse_errors())
+        .transform(nfc_ids())
         .transform(flag_missing_id())
         .transform(normalise_whitespace("text"))
         .withColumn("text_chars", F.coalesce(F.length("text"), F.lit(0)).cast("int"))

@@ -67,8 +67,10 @@ def samples_blocks(name: str, title: str, samples: list[ScoredSample], preview: 
 
 
 def _figures_blocks(target: str, stats: dict[str, Any]) -> list[dict[str, Any]]:
+    chosen = (f" (infer.model_version: {stats['model_choice']}; trained for run date {stats.get('model_trained_for') or 'unknown'})"
+              if stats.get("model_choice") else "")
     blocks: list[dict[str, Any]] = [{"type": "p", "text": f"{stats.get('records', 0)} records scored by model {stats.get('model_version') or '-'}"
-                                                          f" at {stats.get('records_per_s') or '-'} records/s"}]
+                                                          f"{chosen} at {stats.get('records_per_s') or '-'} records/s"}]
     acc = stats.get("accuracy_by_split") or {}
     if acc:
         blocks.append({"type": "table", "header": ["split", "labelled rows", "accuracy"], "rows": [[s, v["n"], v["accuracy"]] for s, v in acc.items()]})

@@ -8,8 +8,11 @@ file kind; a record format adds only how its files are read (:mod:`deepbatch.sou
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import reduce
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -24,7 +27,7 @@ from deepbatch.schemas import tables as T
 from deepbatch.schemas.tables import BINARY_FILE
 from deepbatch.session import describe_job
 from deepbatch.sources import Fingerprint, Source, SourceReader, bronze_schema
-from deepbatch.sources.survey import Finding, Sample, SourceCheck
+from deepbatch.sources.survey import Finding, Sample, SourceCheck, note_id
 from deepbatch.storage import (
     FileEntry,
     Storage,
@@ -64,6 +67,7 @@ def with_file_lineage(run_date: str, id_from: str = "stem", base: str = "") -> T
             (path_id("path", base) if id_from == "path" else file_stem("path")).alias("record_id"),
             parent_dir("path").alias("collection"),
             F.col("content"),
+            F.lit(None).cast("string").alias("parse_error"),
             F.col("path").alias("source_path"),
             F.col("length").alias("file_size"),
             F.col("modificationTime").alias("modification_time"),
@@ -87,11 +91,19 @@ def spark_skips(entry: FileEntry, base: str) -> bool:
     return entry.size == 0 or any(_spark_hides(c) for c in relative_path(entry.path, base).split("/") if c)
 
 
-def source_files(src: Source, folder: str, sharing: tuple[Source, ...], listing: list[FileEntry] | None = None) -> list[FileEntry]:
+def landing_root(conf: Conf, folder: str) -> str:
+    """The root a landing link may point into: the landing zone (<data_root>/landing), or the source's own folder when
+    it lies elsewhere."""
+    root = conf.path("landing")
+    return root if folder == root or folder.startswith(root.rstrip("/") + "/") else folder
+
+
+def source_files(src: Source, folder: str, sharing: tuple[Source, ...], listing: list[FileEntry] | None = None,
+                 within: str | None = None) -> list[FileEntry]:
     """Every file under the source's landing folder (``listing``, when the caller has it) that it claims: those matching
     its glob (case-insensitively), plus, for the first source of a shared folder, those that match no source's glob."""
     mine = []
-    for f in list_files(folder) if listing is None else listing:
+    for f in list_files(folder, within) if listing is None else listing:
         if matches(f.path, src.glob):
             mine.append(f)
         elif src == sharing[0] and not any(matches(f.path, o.glob) for o in sharing):
@@ -108,20 +120,84 @@ def driver_read(spark: SparkSession, entries: list[FileEntry]) -> DataFrame:
     return spark.createDataFrame(rows, BINARY_FILE)
 
 
-def read_files(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], everything: bool, run_date: str) -> DataFrame:
-    """Every claimed file as a bronze row: formats are sniffed from the bytes by clean, never from names."""
+MAX_REREADS = 50  # files a Spark reader may fail on before acquire gives up on the source (a broken store, not broken files)
+
+
+def failed_file(error: BaseException, paths: set[str]) -> str | None:
+    """The landing file a Spark read failure names (FAILED_READ_FILE and its kin), among ``paths``; None if none."""
+    text = str(error)
+    for m in re.finditer(r"(?:reading file|file|path) (\S+?)\.?(?:\s|$)", text):
+        named = re.sub(r"^file:/+", "file:/", m.group(1).rstrip(".,;"))
+        if named in paths:
+            return named
+    return next((p for p in paths if p in text or p.replace("file:/", "file:///", 1) in text), None)
+
+
+def spark_cause(error: BaseException) -> str:
+    """The innermost 'Caused by' line of a Java failure (the decompressor's or the reader's own words)."""
+    causes = re.findall(r"Caused by: ([^\n]+)", str(error))
+    return (causes[-1] if causes else str(error).strip().splitlines()[0]).strip()[:300]
+
+
+def refusal_hash(f: FileEntry) -> str:
+    """The content hash of a file acquire will not read: of its path and reason, never of a link's target ("" if read)."""
+    import hashlib
+
+    return hashlib.sha256(f"{f.path}\n{f.refused}".encode()).hexdigest() if f.refused else ""
+
+
+def readable_entry(f: FileEntry) -> FileEntry:
+    """A record file the driver can open (it hashes it), or the same entry refused with the reason it cannot."""
+    if f.refused:
+        return f
+    try:
+        from deepbatch.storage import open_input_file
+
+        with open_input_file(f.path) as fh:
+            fh.read(1)
+    except OSError as e:
+        from dataclasses import replace
+
+        return replace(f, refused=f"UNREADABLE_FILE: {f.path.rsplit('/', 1)[-1]} cannot be opened: {e}"[:300])
+    return f
+
+
+def refusal(f: FileEntry, refused: Mapping[str, str]) -> str:
+    """Why acquire does not read a listed file ("" when it does): the listing's rule (links, special files) or a
+    failure Spark's reader had on it earlier in this run."""
+    return f.refused or refused.get(f.path, "")
+
+
+def refused_files(spark: SparkSession, src: Source, entries: list[tuple[FileEntry, str]], base: str, run_date: str) -> DataFrame:
+    """One bronze row per file acquire does not read, with its reason and no content (a link's target is never copied)."""
+    meta = [(f.path, datetime.fromtimestamp(f.mtime_ms / 1000, tz=timezone.utc), f.size, None) for f, _ in entries]
+    lined = spark.createDataFrame(meta, BINARY_FILE).transform(with_file_lineage(run_date, src.id_from, base))
+    why = spark.createDataFrame([(f.path, reason) for f, reason in entries], "source_path string, _why string")
+    return (lined.drop("parse_error").join(why, "source_path").withColumn("parse_error", F.col("_why"))
+            .withColumn("content_hash", F.sha2(F.concat_ws("\n", "source_path", "parse_error"), 256)).drop("_why"))
+
+
+def read_files(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], everything: bool, run_date: str,
+               refused: Mapping[str, str]) -> DataFrame:
+    """Every claimed file as a bronze row: formats are sniffed from the bytes by clean, never from names; a refused
+    file is a row with its reason and no content."""
     base = listing_base(folder)
     skipped: list[FileEntry] = []
     scanned: list[FileEntry] = []
+    unread = [(f, refusal(f, refused)) for f in files if refusal(f, refused)]
     for f in files:
-        (skipped if spark_skips(f, base) else scanned).append(f)
-    extra = driver_read(spark, skipped)
-    if not scanned:
-        return extra.transform(with_file_lineage(run_date, source.id_from, base))
-    raw = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(folder if everything else [f.path for f in scanned])
-    if [f.name for f in raw.schema.fields] != [f.name for f in BINARY_FILE.fields]:
-        raise RuntimeError(f"binaryFile source returned unexpected columns {raw.columns}")
-    return raw.unionByName(extra).transform(with_file_lineage(run_date, source.id_from, base))
+        if not refusal(f, refused):
+            (skipped if spark_skips(f, base) else scanned).append(f)
+    parts = [driver_read(spark, skipped).transform(with_file_lineage(run_date, source.id_from, base))]
+    if unread:
+        parts.append(refused_files(spark, source, unread, base, run_date))
+    if scanned:
+        raw = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(
+            folder if everything and not unread else [f.path for f in scanned])
+        if [f.name for f in raw.schema.fields] != [f.name for f in BINARY_FILE.fields]:
+            raise RuntimeError(f"binaryFile source returned unexpected columns {raw.columns}")
+        parts.append(raw.transform(with_file_lineage(run_date, source.id_from, base)))
+    return reduce(lambda a, b: a.unionByName(b.select(*a.columns)), parts)
 
 
 def unusable_reason(source: Source, f: FileEntry) -> str:
@@ -173,6 +249,16 @@ def file_id(src: Source, f: FileEntry, base: str) -> str:
     return f"{head}/{stem}" if head else stem
 
 
+def note_unreadable(sc: SourceCheck, src: Source, unread: Mapping[str, str]) -> None:
+    """One finding per reason for the files acquire will land unread, with the count and an example."""
+    by_code: dict[str, list[str]] = {}
+    for _, why in sorted(unread.items()):
+        by_code.setdefault(why.split(":", 1)[0], []).append(why)
+    for code, whys in by_code.items():
+        sc.findings.append(Finding("warning", f"sources.{src.name}", f"{len(whys)} file(s) will land unread as {code}, e.g. "
+                                   f"{whys[0].split(': ', 1)[-1]}"))
+
+
 class FileSourceReader:
     """The landing-folder machinery every file kind shares; subclasses say how their files are read and surveyed."""
 
@@ -195,18 +281,27 @@ class FileSourceReader:
         """Every file's path (relative to the folder), size and modification time."""
         return Fingerprint(fingerprint(src.folder(conf)))
 
-    def read(self, spark: SparkSession, src: Source, folder: str, run_date: str, files: list[FileEntry], everything: bool) -> DataFrame:
+    def read(self, spark: SparkSession, src: Source, folder: str, run_date: str, files: list[FileEntry], everything: bool,
+             refused: Mapping[str, str]) -> DataFrame:
+        """The bronze rows of ``files``; ``everything``: they are all the folder holds; ``refused``: path -> reason of files
+        not to read (a Spark reader failed on them)."""
         raise NotImplementedError
 
     def scan(self, conf: Conf, sc: SourceCheck, sample: Sample, src: Source, files: list[FileEntry], base: str) -> None:
         raise NotImplementedError
+
+    def unreadable(self, src: Source, f: FileEntry) -> str:
+        """Why acquire lands a claimed file as one record with a reason instead of reading it ("" when it reads it)."""
+        return f.refused
 
     def _new_files(self, listing: list[FileEntry], seen: Ingested) -> tuple[list[FileEntry], dict[str, str]]:
         """The files this run lands (incremental: those no earlier run date ingested) and, for record files, their
         content hashes (few, larger files, hashed once here; media files' hashes come with their bronze rows)."""
         if seen.keys:
             listing = [f for f in listing if (f.path, f.size, f.mtime_ms) not in seen.keys]
-        file_hashes = {} if self.bronze_hashes_files else {f.path: file_sha256(f.path) for f in listing}
+        if not self.bronze_hashes_files:
+            listing = [readable_entry(f) for f in listing]
+        file_hashes = {} if self.bronze_hashes_files else {f.path: refusal_hash(f) or file_sha256(f.path) for f in listing}
         if seen.keys and not self.bronze_hashes_files:  # touched but unchanged record files are not new
             listing = [f for f in listing if (f.path, file_hashes[f.path]) not in seen.hashes]
         return listing, file_hashes
@@ -234,24 +329,45 @@ class FileSourceReader:
             )
         describe_job(spark, "acquire", src.name, run_date)
         sharing = tuple(o for o in all_sources if o.reads_files and o.folder(conf) == path)
-        listing, file_hashes = self._new_files(source_files(src, path, sharing), seen)
-        df = self.read(spark, src, path, run_date, listing, not seen.keys and len(sharing) == 1) if listing else (
-            spark.createDataFrame([], bronze_schema(src)))
-        if seen.hashes and self.bronze_hashes_files:
-            touched = spark.createDataFrame(sorted(seen.hashes), "source_path string, content_hash string")
-            df = df.join(F.broadcast(touched), ["source_path", "content_hash"], "left_anti")
-        n_in = df.count()
+        listing, file_hashes = self._new_files(source_files(src, path, sharing, within=landing_root(conf, path)), seen)
         table = f"bronze/{src.name}"
-        n_out = commit.stage_table(table, df, bronze_schema(src))
+        n_in, n_out = self._stage_bronze(spark, commit, src, path, run_date, listing, not seen.keys and len(sharing) == 1, seen)
         bronze = spark.read.parquet(commit.staged_path(table)) if self.bronze_hashes_files else None
         commit.add_manifest(TableCounts(table, n_in, n_out, inputs=[path], extra={"mode": conf.acquire.mode, "files": len(listing)}))
         log.debug("acquire %-13s %7d records landed from %d files", src.name, n_out, len(listing))
         return self._file_entries(spark, src, listing, bronze, file_hashes, run_date)
 
+    def _bronze(self, spark: SparkSession, src: Source, path: str, run_date: str, listing: list[FileEntry], everything: bool,
+                seen: Ingested, refused: Mapping[str, str]) -> DataFrame:
+        df = self.read(spark, src, path, run_date, listing, everything, refused) if listing else (
+            spark.createDataFrame([], bronze_schema(src)))
+        if seen.hashes and self.bronze_hashes_files:
+            touched = spark.createDataFrame(sorted(seen.hashes), "source_path string, content_hash string")
+            df = df.join(F.broadcast(touched), ["source_path", "content_hash"], "left_anti")
+        return df
+
+    def _stage_bronze(self, spark: SparkSession, commit: Commit, src: Source, path: str, run_date: str, listing: list[FileEntry],
+                      everything: bool, seen: Ingested) -> tuple[int, int]:
+        """Stage bronze/<source>: (rows in, rows written). A file a Spark reader fails on (a corrupt .gz, a Parquet file
+        cut short, one that vanished or cannot be opened) becomes that file's UNREADABLE_FILE row and the rest is read
+        again; only a failure that names no landing file fails the stage."""
+        refused: dict[str, str] = {}
+        paths = {f.path for f in listing}
+        while True:
+            df = self._bronze(spark, src, path, run_date, listing, everything, seen, refused)
+            try:
+                return df.count(), commit.stage_table(f"bronze/{src.name}", df, bronze_schema(src))
+            except Exception as e:  # noqa: BLE001 - a failure on one file is that file's reason; any other is re-raised
+                failed = failed_file(e, paths - set(refused))
+                if failed is None or len(refused) >= MAX_REREADS:
+                    raise
+                refused[failed] = f"UNREADABLE_FILE: Spark could not read {failed.rsplit('/', 1)[-1]}: {spark_cause(e)}"
+                log.warning("acquire %s: %s; landing it as one UNREADABLE_FILE record and reading the rest again", src.name, refused[failed])
+
     def survey(self, conf: Conf, src: Source, all_sources: tuple[Source, ...], spark: Any = None) -> tuple[SourceCheck, Sample]:
         folder = src.folder(conf)
         sc, sample = SourceCheck(src.name, src.kind, folder), Sample()
-        listed = list_files(folder)
+        listed = list_files(folder, within=landing_root(conf, folder))
         if not listed and not path_exists(folder):
             sc.findings.append(Finding("problem", f"sources.{src.name}.path", f"landing folder {folder} of source {src.name!r} does not exist: "
                                        f"put its files there, fix 'sources.{src.name}.path', or remove the source"))
@@ -260,7 +376,10 @@ class FileSourceReader:
         files = source_files(src, folder, sharing, listed)
         sc.files = len(files)
         sc.unmatched = [f.path for f in files if not matches(f.path, src.glob)]
-        self.scan(conf, sc, sample, src, files, listing_base(folder))
+        unread = {f.path: why for f in files if (why := self.unreadable(src, f))}
+        note_unreadable(sc, src, unread)
+        self.scan(conf, sc, sample, src, [f for f in files if f.path not in unread], listing_base(folder))
+        sc.records += len(unread)  # each lands as one record with its reason
         if sc.unmatched:
             sc.findings.append(Finding("warning", f"sources.{src.name}.glob", f"{len(sc.unmatched)} file(s) in {folder} match no source's "
                                        f"glob ({src.glob}), e.g. {sc.unmatched[0].rsplit('/', 1)[-1]}: acquire lands them and clean "
@@ -282,24 +401,25 @@ class FilesReader(FileSourceReader):
             raise ConfigError(f"conf key 'sources.{name}.id' must be stem (file name without extension) or path (path under the folder), "
                               f"got {sc.id!r}")
 
-    def read(self, spark: SparkSession, src: Source, folder: str, run_date: str, files: list[FileEntry], everything: bool) -> DataFrame:
-        return read_files(spark, src, folder, files, everything, run_date)
+    def read(self, spark: SparkSession, src: Source, folder: str, run_date: str, files: list[FileEntry], everything: bool,
+             refused: Mapping[str, str]) -> DataFrame:
+        return read_files(spark, src, folder, files, everything, run_date, refused)
 
     def scan(self, conf: Conf, sc: SourceCheck, sample: Sample, src: Source, files: list[FileEntry], base: str) -> None:
         """Files and their ids (colliding ids are named), and ImageFolder labels when a task reads them."""
         folder_labels = any(t.source == src.name and t.labels == "folder" for t in conf.tasks.values())
-        sc.records = len(files)
+        sc.records += len(files)
         seen: dict[str, str] = {}
         for f in files:
             if not matches(f.path, src.glob) or f.size == 0:
                 continue
             rid = file_id(src, f, base)
+            note_id(sc, src, rid)  # Unicode-normalisation twins are their own finding
             if rid in seen and not any(x.key == f"sources.{src.name}.id" for x in sc.findings):
                 sc.findings.append(Finding("warning", f"sources.{src.name}.id", f"files {seen[rid].rsplit('/', 2)[-2:]} and "
                                            f"{f.path.rsplit('/', 2)[-2:]} get the same id {rid!r} (id: {src.id_from}); clean keeps one "
                                            f"and deduplicates the others as DUPLICATE_ID. Set sources.{src.name}.id: path"))
             seen[rid] = f.path
-            sc.ids.add(rid)
             rel = relative_path(f.path, base)
             if folder_labels and "/" in rel:  # ImageFolder: landing/<source>/<class>/<file>
                 sc.labels[rel.rsplit("/", 2)[-2]] += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import reduce
 from typing import ClassVar
 
@@ -22,9 +22,9 @@ from deepbatch.errors import ConfigError
 from deepbatch.quality import Transform
 from deepbatch.schemas.tables import CORRUPT, landing_records
 from deepbatch.sources import Source, SourceReader, bronze_schema
-from deepbatch.sources.files import FileSourceReader, spark_skips, unusable_reason, unusable_record_files
+from deepbatch.sources.files import FileSourceReader, refusal, spark_skips, unusable_reason, unusable_record_files
 from deepbatch.sources.survey import SAMPLE_RECORDS, Finding, Sample, SourceCheck, check_fields, note
-from deepbatch.storage import FileEntry, listing_base, matches, open_text
+from deepbatch.storage import FileEntry, compression_problem, listing_base, matches, open_text
 
 RecordRead = Callable[[SparkSession, Source, list[str], str], tuple[list[DataFrame], dict[str, str]]]
 
@@ -67,9 +67,12 @@ def line_ids() -> Transform:
 
 
 def _salvaged_id(text: F.Column, id_col: str) -> F.Column:
-    """The id a malformed JSON-ish line still shows (its quarantine record can then be traced back)."""
-    found = F.regexp_extract(text, '"\\Q' + id_col + '\\E"' + r'\s*:\s*"?([^",}]*)', 1)
-    return F.when(found != "", found)
+    """The id a malformed JSON-ish line still shows, a string or a number (its quarantine record can then be traced
+    back); a literal null, true or false is no id."""
+    key = '"\\Q' + id_col + '\\E"' + r'\s*:\s*'
+    quoted = F.regexp_extract(text, key + r'"([^"]*)"', 1)
+    number = F.regexp_extract(text, key + r'(-?[0-9][0-9.eE+-]*)', 1)
+    return F.coalesce(F.when(quoted != "", quoted), F.when(number != "", number))
 
 
 def with_record_lineage(run_date: str, id_col: str, fields: Fields | list[str]) -> Transform:
@@ -136,7 +139,7 @@ def json_records(run_date: str, id_col: str, fields: Fields | list[str]) -> Tran
                  .when(F.concat_ws(",", *drifted) != "", F.concat(F.lit("SCHEMA_MISMATCH: an array or object where a string belongs in field(s) "), F.concat_ws(",", *drifted))))
         ok = F.col("_error").isNull()
         return (lines.withColumn("_j", parsed).withColumn("_error", error).select(
-            (F.coalesce(F.when(ok | F.col("_j")[id_col].isNotNull(), F.col("_j")[id_col]), _salvaged_id(text, id_col)) if id_col
+            (F.when(ok, F.col("_j")[id_col]).otherwise(F.coalesce(F.col("_j")[id_col], _salvaged_id(text, id_col))) if id_col
              else F.lit(None).cast("string")).alias("record_id"),
             *mapped_columns(lambda f: F.col("_j")[f], pairs, ok), text.alias("raw_record"), raw_bytes.alias("raw_bytes"),
             F.col("_error").alias("parse_error"), "source_path", "file_size", "modification_time",
@@ -232,13 +235,27 @@ def json_array_records(spark: SparkSession, source: Source, paths: list[str], ru
     return [parsed.transform(with_record_lineage(run_date, source.id_field, record_fields(source)))], {}
 
 
+def unreadable_reason(f: FileEntry, refused: Mapping[str, str]) -> str:
+    """Why a record file that matches its glob cannot be read ("" when it can): refused by the listing or by an
+    earlier Spark read, or a compressed stream that does not decompress (Spark's reader would fail the whole stage)."""
+    why = refusal(f, refused)
+    if why:
+        return why
+    broken = compression_problem(f.path)
+    return f"UNREADABLE_FILE: {broken}" if broken else ""
+
+
 def read_record_files(spark: SparkSession, source: Source, folder: str, files: list[FileEntry], run_date: str,
-                      read: RecordRead) -> DataFrame:
+                      read: RecordRead, refused: Mapping[str, str]) -> DataFrame:
     """Every claimed record file: readable ones record by record, the rest as one coded row each."""
     base = listing_base(folder)
-    readable = [f for f in files if matches(f.path, source.glob) and not spark_skips(f, base)]
+    wanted = [f for f in files if matches(f.path, source.glob) and not spark_skips(f, base) and not refusal(f, refused)]
+    broken = {f.path: why for f in wanted if (why := unreadable_reason(f, refused))}
+    readable = [f for f in wanted if f.path not in broken]
     frames, bad = read(spark, source, [f.path for f in readable], run_date) if readable else ([], {})
-    unusable = [(f, unusable_reason(source, f)) for f in files if f not in readable] + [(f, bad[f.path]) for f in readable if f.path in bad]
+    bad = {**broken, **bad}
+    unusable = ([(f, refusal(f, refused) or unusable_reason(source, f)) for f in files if f not in wanted]
+                + [(f, bad[f.path]) for f in wanted if f.path in bad])
     schema = bronze_schema(source)
     parts = [(df.transform(line_ids()) if source.id_from == "line" else df).select(*schema.names) for df in frames]
     if unusable or not parts:
@@ -323,25 +340,36 @@ class RecordFileReader(FileSourceReader):
             raise ConfigError(f"conf key 'sources.{name}.id' must be field (fields.id holds the id) or line (file name and line number), "
                               f"got {sc.id!r}")
 
-    def read(self, spark: SparkSession, src: Source, folder: str, run_date: str, files: list[FileEntry], everything: bool) -> DataFrame:
-        return read_record_files(spark, src, folder, files, run_date, type(self).read_fn)
+    def read(self, spark: SparkSession, src: Source, folder: str, run_date: str, files: list[FileEntry], everything: bool,
+             refused: Mapping[str, str]) -> DataFrame:
+        return read_record_files(spark, src, folder, files, run_date, type(self).read_fn, refused)
+
+    def unreadable(self, src: Source, f: FileEntry) -> str:
+        return unreadable_reason(f, {}) if matches(f.path, src.glob) and f.size > 0 else f.refused
 
     def scan(self, conf: Conf, sc: SourceCheck, sample: Sample, src: Source, files: list[FileEntry], base: str) -> None:
-        type(self).scan_fn(sc, sample, src, [f for f in files if matches(f.path, src.glob) and f.size > 0])
+        for f in files:
+            if not (matches(f.path, src.glob) and f.size > 0):
+                continue
+            try:
+                type(self).scan_fn(sc, sample, src, [f])
+            except Exception as e:  # noqa: BLE001 - check reports a file it cannot read; it never stops on one
+                sc.findings.append(Finding("warning", f"sources.{src.name}", f"check could not read {f.path}: {type(e).__name__}: "
+                                           f"{str(e)[:160]}; acquire reads it with Spark and lands it as UNREADABLE_FILE if it fails too"))
         check_fields(sc, src, sample)
 
 
 class JsonlReader(RecordFileReader):
-    kind, default_glob, read_fn, scan_fn = "jsonl", "*.{jsonl,ndjson}", jsonl_records, _scan_jsonl
+    kind, default_glob, read_fn, scan_fn = "jsonl", "*.{jsonl,ndjson,jsonl.gz,ndjson.gz,jsonl.bz2,ndjson.bz2}", jsonl_records, _scan_jsonl
     kept_bytes = "raw_bytes"  # a line's bytes exactly as they landed
 
 
 class JsonReader(RecordFileReader):
-    kind, default_glob, read_fn, scan_fn = "json", "*.json", json_array_records, _scan_json
+    kind, default_glob, read_fn, scan_fn = "json", "*.{json,json.gz,json.bz2}", json_array_records, _scan_json
 
 
 class CsvReader(RecordFileReader):
-    kind, default_glob, read_fn, scan_fn = "csv", "*.csv", csv_records, _scan_csv
+    kind, default_glob, read_fn, scan_fn = "csv", "*.{csv,csv.gz,csv.bz2}", csv_records, _scan_csv
 
     def check_conf(self, name: str, sc: SourceConf) -> None:
         super().check_conf(name, sc)

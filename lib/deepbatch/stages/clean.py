@@ -11,7 +11,15 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from deepbatch.quality import RECORD_ORDER, checked_labels, flag_duplicates, flag_missing_id, flag_parse_errors, start_checks
+from deepbatch.quality import (
+    RECORD_ORDER,
+    checked_labels,
+    flag_duplicates,
+    flag_missing_id,
+    flag_parse_errors,
+    nfc_ids,
+    start_checks,
+)
 
 
 def check_labels(bronze: DataFrame, classes: list[str] | None) -> DataFrame:
@@ -20,6 +28,7 @@ def check_labels(bronze: DataFrame, classes: list[str] | None) -> DataFrame:
         bronze.transform(start_checks())
         .transform(flag_parse_errors())
         .withColumn("record_id", F.trim(F.col("record_id")))
+        .transform(nfc_ids())
         .transform(flag_missing_id())
         .transform(checked_labels("label", classes))
         .transform(flag_duplicates("record_id", "DUPLICATE_ID", RECORD_ORDER))

@@ -14,13 +14,14 @@ from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from deepbatch.catalog import Task, content_modality, extensions, label_classes, silver_schema, sources, tasks
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
 from deepbatch.errors import QuarantineThresholdExceeded
 from deepbatch.manifests import TableCounts
-from deepbatch.quality import quarantine_rows, reason_counts, valid_rows
+from deepbatch.quality import flag_parse_errors, quarantine_rows, reason_counts, start_checks, valid_rows
 from deepbatch.schemas import tables as T
 from deepbatch.session import describe_job
 from deepbatch.sources import Source, bronze_schema, kept_bytes, reader_of
@@ -60,7 +61,13 @@ def _clean_check(conf: Conf, src: Source) -> Callable[[DataFrame], DataFrame]:
     if src.role == "labels":
         return lambda df: C.check_labels(df, classes)
     modality = content_modality(src)
-    return lambda df: modality.check(df, conf, classes, src.metadata, bool(src.label_field))
+    check = lambda df: modality.check(df, conf, classes, src.metadata, bool(src.label_field))  # noqa: E731
+    if src.role != "files":
+        return check
+    # Files acquire did not read (parse_error set, no content) keep acquire's reason, whatever the modality's checks.
+    unread = F.col("parse_error").isNotNull()
+    return lambda df: df.where(unread).transform(start_checks()).transform(flag_parse_errors()).unionByName(
+        check(df.where(~unread)), allowMissingColumns=True)
 
 
 def _check_threshold(counts: TableCounts, limit: float) -> None:
