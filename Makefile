@@ -5,7 +5,7 @@ CONF     ?= conf/local.yaml
 RUN_DATE ?= $(shell date +%F)
 PYTEST_ARGS ?=
 
-.PHONY: setup run demo-data test test-fast test-unit test-integration test-e2e test-faults test-cluster bench lock lock-airflow package clean
+.PHONY: setup fuzz run demo-data test test-fast test-unit test-integration test-e2e test-faults test-cluster bench lock lock-airflow package clean
 
 setup:
 	@bash tools/bootstrap.sh
@@ -42,6 +42,16 @@ test-faults: setup
 test-e2e: setup
 	@bash tools/setup_browser.sh
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+## Coverage-guided fuzzing (atheris) of every per-record function and check scanner, FUZZ_SECONDS each; the corpus
+## grows under tests/fuzz/corpus/, a crash is left under tests/fuzz/crashes/ and fails the target.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= image_probe video_probe text_normalise jsonl_scan json_scan csv_scan parquet_scan gzip_scan
+fuzz: setup
+	@$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install -q -c requirements/constraints.txt atheris
+	@for t in $(FUZZ_TARGETS); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  $(PY) -m tests.fuzz.run $$t --seconds $(FUZZ_SECONDS) 2>&1 | grep -E "^(#[0-9]+ +DONE|Done|==[0-9]+== ERROR|stat::)" || exit 1; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz $$t found a crash: see tests/fuzz/crashes/"; exit 1; }; done
 
 bench: setup
 	$(PY) bench/etl_scaling.py

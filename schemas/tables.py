@@ -298,6 +298,7 @@ IMAGE_PROBE = StructType(
         StructField("reason", StringType()),
         StructField("detail", StringType()),
         StructField("orientation", IntegerType()),
+        StructField("record_id", StringType()),  # the record's id in Unicode NFC
     ]
 )
 
@@ -311,5 +312,6 @@ VIDEO_PROBE = StructType(
         StructField("frame_count_capped", BooleanType()),
         StructField("reason", StringType()),
         StructField("detail", StringType()),
+        StructField("record_id", StringType()),  # the record's id in Unicode NFC
     ]
 )

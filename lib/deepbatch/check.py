@@ -125,6 +125,34 @@ def _class_findings(task: str, declared: list[str] | None, found: Counter[str]) 
     return sum(known.values()), out
 
 
+def _shard_findings(conf: Conf, task: str, train_rows: int) -> list[Finding]:
+    """Training refuses a rank whose shard holds fewer rows than a batch: say so before any stage runs."""
+    bs = conf.task(task).train.batch_size
+    workers = 1 if conf.train.launcher == "local" else conf.train.num_proc
+    per_rank = train_rows // max(workers, 1)
+    if per_rank >= bs:
+        return []
+    return [Finding("problem", f"tasks.{task}.train.batch_size", f"task {task!r}: about {train_rows} training rows over {workers} "
+                    f"training worker(s) (train.launcher={conf.train.launcher}, train.num_proc={conf.train.num_proc}) give each "
+                    f"about {per_rank} rows, fewer than tasks.{task}.train.batch_size={bs}: training would stop. Lower the batch "
+                    "size, use fewer workers, or add data")]
+
+
+def _class_split_findings(conf: Conf, task: str, per_class: Counter[str], scale: float) -> list[Finding]:
+    """Classes with so few labelled rows that the hash split likely leaves them out of validation or test."""
+    split, declared = conf.split_of(task), classes_of(conf, task)
+    smallest = min(f for f in (split.train, split.val, split.test) if f > 0)
+    known = {c.strip().lower() for c in declared} if declared is not None else None
+    rare = {c: int(round(n * scale)) for c, n in per_class.items()
+            if n * scale * smallest < 1 and (known is None or c.strip().lower() in known)}
+    if not rare:
+        return []
+    shown = ", ".join(f"{c!r} ({n})" for c, n in sorted(rare.items(), key=lambda kv: kv[1])[:8])
+    return [Finding("warning", f"tasks.{task}.split", f"task {task!r}: classes with too few labelled rows to appear in every split "
+                    f"(the smallest takes {smallest:.0%}): {shown}. Their accuracy goes unmeasured or they are never learned; add "
+                    "rows, or merge or drop the classes")]
+
+
 def check_task(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, Sample]]) -> TaskCheck:
     tc, split, d = conf.task(task), conf.split_of(task), conf.datasets
     found, scale = _labels_found(conf, task, checks)
@@ -145,6 +173,9 @@ def check_task(conf: Conf, task: str, checks: dict[str, tuple[SourceCheck, Sampl
         tcheck.findings.append(Finding("warning", "datasets.workers", f"task {task!r}: about {tcheck.splits} rows per split (the hash split "
                                        f"decides the exact counts); training needs {need} training rows ({workers}) and learns little "
                                        "without validation and test rows"))
+    if tcheck.labelled >= need:
+        tcheck.findings += _shard_findings(conf, task, tcheck.splits["train"])
+    tcheck.findings += _class_split_findings(conf, task, found, scale) if tcheck.labelled else []
     return tcheck
 
 

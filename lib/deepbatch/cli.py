@@ -52,6 +52,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--conf", default="conf/local.yaml", help="conf YAML (default: conf/local.yaml)")
     p.add_argument("--run-date", default=None, help="YYYY-MM-DD (default: today; for status, the latest run date)")
     p.add_argument("--json", action="store_true", help="status, check: print JSON instead of text")
+    p.add_argument("--verify", action="store_true",
+                   help="status: also read every published file and check its bytes against the checksums its commit recorded")
     p.add_argument("--task", action="append",
                    help="materialize/train/infer: only this declared task (repeatable; default all; conf key tasks)")
     p.add_argument("--resume", action="store_true", help="train: continue from the last checkpoint")
@@ -183,7 +185,7 @@ def _session_if_remote(conf: Conf) -> Any:
     return get_session(conf)
 
 
-def show_status(conf: Conf, run_date: str | None, as_json: bool) -> int:
+def show_status(conf: Conf, run_date: str | None, as_json: bool, verify: bool = False) -> int:
     """Print the standing of every stage for a run date; 0 only when every stage is ok."""
     from deepbatch.status import render, run_date_status, run_dates
     from deepbatch.storage import open_store
@@ -193,7 +195,7 @@ def show_status(conf: Conf, run_date: str | None, as_json: bool) -> int:
     if run_date is None and not dates:
         print(f"no run has published anything under {conf.data_root} yet")
         return 1
-    report = run_date_status(store, conf, run_date or dates[-1])
+    report = run_date_status(store, conf, run_date or dates[-1], content=verify)
     print(json.dumps(report, indent=2) if as_json else render(report))
     return 0 if report["ok"] else 1
 
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                      "listed in %s/_demo.json)", d["landing"], counts, len(d["bad_records"]), d["landing"])
             return 0
         if args.command == "status":
-            return show_status(conf, args.run_date, args.json)
+            return show_status(conf, args.run_date, args.json, args.verify)
         if args.command == "recover":
             print(json.dumps(recover_data_root(conf, _session_if_remote(conf)), indent=2))
             return 0

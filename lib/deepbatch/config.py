@@ -155,7 +155,10 @@ class DatasetsConf(Section):
 
 
 class TaskTrainConf(Section):
-    epochs: int = 5
+    """A task's training settings. The defaults are meant to work on a first run: up to 30 epochs with early stopping
+    (5 without a validation gain), and an MLP head on frozen text encoders."""
+
+    epochs: int = 30  # a cap: training stops earlier when validation stops improving (patience)
     batch_size: int = 64
     optimizer: Literal["sgd", "momentum", "rmsprop", "adam"] = "adam"
     lr: float = 0.001  # per worker; scaled by the number of workers
@@ -164,11 +167,11 @@ class TaskTrainConf(Section):
     l1: float = 0.0
     dropout: float = 0.2
     lr_schedule: Literal["cosine", "step", "constant"] = "cosine"
-    patience: int = 3  # early stop after this many epochs without val improvement
+    patience: int = 5  # early stop after this many epochs without val improvement
     class_weights: Literal["none", "balanced"] = "none"
     width: int = 32  # image CNN width
     freeze_encoder: bool = True  # text: frozen MiniLM + head, or fine-tune
-    head_hidden: int = 0  # text: hidden units of an MLP head (0: linear head)
+    head_hidden: int = 256  # text: hidden units of the MLP head on the encoder (0: a linear head)
     pooling: Literal["mean", "gru", "attention"] = "mean"  # video
 
 

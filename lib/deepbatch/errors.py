@@ -69,3 +69,9 @@ class SourceUnavailableError(DeepbatchError):
     """A source that is not files could not be read: the connection was refused, or the table, query or a column is missing."""
 
     exit_code = 1
+
+
+class CorruptModelError(DeepbatchError):
+    """A model folder's files no longer match the checksums its train commit recorded."""
+
+    exit_code = 7

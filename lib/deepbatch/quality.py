@@ -44,23 +44,35 @@ def flag_when(condition: Column, reason: str, detail: Column | str) -> Transform
     return _
 
 
+def nfc_series(ids: pd.Series) -> pd.Series:
+    """Ids in Unicode NFC (nulls stay null): the pandas side of :func:`nfc_ids`, for UDFs that normalise ids as they go."""
+    return ids.map(lambda s: unicodedata.normalize("NFC", s), na_action="ignore")
+
+
 def _nfc(ids: Iterator[pd.Series]) -> Iterator[pd.Series]:
     for batch in ids:
-        yield batch.map(lambda s: unicodedata.normalize("NFC", s), na_action="ignore")
+        yield nfc_series(batch)
+
+
+def adopt_ids(nfc: Column, id_col: str = "record_id") -> Transform:
+    """The id replaced by its NFC form ``nfc``, the original kept in ``_raw_id``: ``café`` typed on Linux (NFC) and
+    written by macOS (NFD) are one id, so label tables join and twins are caught as DUPLICATE_ID (:func:`flag_duplicates`
+    names both spellings)."""
+
+    def _(df: DataFrame) -> DataFrame:
+        return df.withColumn(RAW_ID, F.col(id_col)).withColumn(id_col, nfc)
+
+    return _
 
 
 def nfc_ids(id_col: str = "record_id") -> Transform:
-    """Ids in Unicode NFC, the original kept in ``_raw_id``: ``café`` typed on Linux (NFC) and written by macOS (NFD)
-    are one id, so label tables join and twins are caught as DUPLICATE_ID (:func:`flag_duplicates` names both)."""
+    """:func:`adopt_ids` through a pandas UDF of its own. A check that runs another pandas UDF normalises the ids in
+    that one instead (:func:`nfc_series`): Spark gives each iterator UDF its own Python worker per task."""
     from pyspark.sql.functions import pandas_udf
     from pyspark.sql.types import StringType
 
     nfc = pandas_udf(_nfc, StringType())  # type: ignore[call-overload]
-
-    def _(df: DataFrame) -> DataFrame:
-        return df.withColumn(RAW_ID, F.col(id_col)).withColumn(id_col, nfc(F.col(id_col)))
-
-    return _
+    return adopt_ids(nfc(F.col(id_col)), id_col)
 
 
 def flag_missing_id(id_col: str = "record_id") -> Transform:

@@ -95,7 +95,7 @@ def _detail_lines(s: dict[str, Any]) -> list[str]:
     return lines + [f"  {s['stage']}: {p}" for p in s["problems"]]
 
 
-def stage_status(store: FileStore, conf: Conf, run_date: str, stage: str) -> dict[str, Any]:
+def stage_status(store: FileStore, conf: Conf, run_date: str, stage: str, content: bool = False) -> dict[str, Any]:
     """One stage's standing for a run date (see the module docstring for the states)."""
     record = done_record(store, conf, run_date, stage)
     pending = _pending_commits(store, conf, run_date, stage)
@@ -104,7 +104,7 @@ def stage_status(store: FileStore, conf: Conf, run_date: str, stage: str) -> dic
         summary = _summary(store, conf, run_date, stage)
         out.update({"commit_id": record.get("commit_id"), "finished_at": record.get("finished_at"),
                     "duration_s": record.get("duration_s"), **stage_counts(summary), **_versions(summary)})
-        problems = verify_outputs(store, conf.data_root, record.get("commit_id") or "", record.get("outputs", []))
+        problems = verify_outputs(store, conf.data_root, record.get("commit_id") or "", record.get("outputs", []), content)
         if not record.get("commit_id"):
             problems = ["its record names no commit (written by an older deepbatch): rerun the stage"]
         changed = [u for u, c in upstream_commits(store, conf, run_date, stage).items() if record.get("inputs", {}).get(u) != c]
@@ -118,9 +118,11 @@ def stage_status(store: FileStore, conf: Conf, run_date: str, stage: str) -> dic
     return out
 
 
-def run_date_status(store: FileStore, conf: Conf, run_date: str) -> dict[str, Any]:
-    stages = [stage_status(store, conf, run_date, s) for s in STAGES]
-    return {"run_date": run_date, "data_root": conf.data_root, "ok": all(s["status"] == OK for s in stages), "stages": stages}
+def run_date_status(store: FileStore, conf: Conf, run_date: str, content: bool = False) -> dict[str, Any]:
+    """Every stage's standing; ``content`` (status --verify): every published file's bytes checked against its checksum."""
+    stages = [stage_status(store, conf, run_date, s, content) for s in STAGES]
+    return {"run_date": run_date, "data_root": conf.data_root, "ok": all(s["status"] == OK for s in stages), "stages": stages,
+            "verified_content": content}
 
 
 def _line(s: dict[str, Any]) -> str:

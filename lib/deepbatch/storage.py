@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 import stat
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -154,12 +156,39 @@ def read_head(path: str, n: int = 65536) -> bytes:
 COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bz2"}
 
 
-def _decompressed(raw: Any, codec: str) -> Any:
-    """Python's strict decoders: gzip refuses zlib data, as Hadoop's GzipCodec does (pyarrow's accepts it)."""
-    import bz2
-    import gzip
+_MEMBER_MAGIC = {"gzip": b"\x1f\x8b", "bz2": b"BZh"}
 
-    return gzip.GzipFile(fileobj=raw) if codec == "gzip" else bz2.BZ2File(raw)
+
+def _decompressor(codec: str) -> Any:
+    import bz2
+    import zlib
+
+    return zlib.decompressobj(16 + zlib.MAX_WBITS) if codec == "gzip" else bz2.BZ2Decompressor()
+
+
+def _check_stream(raw: Any, codec: str) -> None:
+    """Decompress to the end as Hadoop's codecs read: members one after another, nothing else. zlib data named .gz,
+    a cut stream and bytes after the last member (zeros, junk) raise, where Python's gzip module and pyarrow's
+    decoder let some pass."""
+    d, magic, pending = _decompressor(codec), _MEMBER_MAGIC[codec], b""
+    while True:
+        chunk = pending or raw.read(1 << 20)
+        pending = b""
+        if not chunk:
+            break
+        d.decompress(chunk)
+        while d.eof:
+            rest = d.unused_data
+            if not rest:
+                rest = raw.read(len(magic))
+                if not rest:
+                    return
+            if not rest.startswith(magic[: len(rest)]):
+                raise ValueError(f"{len(rest)}+ bytes after the end of the {codec} stream that start no new member")
+            d = _decompressor(codec)
+            d.decompress(rest)
+    if not d.eof:
+        raise EOFError(f"the {codec} stream ends before its end marker (the file is cut short)")
 
 
 def compression_problem(path: str) -> str | None:
@@ -170,12 +199,67 @@ def compression_problem(path: str) -> str | None:
         return None
     try:
         filesystem, inner, _ = _arrow_fs(path)
-        with filesystem.open_input_stream(inner, compression=None) as raw, _decompressed(raw, codec) as f:
-            while f.read(8 << 20):
-                pass
+        with filesystem.open_input_stream(inner, compression=None) as raw:
+            _check_stream(raw, codec)
     except Exception as e:  # noqa: BLE001 - whatever the decompressor says is the file's reason
         return f"{path.rsplit('/', 1)[-1]} is not a complete {codec} stream: {type(e).__name__}: {e}"[:300]
     return None
+
+
+CHECKSUMS = "_checksums.json"  # in each published folder: every file's BLAKE2b, written by its commit
+COMMIT_MARKER = "_commit.json"  # in each published folder: the commit that published it (deepbatch.commit.protocol)
+
+
+def corrupt_files(folder: str) -> list[str]:
+    """The files of a published folder (a model) whose bytes changed or that went missing since its commit, each named;
+    [] when they all match, or when the folder has no checksums (published before deepbatch recorded them)."""
+    try:
+        text = Path(local_path(folder)).joinpath(CHECKSUMS).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        return [f"{folder}/{CHECKSUMS} cannot be read: {e}"]
+    try:
+        recorded = json.loads(text)
+    except ValueError:
+        return [f"{folder}/{CHECKSUMS} is not valid JSON: the folder cannot be verified"]
+    return [p for p in digest_problems(folder, recorded, (COMMIT_MARKER, CHECKSUMS)) if not p.endswith("was added after the commit")]
+
+
+def file_digest(path: str) -> str:
+    """BLAKE2b-128 of a file's bytes (local path, ``file:`` or any pyarrow-readable URI), streamed: ``blake2b:<hex>``."""
+    filesystem, inner, _ = _arrow_fs(path)
+    h = hashlib.blake2b(digest_size=16)
+    with filesystem.open_input_stream(inner, compression=None) as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return "blake2b:" + h.hexdigest()
+
+
+def text_digest(text: str) -> str:
+    return "blake2b:" + hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def tree_digests(root: str, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every file under a folder by its path relative to the folder, with its :func:`file_digest` (hashed on a few threads:
+    hashlib releases the GIL); ``skip``: names left out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = listing_base(root)
+    files = [(relative_path(f.path, base), f.path) for f in list_files(root)]
+    files = [(rel, path) for rel, path in files if rel not in skip]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return dict(zip([rel for rel, _ in files], pool.map(file_digest, [path for _, path in files]), strict=True))
+
+
+def digest_problems(root: str, recorded: dict[str, str], skip: tuple[str, ...] = ()) -> list[str]:
+    """The files under ``root`` whose bytes differ from ``recorded`` (a folder's _checksums.json), named; [] when all match."""
+    now = tree_digests(root, skip)
+    changed = [f"{root}/{name} does not match its checksum (recorded {want}, now {now[name]})"
+               for name, want in sorted(recorded.items()) if name in now and now[name] != want]
+    gone = [f"{root}/{name} is missing (its checksum was recorded)" for name in sorted(set(recorded) - set(now))]
+    added = [f"{root}/{name} was added after the commit" for name in sorted(set(now) - set(recorded))]
+    return changed + gone + added
 
 
 def parquet_columns(path: str) -> dict[str, str]:
@@ -335,9 +419,28 @@ class LocalStore:
         return Path(local_path(path)).read_text(encoding="utf-8")
 
     def create_exclusive(self, path: str, text: str) -> bool:
-        """Create a file only if none exists (O_EXCL); False when another writer got there first."""
+        """Create a file only if none exists; False when another writer got there first. The text is written and synced
+        under a temporary name, then hard-linked into place (link fails if the name exists): a reader never sees the
+        file empty or half-written. Where the file system has no hard links, O_EXCL creation, then the write."""
         p = local_path(path)
         os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+        tmp = os.path.join(os.path.dirname(p) or ".", f".{os.path.basename(p)}.new-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, p)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here (some network and FUSE file systems)
+            return self._create_excl(p, text)
+        finally:
+            os.unlink(tmp)
+
+    @staticmethod
+    def _create_excl(p: str, text: str) -> bool:
         try:
             fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:

@@ -188,6 +188,12 @@ def _write_texts(landing: Path) -> None:
     table = pa.table({"key": list(range(6)), "content": [f"ticket {i}" for i in range(6)], "y": [1, 2, 1, 2, 1, 2], "queue": ["a"] * 6})
     pq.write_table(table, landing / "tickets" / "t.parquet")
     (landing / "tickets" / "bad.parquet").write_bytes(b"not parquet at all")
+    # a readable footer over broken pages: the check of the footer passes, Spark's read of the pages fails
+    pages = pa.table({"key": list(range(100, 400)), "content": [f"ticket {i} " * 40 for i in range(300)], "y": [1] * 300, "queue": ["b"] * 300})
+    pq.write_table(pages, landing / "tickets" / "pages.parquet", compression="gzip")
+    raw = bytearray((landing / "tickets" / "pages.parquet").read_bytes())
+    raw[200:1200] = bytes(1000)
+    (landing / "tickets" / "pages.parquet").write_bytes(bytes(raw))
     (landing / "speeches").mkdir()
     speeches = [{"n": i, "speech": f"speech {i}\nacross lines", "party": ["left", "right"][i % 2]} for i in range(6)]
     (landing / "speeches" / "all.json").write_text(json.dumps(speeches, indent=2))
@@ -218,7 +224,9 @@ def test_a_text_only_run_reads_jsonl_csv_and_parquet_by_their_own_field_names(sp
     assert "'utterance' (sources.chats.fields.text)" in detail
     tickets = {r.record_id: (r.label, r.label_index, r.queue) for r in _gold(spark, conf, "ticket").collect()}
     assert tickets == {f"t.parquet:{i + 1}": (str(1 + i % 2), i % 2, "a") for i in range(6)}  # numbers read as strings; classes auto
-    assert _reasons(spark, conf, "tickets") == {"UNREADABLE_FILE": 1}
+    assert _reasons(spark, conf, "tickets") == {"UNREADABLE_FILE": 2}
+    broken = read_partition(spark, conf.path("quarantine", "clean", "tickets"), RUN_DATE, T.QUARANTINE).where("source_path like '%pages.parquet'")
+    assert broken.first().detail.startswith("Spark could not read pages.parquet: ")
     speeches = {r.record_id: (r.text, r.label) for r in _gold(spark, conf, "speech").collect()}
     assert speeches == {str(i): (f"speech {i} across lines", ["left", "right"][i % 2]) for i in range(6)}
     assert _reasons(spark, conf, "speeches") == {"MALFORMED_RECORD": 1}

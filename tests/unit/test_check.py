@@ -31,11 +31,13 @@ tasks:
     source: notes
     labels: field
     classes: [calm, tense]
+    train: {{batch_size: 8}}
   pets:
     modality: image
     source: pics
     labels: folder
     classes: auto
+    train: {{batch_size: 4}}
 """
 
 
@@ -173,3 +175,20 @@ def test_listing_follows_a_link_only_into_the_landing_zone_and_never_loops(tmp_p
                    "dangling.png": (got["dangling.png"][0], "UNREADABLE_FILE"), "loop": (got["loop"][0], "UNSUPPORTED_FORMAT")}
     # a link into a sibling folder of the landing zone is inside it: the source folder alone is not the boundary
     assert [f.refused for f in list_files(str(land / "a"), within=str(land)) if f.path.endswith("inside.png")] == [""]
+
+
+def test_check_knows_a_batch_larger_than_a_workers_shard_and_classes_too_rare_for_the_split(tmp_path) -> None:
+    _landing(tmp_path)
+    problems = check_conf(_conf(tmp_path, "tasks.mood.train.batch_size=64")).problems
+    batch = next(f for f in problems if f.key == "tasks.mood.train.batch_size")
+    assert "fewer than tasks.mood.train.batch_size=64: training would stop" in batch.message
+    two = check_conf(_conf(tmp_path, "tasks.mood.train.batch_size=16", "train.launcher=horovod", "train.num_proc=2")).problems
+    assert [f.key for f in two if "batch_size" in f.key] == ["tasks.mood.train.batch_size"]  # ~24 rows, 12 per worker
+    assert not [f for f in check_conf(_conf(tmp_path, "tasks.mood.train.batch_size=16", "train.launcher=local")).problems
+                if "batch_size" in f.key]
+    (tmp_path / "landing" / "notes" / "rare.jsonl").write_text('{"uid": "r1", "body": "rare one", "mood": "tense"}\n')
+    rare = check_conf(_conf(tmp_path, "tasks.mood.classes=[calm, tense, rare]")).findings
+    assert not [f for f in rare if f.key == "tasks.mood.split"]
+    (tmp_path / "landing" / "notes" / "rare.jsonl").write_text('{"uid": "r1", "body": "rare one", "mood": "rare"}\n')
+    rare = check_conf(_conf(tmp_path, "tasks.mood.classes=[calm, tense, rare]")).findings
+    assert "'rare' (1)" in next(f for f in rare if f.key == "tasks.mood.split").message

@@ -200,3 +200,34 @@ def test_source_files_claim_every_file_matching_globs_ignoring_case(tmp_path) ->
     sharing = tuple(s for s in sources(make_conf(tmp_path)) if s.landing == "labels")
     claimed = {s.name: [f.path.rsplit("/", 1)[-1] for f in source_files(s, str(labels), sharing)] for s in sharing}
     assert claimed == {"image_labels": [".hidden", "IMAGE_LABELS_2.CSV", "image_labels.csv", "notes.md"], "video_labels": ["video_labels.csv"]}
+
+
+def test_exclusive_creation_has_one_winner_whose_file_is_whole_from_its_first_instant(tmp_path) -> None:
+    """Lock files are written under a temporary name and linked into place: racing writers get one winner, a reader
+    polling the name never sees it empty or partial, and no temporary file is left."""
+    import threading
+
+    store, path = LocalStore(), str(tmp_path / "locks" / "x.lock")
+    texts = [json.dumps({"token": f"w{i}", "pad": "x" * 20000}) for i in range(8)]
+    seen: list[str] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            if os.path.exists(path):
+                seen.append(open(path, encoding="utf-8").read())
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    results: list[bool] = []
+    writers = [threading.Thread(target=lambda t=t: results.append(store.create_exclusive(path, t))) for t in texts]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    done.set()
+    reader.join()
+    assert sorted(results) == [False] * 7 + [True]
+    final = open(path, encoding="utf-8").read()
+    assert final in texts and seen and all(s == final for s in seen)
+    assert os.listdir(tmp_path / "locks") == ["x.lock"]

@@ -57,7 +57,7 @@ def test_a_users_own_sources_and_tasks_resolve_without_the_demos(tmp_path) -> No
     conf = _own(tmp_path)
     assert [s.name for s in sources(conf)] == ["notes", "pictures"] and trained_tasks(conf) == ("mood", "kind")
     notes, pictures = source(conf, "notes"), source(conf, "pictures")
-    assert (notes.role, notes.glob, notes.folder(conf)) == ("records", "*.{jsonl,ndjson}", conf.path("landing", "corpus"))
+    assert (notes.role, notes.glob, notes.folder(conf)) == ("records", "*.{jsonl,ndjson,jsonl.gz,ndjson.gz,jsonl.bz2,ndjson.bz2}", conf.path("landing", "corpus"))
     assert (pictures.role, pictures.media, pictures.id_from, pictures.landing) == ("files", "image", "path", "pictures")
     assert "png" in pictures.glob and "jpeg" in pictures.glob  # the image modality's usual extensions
     assert bronze_schema(notes).names[:4] == ["record_id", "text", "label", "speaker"]  # mapped fields under deepbatch's names

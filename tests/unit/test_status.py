@@ -86,3 +86,51 @@ def test_a_republished_earlier_day_in_the_training_window_reruns_materialize(tmp
     reason, record = why_run(store, conf, day2, "materialize", "h")
     assert record is None and reason == "its inputs were republished (gold/image_cls@2026-11-25 integrate-a -> integrate-a2)"
     assert "gold/image_cls@2026-11-25" not in upstream_commits(store, make_conf(tmp_path), day2, "materialize")  # window: this
+
+
+def test_status_verify_finds_flipped_bytes_that_keep_the_size_and_names_the_file(tmp_path, capsys) -> None:
+    from deepbatch.cli import main
+
+    conf, store = make_conf(tmp_path), LocalStore()
+    _publish(conf, "acquire", "bronze/x", 64)
+    part = tmp_path / "bronze" / "x" / f"run_date={D}" / "part-0.parquet"
+    recorded = json.loads((part.parent / "_checksums.json").read_text())
+    assert set(recorded) == {"part-0.parquet", "_manifest.json"} and recorded["part-0.parquet"].startswith("blake2b:")
+    assert run_date_status(store, conf, D, content=True)["stages"][0]["status"] == "ok"
+    data = bytearray(part.read_bytes())
+    data[10:20] = b"y" * 10  # same size: the file count and bytes still match
+    part.write_bytes(bytes(data))
+    assert run_date_status(store, conf, D)["stages"][0]["status"] == "ok"  # without --verify only sizes are compared
+    deep = run_date_status(store, conf, D, content=True)["stages"][0]
+    assert deep["status"] == "inconsistent" and deep["problems"] == [
+        f"{part} does not match its checksum (recorded {recorded['part-0.parquet']}, now "
+        f"{deep['problems'][0].rsplit('now ', 1)[1]}"]
+    overrides = [f"data_root={tmp_path}"]
+    assert main(["status", "--conf", "conf/local.yaml", "--run-date", D, "--verify", *overrides]) == 1
+    assert "part-0.parquet does not match its checksum" in capsys.readouterr().out
+    sums = part.parent / "_checksums.json"
+    text = sums.read_text()
+    at = text.index("blake2b:") + len("blake2b:")
+    sums.write_text(text[:at] + ("0" if text[at] != "0" else "1") + text[at + 1 :])  # one digit changed, same size
+    assert "does not match the digest its commit recorded" in run_date_status(store, conf, D, content=True)["stages"][0]["problems"][0]
+
+
+def test_a_corrupt_model_folder_is_refused_before_it_scores_and_an_intact_one_loads(tmp_path) -> None:
+    from deepbatch.cores.common import ModelFolder
+    from deepbatch.errors import CorruptModelError
+    from deepbatch.train.scaffold import write_untrained_model
+
+    conf = make_conf(tmp_path)
+    c = Commit(None, conf.data_root, "train", D, conf.hash(), locking=LockSettings(enabled=False))
+    staging = tmp_path / "_staging_model"
+    write_untrained_model(conf, "image_cls", staging)
+    target = conf.path("models", "image_cls", D)
+    c.register_folder("models/image_cls", str(staging), target, 1)
+    c.publish()
+    assert ModelFolder.open(target).classes
+    weights = tmp_path / "models" / "image_cls" / D / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-300:-44] = bytes(b ^ 0xFF for b in data[-300:-44])  # 256 bytes flipped, size kept
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CorruptModelError, match=r"model\.safetensors does not match its checksum"):
+        ModelFolder.open(target)

@@ -38,11 +38,11 @@ from deepbatch.commit.failpoints import failpoint
 from deepbatch.commit.lock import Lock, acquire
 from deepbatch.errors import CommitRecoveryError
 from deepbatch.manifests import MANIFEST_NAME, TableCounts, build_manifest
-from deepbatch.storage import FileStore, open_store
+from deepbatch.storage import CHECKSUMS, COMMIT_MARKER, FileStore, open_store, text_digest, tree_digests
 from deepbatch.tables import conform, partition_path
 
 log = logging.getLogger(__name__)
-MARKER = "_commit.json"
+MARKER = COMMIT_MARKER
 
 
 @dataclass(frozen=True)
@@ -190,9 +190,11 @@ class Commit:
         marker = json.dumps({"commit_id": self.commit_id, "stage": self.stage, "run_date": self.run_date})
         moves, outputs = [], []
         for i, s in enumerate(self._staged):
+            digests = json.dumps(tree_digests(s.staging, (MARKER, CHECKSUMS)), indent=0, sort_keys=True)
+            self.store.write_text(f"{s.staging}/{CHECKSUMS}", digests)
             self.store.write_text(f"{s.staging}/{MARKER}", marker)
             files, size = self.store.tree_size(s.staging)
-            outputs.append({"path": self._relative(s.target), "files": files, "bytes": size})
+            outputs.append({"path": self._relative(s.target), "files": files, "bytes": size, "checksums": text_digest(digests)})
             moves.append({"src": s.staging, "dst": s.target, "aside": f"{self.root}/_trash/{self.commit_id}/{i}"})
         self.summary = self._stage_summary(outputs)
         summary_src = f"{self.staging_root}/_stage_manifest.json"

@@ -26,7 +26,7 @@ from deepbatch.commit.lock import acquire
 from deepbatch.commit.protocol import MARKER, LockSettings, finish, journal_path, roll_forward
 from deepbatch.errors import LockHeldError
 from deepbatch.manifests import MANIFEST_NAME
-from deepbatch.storage import FileStore
+from deepbatch.storage import CHECKSUMS, FileStore, digest_problems, text_digest
 
 log = logging.getLogger(__name__)
 _COMMIT_ID = re.compile(r"^(?P<stage>[a-z_]+)-(?P<run_date>\d{4}-\d{2}-\d{2})-(?P<suffix>[0-9a-f]+)$")
@@ -120,8 +120,23 @@ def recover(store: FileStore, data_root: str, locking: LockSettings | None = Non
     return report
 
 
-def verify_outputs(store: FileStore, root: str, commit_id: str, outputs: list[dict[str, Any]]) -> list[str]:
-    """What is wrong with a commit's published outputs now: missing, replaced by another commit, or changed.
+def content_problems(store: FileStore, path: str, output: dict[str, Any]) -> list[str]:
+    """Files of a published folder whose bytes no longer match the checksums its commit recorded (``_checksums.json``,
+    itself checked against the journal's digest of it), each named."""
+    if "checksums" not in output:
+        return [f"{path}: its commit recorded no checksums (published by an older deepbatch): rerun the stage to verify it"]
+    try:
+        text = store.read_text(f"{path}/{CHECKSUMS}")
+        if text_digest(text) != output["checksums"]:
+            return [f"{path}/{CHECKSUMS} does not match the digest its commit recorded: the folder cannot be verified"]
+        return digest_problems(path, json.loads(text), (MARKER, CHECKSUMS))
+    except (OSError, ValueError) as e:
+        return [f"{path}: cannot read its checksums: {e}"]
+
+
+def verify_outputs(store: FileStore, root: str, commit_id: str, outputs: list[dict[str, Any]], content: bool = False) -> list[str]:
+    """What is wrong with a commit's published outputs now: missing, replaced by another commit, or changed (file
+    count and bytes; with ``content``, every file's bytes against the checksums the commit recorded).
 
     Output paths are relative to the data root ``root`` (absolute ones are taken as they are)."""
     problems = []
@@ -139,4 +154,6 @@ def verify_outputs(store: FileStore, root: str, commit_id: str, outputs: list[di
         elif tuple(store.tree_size(path)) != (o["files"], o["bytes"]):
             problems.append(f"{path} changed since commit {commit_id} (files/bytes {store.tree_size(path)}, "
                             f"committed {(o['files'], o['bytes'])})")
+        elif content:
+            problems += content_problems(store, path, o)
     return problems

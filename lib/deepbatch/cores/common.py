@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepbatch.errors import ConfigError
+from deepbatch.errors import ConfigError, CorruptModelError
 
 MODEL_FILE = "model.safetensors"
 
@@ -70,6 +70,7 @@ class ModelFolder:
         missing = [n for n in (MODEL_FILE, "config.json", "label_map.json", "preprocessing.json") if not (p / n).is_file()]
         if missing:
             raise ConfigError(f"{p} is not a deepbatch model folder (missing {', '.join(missing)}); train it with `deepbatch train`")
+        check_model_files(p)
         config = json.loads((p / "config.json").read_text())
         label_map: dict[str, int] = json.loads((p / "label_map.json").read_text())
         classes = [c for c, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
@@ -96,6 +97,17 @@ class ModelFolder:
 
         model.load_state_dict(load_file(str(self.path / MODEL_FILE)), strict=True)
         return model.eval()
+
+
+def check_model_files(folder: Path) -> None:
+    """Refuse a model folder whose files no longer match the checksums its train commit recorded: a corrupt model
+    (flipped bits keep the size) must never score a record."""
+    from deepbatch.storage import corrupt_files
+
+    bad = corrupt_files(str(folder))
+    if bad:
+        raise CorruptModelError(f"model folder {folder} is corrupt: {'; '.join(bad[:3])}. Restore it from a backup, or train again "
+                                f"(`deepbatch train --task {folder.parent.name}`); `deepbatch status --verify` checks every output")
 
 
 def latest_model_dir(models_root: str | Path, task: str, version: str = "") -> Path:

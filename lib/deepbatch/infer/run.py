@@ -34,7 +34,7 @@ from deepbatch.catalog import Task, silver_schema
 from deepbatch.catalog import task as resolve_task
 from deepbatch.commit import Commit
 from deepbatch.config import Conf
-from deepbatch.cores.common import local_path, model_for_run
+from deepbatch.cores.common import check_model_files, local_path, model_for_run
 from deepbatch.errors import ConfigError, MissingInputError
 from deepbatch.infer.reporting import top_prediction
 from deepbatch.infer.spark import WorkerStatsParam, frames_fn, series_udf, summarise_workers
@@ -228,6 +228,7 @@ def score_target(spark: SparkSession, conf: Conf, run_date: str, commit: Commit,
     task = resolve_task(conf, target)
     if task.trained:
         chosen = model_for_run(models_root(conf), target, run_date, conf.infer.model_version)
+        check_model_files(chosen.path)  # on the driver too: a corrupt model fails here, named, before any task starts
         plan = task.modality.infer_plan(conf, target, str(chosen.path))
         plan = replace(plan, extra={**plan.extra, **chosen.describe()})
         df, path = _read_gold(spark, task, run_date)

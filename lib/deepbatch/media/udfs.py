@@ -16,38 +16,46 @@ from pyspark.sql.types import StringType
 from deepbatch.media.image import probe_image
 from deepbatch.media.text import normalise_text
 from deepbatch.media.video import probe_video
+from deepbatch.quality import nfc_series
 from deepbatch.schemas.tables import IMAGE_PROBE, VIDEO_PROBE
 
 
 def probe_images_udf(max_pixels: int) -> Any:
-    """Each image's header and decode probe: geometry and format, or why it is unusable."""
+    """Each image's header and decode probe: geometry and format, or why it is unusable; and its id in NFC (one UDF,
+    so one Python worker per task: see :func:`deepbatch.quality.nfc_ids`). Columns: content, record_id."""
 
     @pandas_udf(IMAGE_PROBE)  # type: ignore[call-overload]
-    def _probe(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    def _probe(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         from deepbatch.commit.failpoints import task_failpoint
 
         task_failpoint("clean.probe_images")
-        for content in batches:
-            yield pd.DataFrame([probe_image(b, max_pixels).__dict__ for b in content], columns=IMAGE_PROBE.names)
+        for content, ids in batches:
+            out = pd.DataFrame([probe_image(b, max_pixels).__dict__ for b in content], columns=IMAGE_PROBE.names)
+            out["record_id"] = nfc_series(ids).values
+            yield out
 
     return _probe
 
 
 def probe_videos_udf(max_frames: int) -> Any:
-    """Each clip opened, its first frame read and its frames counted, or why it is unusable."""
+    """Each clip opened, its first frame read and its frames counted, or why it is unusable; and its id in NFC.
+    Columns: content, record_id."""
 
     @pandas_udf(VIDEO_PROBE)  # type: ignore[call-overload]
-    def _probe(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        for content in batches:
-            yield pd.DataFrame([probe_video(b, max_frames).__dict__ for b in content], columns=VIDEO_PROBE.names)
+    def _probe(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        for content, ids in batches:
+            out = pd.DataFrame([probe_video(b, max_frames).__dict__ for b in content], columns=VIDEO_PROBE.names)
+            out["record_id"] = nfc_series(ids).values
+            yield out
 
     return _probe
 
 
-@pandas_udf(StringType())  # type: ignore[call-overload]
-def nfc_udf(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-    for texts in batches:
-        yield texts.map(normalise_text, na_action="ignore")
+@pandas_udf("text string, record_id string")  # type: ignore[call-overload]
+def normalised_text_udf(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+    """Text normalised (NFC, whitespace collapsed, trimmed) and the record's id in NFC, in one UDF. Columns: text, record_id."""
+    for texts, ids in batches:
+        yield pd.DataFrame({"text": texts.map(normalise_text, na_action="ignore").values, "record_id": nfc_series(ids).values})
 
 
 def _utf8(b: bytes | None) -> str | None:

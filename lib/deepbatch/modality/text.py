@@ -15,15 +15,6 @@ TOKENIZE_BATCH = 256
 HF_PREFIX = "hf:"
 
 
-def normalise_whitespace(col: str) -> Any:
-    """NFC, collapse whitespace runs, trim (Spark side of media.text.normalise_text)."""
-    from pyspark.sql import functions as F
-
-    from deepbatch.media.udfs import nfc_udf
-
-    return lambda df: df.withColumn(col, nfc_udf(F.col(col)))
-
-
 def documents() -> Any:
     """Bronze files of a text source (a document per file) in the shape of text records: the file's text (its bytes
     as UTF-8, else INVALID_UTF8), no label of its own (it comes from the folder or a label table), line 0."""
@@ -44,14 +35,15 @@ def check_text(bronze: Any, classes: list[str] | None, min_chars: int, metadata:
     """Parse errors, ids, empty text and unknown labels; normalise text and labels; dedup."""
     from pyspark.sql import functions as F
 
+    from deepbatch.media.udfs import normalised_text_udf
     from deepbatch.quality import (
         RECORD_ORDER,
+        adopt_ids,
         checked_labels,
         flag_duplicates,
         flag_missing_id,
         flag_parse_errors,
         flag_when,
-        nfc_ids,
         start_checks,
         trimmed,
     )
@@ -59,9 +51,11 @@ def check_text(bronze: Any, classes: list[str] | None, min_chars: int, metadata:
     return (
         bronze.transform(start_checks())
         .transform(flag_parse_errors())
-        .transform(nfc_ids())
+        .withColumn("_norm", normalised_text_udf(F.col("text"), F.col("record_id")))
+        .withColumn("text", F.col("_norm.text"))
+        .transform(adopt_ids(F.col("_norm.record_id")))
+        .drop("_norm")
         .transform(flag_missing_id())
-        .transform(normalise_whitespace("text"))
         .withColumn("text_chars", F.coalesce(F.length("text"), F.lit(0)).cast("int"))
         .transform(
             flag_when(F.col("text_chars") < min_chars, "EMPTY_TEXT", f"text is empty or shorter than {min_chars} chars after normalisation")

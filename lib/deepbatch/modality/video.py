@@ -16,13 +16,13 @@ def check_videos(bronze: Any, max_frames: int) -> Any:
     from pyspark.sql import functions as F
 
     from deepbatch.media.udfs import probe_videos_udf
-    from deepbatch.quality import apply_probe, flag_duplicates, flag_missing_id, flag_when, nfc_ids, start_checks
+    from deepbatch.quality import adopt_ids, apply_probe, flag_duplicates, flag_missing_id, flag_when, start_checks
 
     probe = probe_videos_udf(max_frames)
     return (
         bronze.transform(start_checks())
-        .withColumn("_probe", probe(F.col("content")))
-        .transform(nfc_ids())
+        .withColumn("_probe", probe(F.col("content"), F.col("record_id")))
+        .transform(adopt_ids(F.col("_probe.record_id")))
         .transform(flag_missing_id())
         .transform(apply_probe("_probe"))
         .select("*", *[F.col("_probe")[c].alias(c) for c in ("width", "height", "channels", "fps", "frame_count", "frame_count_capped")])
