@@ -300,7 +300,8 @@ def _scan_parquet(sc: SourceCheck, sample: Sample, src: Source, files: list[File
         try:
             with open_input_file(f.path) as fh:
                 pf = pq.ParquetFile(fh)
-                sc.records += pf.metadata.num_rows
+                groups = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+                sc.records += sum(max(n, 0) for n in groups)  # what the readers read: a footer's total may lie
                 sample.keys.update(pf.schema_arrow.names)
                 wanted = [c for c in (src.id_field, src.label_field) if c and c in pf.schema_arrow.names]
                 for batch in pf.iter_batches(columns=wanted, batch_size=4096) if wanted else []:
