@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import StringType
+from pyspark.sql.types import StringType, StructField, StructType
 
 from deepbatch.media.image import probe_image
 from deepbatch.media.text import normalise_text
@@ -51,7 +51,11 @@ def probe_videos_udf(max_frames: int) -> Any:
     return _probe
 
 
-@pandas_udf("text string, record_id string")  # type: ignore[call-overload]
+# A StructType, not a DDL string: parsing one needs a SparkContext, which the Python workers that import this have not.
+NORMALISED_TEXT = StructType([StructField("text", StringType()), StructField("record_id", StringType())])
+
+
+@pandas_udf(NORMALISED_TEXT)  # type: ignore[call-overload]
 def normalised_text_udf(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
     """Text normalised (NFC, whitespace collapsed, trimmed) and the record's id in NFC, in one UDF. Columns: text, record_id."""
     for texts, ids in batches:
