@@ -223,7 +223,7 @@ def corrupt_files(folder: str) -> list[str]:
         recorded = json.loads(text)
     except ValueError:
         return [f"{folder}/{CHECKSUMS} is not valid JSON: the folder cannot be verified"]
-    return [p for p in digest_problems(folder, recorded, (COMMIT_MARKER, CHECKSUMS)) if not p.endswith("was added after the commit")]
+    return digest_problems(folder, recorded, (COMMIT_MARKER, CHECKSUMS), added=False)
 
 
 def file_digest(path: str) -> str:
@@ -252,14 +252,15 @@ def tree_digests(root: str, skip: tuple[str, ...] = ()) -> dict[str, str]:
         return dict(zip([rel for rel, _ in files], pool.map(file_digest, [path for _, path in files]), strict=True))
 
 
-def digest_problems(root: str, recorded: dict[str, str], skip: tuple[str, ...] = ()) -> list[str]:
-    """The files under ``root`` whose bytes differ from ``recorded`` (a folder's _checksums.json), named; [] when all match."""
+def digest_problems(root: str, recorded: dict[str, str], skip: tuple[str, ...] = (), added: bool = True) -> list[str]:
+    """The files under ``root`` whose bytes differ from ``recorded`` (a folder's _checksums.json), named; [] when all match.
+    ``added``: also name files the commit did not record."""
     now = tree_digests(root, skip)
     changed = [f"{root}/{name} does not match its checksum (recorded {want}, now {now[name]})"
                for name, want in sorted(recorded.items()) if name in now and now[name] != want]
     gone = [f"{root}/{name} is missing (its checksum was recorded)" for name in sorted(set(recorded) - set(now))]
-    added = [f"{root}/{name} was added after the commit" for name in sorted(set(now) - set(recorded))]
-    return changed + gone + added
+    extra = [f"{root}/{name} was added after the commit" for name in sorted(set(now) - set(recorded))] if added else []
+    return changed + gone + extra
 
 
 def parquet_columns(path: str) -> dict[str, str]:

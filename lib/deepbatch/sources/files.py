@@ -7,10 +7,11 @@ file kind; a record format adds only how its files are read (:mod:`deepbatch.sou
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import reduce
 from typing import Any
@@ -139,27 +140,15 @@ def spark_cause(error: BaseException) -> str:
     return (causes[-1] if causes else str(error).strip().splitlines()[0]).strip()[:300]
 
 
-def refusal_hash(f: FileEntry) -> str:
-    """The content hash of a file acquire will not read: of its path and reason, never of a link's target ("" if read)."""
-    import hashlib
-
-    return hashlib.sha256(f"{f.path}\n{f.refused}".encode()).hexdigest() if f.refused else ""
-
-
-def readable_entry(f: FileEntry) -> FileEntry:
-    """A record file the driver can open (it hashes it), or the same entry refused with the reason it cannot."""
-    if f.refused:
-        return f
-    try:
-        from deepbatch.storage import open_input_file
-
-        with open_input_file(f.path) as fh:
-            fh.read(1)
-    except OSError as e:
-        from dataclasses import replace
-
-        return replace(f, refused=f"UNREADABLE_FILE: {f.path.rsplit('/', 1)[-1]} cannot be opened: {e}"[:300])
-    return f
+def hashed_entry(f: FileEntry) -> tuple[FileEntry, str]:
+    """A record file and its content hash, read once on the driver. A file acquire will not read (a link out of the zone)
+    is hashed by its path and reason, never by its target's bytes; one the driver cannot open comes back refused."""
+    if not f.refused:
+        try:
+            return f, file_sha256(f.path)
+        except OSError as e:
+            f = replace(f, refused=f"UNREADABLE_FILE: {f.path.rsplit('/', 1)[-1]} cannot be opened: {e}"[:300])
+    return f, hashlib.sha256(f"{f.path}\n{f.refused}".encode()).hexdigest()
 
 
 def refusal(f: FileEntry, refused: Mapping[str, str]) -> str:
@@ -299,9 +288,10 @@ class FileSourceReader:
         content hashes (few, larger files, hashed once here; media files' hashes come with their bronze rows)."""
         if seen.keys:
             listing = [f for f in listing if (f.path, f.size, f.mtime_ms) not in seen.keys]
+        file_hashes: dict[str, str] = {}
         if not self.bronze_hashes_files:
-            listing = [readable_entry(f) for f in listing]
-        file_hashes = {} if self.bronze_hashes_files else {f.path: refusal_hash(f) or file_sha256(f.path) for f in listing}
+            hashed = [hashed_entry(f) for f in listing]
+            listing, file_hashes = [f for f, _ in hashed], {f.path: h for f, h in hashed}
         if seen.keys and not self.bronze_hashes_files:  # touched but unchanged record files are not new
             listing = [f for f in listing if (f.path, file_hashes[f.path]) not in seen.hashes]
         return listing, file_hashes
