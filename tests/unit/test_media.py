@@ -161,3 +161,62 @@ def test_a_capped_frame_count_is_flagged_and_a_full_count_is_not(tmp_path) -> No
     assert (probe_video_file(path, max_frames=5).frame_count, probe_video_file(path, max_frames=5).frame_count_capped) == (5, True)
     assert (probe_video_file(path, max_frames=12).frame_count, probe_video_file(path, max_frames=12).frame_count_capped) == (12, False)
     assert probe_video_file(path, max_frames=50).frame_count_capped is False
+
+
+@pytest.mark.parametrize(("h", "w", "min_side", "k"), [(3000, 4000, 256, 8), (2048, 1536, 256, 4), (1024, 1024, 256, 4),
+                                                       (512, 700, 256, 2), (511, 700, 256, 2), (510, 700, 256, 1), (300, 451, 256, 1),
+                                                       (4000, 3000, 0, 1), (28, 28, 28, 1)])
+def test_jpeg_reduction_keeps_the_shorter_side_at_or_above_the_target(h: int, w: int, min_side: int, k: int) -> None:
+    from deepbatch.media.image import jpeg_reduction
+
+    assert jpeg_reduction(h, w, min_side) == k
+
+
+def _photo_like(h: int, w: int) -> np.ndarray:
+    """Smooth gradients plus texture, so a scaled decode and a full one can be compared fairly."""
+    rng = np.random.default_rng(7)
+    base = cv2.resize(rng.integers(0, 255, (h // 64 + 2, w // 64 + 2, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(base.astype(int) + rng.integers(-12, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def test_a_large_jpeg_is_decoded_dct_scaled_to_no_less_than_the_target_and_upright() -> None:
+    from deepbatch.media.image import decode_image
+
+    stored = _photo_like(1536, 2048)
+    data = _with_exif(stored, 6, "JPEG")  # turned a quarter: upright it is 2048 high, 1536 wide
+    assert decode_image(data).shape == (2048, 1536, 3)
+    assert decode_image(data, min_side=256).shape == (512, 384, 3)  # 1/4: 384 >= 256, 1/8 would give 192
+    assert decode_image(data, min_side=1536).shape == (2048, 1536, 3)  # no smaller scale keeps the target
+    png = cv2.imencode(".png", stored)[1].tobytes()
+    assert decode_image(png, min_side=256).shape == (1536, 2048, 3)  # only JPEGs have DCT scaling
+
+
+def test_dct_scaled_preprocessing_matches_the_full_decode_closely_and_old_model_folders_keep_the_full_decode() -> None:
+    from deepbatch.cores.image import imagenet_preprocess, preprocess_image
+
+    data = cv2.imencode(".jpg", _photo_like(1500, 2000), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    full, scaled = imagenet_preprocess(data, dct_scaled=False), imagenet_preprocess(data)
+    assert full.shape == scaled.shape == (224, 224, 3)
+    assert not np.array_equal(full, scaled) and np.abs(full.astype(int) - scaled.astype(int)).mean() < 2.0
+    prep = {"resize": "shorter_crop", "image_size": 224, "shorter": 256}
+    assert np.array_equal(preprocess_image(data, prep), full)  # written before jpeg_dct_scaling: as trained
+    assert np.array_equal(preprocess_image(data, {**prep, "jpeg_dct_scaling": True}), scaled)
+    squash = {"image_size": 64, "channels": 1}
+    grey_full, grey_scaled = preprocess_image(data, squash), preprocess_image(data, {**squash, "jpeg_dct_scaling": True})
+    assert grey_full.shape == grey_scaled.shape == (64, 64, 1) and np.abs(grey_full.astype(int) - grey_scaled.astype(int)).mean() < 2.0
+
+
+def test_sampled_frames_are_the_same_with_and_without_the_probe_count_and_repeat_in_short_clips(tmp_path) -> None:
+    from deepbatch.media.video import count_frames, sample_frames_file
+
+    frames = np.stack([np.full((32, 48, 3), 10 * i, np.uint8) for i in range(20)])  # frame i is grey level 10*i
+    path = tmp_path / "ramp.mp4"
+    write_clip(path, frames)
+    assert count_frames(str(path)) == 20
+    counted, known = sample_frames_file(str(path), 5, 16), sample_frames_file(str(path), 5, 16, frame_count=20)
+    assert np.array_equal(counted, known) and counted.shape == (5, 16, 16, 3)
+    levels = [int(round(f.mean() / 10)) for f in counted]
+    assert levels == [0, 5, 10, 14, 19]  # np.linspace(0, 19, 5) rounded: the whole clip, first and last frames included
+    assert [int(round(f.mean() / 10)) for f in sample_frames_file(str(path), 1, 16)] == [0]
+    long = sample_frames_file(str(path), 30, 16, frame_count=20)
+    assert long.shape == (30, 16, 16, 3) and int(round(long[-1].mean() / 10)) == 19

@@ -125,3 +125,29 @@ def test_an_unwritable_graph_cache_means_torch_under_auto_and_an_error_under_onn
     assert ImageNetClassifier(runtime="auto").runtime == "torch"
     with pytest.raises(ConfigError, match="DEEPBATCH_CACHE"):
         ImageNetClassifier(runtime="onnxruntime")
+
+
+def test_a_core_that_scores_with_onnxruntime_never_builds_its_torch_model(folders, tmp_path, monkeypatch) -> None:
+    import deepbatch.models.builders as builders
+
+    monkeypatch.setenv("DEEPBATCH_CACHE", str(tmp_path))
+    ImageNetClassifier(runtime="onnxruntime")  # the first worker exports the graph into the cache
+    calls: list[str] = []
+    real = builders.efficientnet_lite0
+    monkeypatch.setattr(builders, "efficientnet_lite0", lambda *a, **k: calls.append("built") or real(*a, **k))
+    lean = ImageNetClassifier(runtime="onnxruntime")
+    assert lean.model is None and lean.ort is not None and calls == []
+    assert lean.predict(_photos()["content"].head(1))["top_labels"][0][0] in ("tabby", "tiger cat", "Egyptian cat")
+    with pytest.raises(RuntimeError, match="runtime='torch'"):
+        lean.graph_spec()
+    assert ImageNetClassifier(runtime="torch").model is not None and calls == ["built"]
+    trained = build_core("image", folders["image"], "onnxruntime", top_k=3)
+    assert trained.model is None and trained.ort is not None
+
+
+@pytest.mark.parametrize(("batch", "size", "cuda", "expected"), [(64, 224, False, 16), (8, 224, False, 8), (64, 28, False, 64),
+                                                                 (64, 224, True, 64), (64, 1024, False, 1)])
+def test_the_cpu_forward_batch_is_bounded_by_pixels_not_only_by_rows(batch: int, size: int, cuda: bool, expected: int) -> None:
+    from deepbatch.cores.image import forward_batch
+
+    assert forward_batch(batch, size, cuda) == expected

@@ -17,6 +17,7 @@ the GPU's work on batch i (results are only synchronised one batch later).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from deepbatch.cores.runtime import (
     GraphSpec,
     OrtGraph,
     cached_graph,
+    cached_graph_for,
     choose_runtime,
     model_input,
     onnxruntime_available,
@@ -41,11 +43,21 @@ from deepbatch.cores.runtime import (
 )
 from deepbatch.errors import ConfigError
 from deepbatch.media.image import ImageTooLarge, decode_image, exif_orientation, image_to_array, sniff_format, to_channels
+from deepbatch.models.builders import pretrained_weights_digest
 
 log = logging.getLogger(__name__)
 
 IMAGENET_SIZE = 224
 RESIZE_SHORTER = 256
+# On a CPU the forward pass runs in batches of at most this many input pixels: 16 images at 224×224. ONNX Runtime's
+# arena grows with the batch (a worker held 808 MB at 64 images, 281 MB at 16) while throughput stays flat from 16 up
+# (bench/peers/cost.py); small images still go 'infer.batch_size' at a time.
+CPU_FORWARD_PIXELS = 16 * IMAGENET_SIZE * IMAGENET_SIZE
+
+
+def forward_batch(batch_size: int, size: int, cuda: bool) -> int:
+    """Images per forward pass: ``batch_size`` on a GPU; on a CPU no more than CPU_FORWARD_PIXELS allows (at least 1)."""
+    return batch_size if cuda else max(1, min(batch_size, CPU_FORWARD_PIXELS // (size * size)))
 
 
 def imagenet_classes() -> list[str]:
@@ -100,20 +112,25 @@ def resize_crop_many(images: list[torch.Tensor], size: int = IMAGENET_SIZE, shor
     return torch.stack(out)  # type: ignore[arg-type]
 
 
-def imagenet_preprocess(data: bytes, size: int = IMAGENET_SIZE, shorter: int = RESIZE_SHORTER) -> np.ndarray:
-    """Decode, resize the shorter side to ``shorter``, centre-crop ``size``; HxWx3 RGB uint8."""
-    return resize_crop_array(to_channels(decode_image(data), 3), size, shorter)
+def imagenet_preprocess(data: bytes, size: int = IMAGENET_SIZE, shorter: int = RESIZE_SHORTER, dct_scaled: bool = True) -> np.ndarray:
+    """Decode, resize the shorter side to ``shorter``, centre-crop ``size``; HxWx3 RGB uint8.
+
+    ``dct_scaled``: a JPEG whose shorter side is at least twice ``shorter`` is decoded at 1/2, 1/4 or 1/8 scale
+    (never below ``shorter``), which on phone-sized photos halves decode and resize time (bench/peers)."""
+    return resize_crop_array(to_channels(decode_image(data, min_side=shorter if dct_scaled else 0), 3), size, shorter)
 
 
 def preprocess_image(data: bytes, prep: dict[str, Any]) -> np.ndarray:
     """A model folder's preprocessing (preprocessing.json) applied to image bytes: HxWxC uint8, before normalisation.
 
     ``resize: shorter_crop`` is the ImageNet core's (shorter side, then centre crop: pretrained backbones);
-    otherwise the image is squashed to ``image_size`` (small images for compact_cnn). Training data
-    (materialize) and the predictor core both call this, so they cannot drift apart."""
+    otherwise the image is squashed to ``image_size`` (small images for compact_cnn). ``jpeg_dct_scaling`` (absent in
+    folders written before it existed: full decode) decodes large JPEGs DCT-scaled. Training data (materialize)
+    and the predictor core both call this, so they cannot drift apart."""
+    dct = bool(prep.get("jpeg_dct_scaling", False))
     if prep.get("resize") == "shorter_crop":
-        return imagenet_preprocess(data, int(prep["image_size"]), int(prep.get("shorter", RESIZE_SHORTER)))
-    return image_to_array(data, int(prep["image_size"]), int(prep["channels"]))
+        return imagenet_preprocess(data, int(prep["image_size"]), int(prep.get("shorter", RESIZE_SHORTER)), dct)
+    return image_to_array(data, int(prep["image_size"]), int(prep["channels"]), dct_scaled=dct)
 
 
 def _nvjpeg_decoder() -> Any:
@@ -125,35 +142,45 @@ def _nvjpeg_decoder() -> Any:
     return lambda tensors: decode_jpeg(tensors, device="cuda", mode=ImageReadMode.RGB)
 
 
+def image_graph_spec(model: nn.Module, channels: int, size: int) -> GraphSpec:
+    """An image model as an ONNX graph: normalised N×C×H×W float pixels in, logits out (dynamic batch)."""
+    example = torch.zeros(1, channels, size, size)
+    return GraphSpec(MODEL_ONNX, model.cpu().eval().to(memory_format=torch.contiguous_format), (example,),  # type: ignore[call-overload]
+                     ["pixels"], ["logits"], {"pixels": {0: "batch"}, "logits": {0: "batch"}})
+
+
 class TopKImageCore:
-    """Shared batch loop: prepare (CPU or GPU) -> forward (bf16 on CUDA, torch or ONNX Runtime on CPU) -> top-k."""
+    """Shared batch loop: prepare (CPU or GPU) -> forward (bf16 on CUDA, torch or ONNX Runtime on CPU) -> top-k.
+
+    Lean workers: a core that scores with ONNX Runtime never builds its torch model (``build_model`` is not called),
+    so a Python worker holds one runtime's weights, not two."""
 
     channels = 3
     size = IMAGENET_SIZE
 
-    def __init__(self, model: nn.Module, classes: list[str], top_k: int, batch_size: int, device: str | None):
+    def __init__(self, build_model: Callable[[], nn.Module], classes: list[str], top_k: int, batch_size: int, device: str | None,
+                 runtime: str = "torch", graph: Callable[[torch.device], Path | None] = lambda _device: None):
         self.device = pick_device(device)
         self.cuda = self.device.type == "cuda"
-        # channels_last on CPU too: the convolutions of oneDNN prefer it (measured in bench/infer_runtime.py).
-        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.classes = classes
         self.top_k = min(top_k, len(classes))
-        self.batch_size = batch_size
+        self.batch_size = forward_batch(batch_size, self.size, self.cuda)
         self.decoded_on_gpu = 0  # images nvJPEG decoded (the rest went through OpenCV)
-        self.runtime = "torch"
+        path = graph(self.device) if runtime != "torch" else None
+        self.runtime = choose_runtime(runtime, self.device, path)
         self.ort: OrtGraph | None = None
+        self.model: nn.Module | None = None
+        if self.runtime == "onnxruntime" and path is not None:
+            self.ort = OrtGraph(path)
+        else:
+            # channels_last on CPU too: the convolutions of oneDNN prefer it (measured in bench/infer_runtime.py).
+            self.model = build_model().eval().to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def graph_spec(self) -> GraphSpec:
-        """The model as an ONNX graph: normalised N×C×H×W float pixels in, logits out (dynamic batch)."""
-        example = torch.zeros(1, self.channels, self.size, self.size)
-        return GraphSpec(MODEL_ONNX, self.model.cpu().to(memory_format=torch.contiguous_format), (example,),  # type: ignore[call-overload]
-                         ["pixels"], ["logits"], {"pixels": {0: "batch"}, "logits": {0: "batch"}})
-
-    def use_runtime(self, preference: str, graph: Path | None) -> None:
-        """Run the forward pass with ONNX Runtime when :func:`choose_runtime` says so."""
-        self.runtime = choose_runtime(preference, self.device, graph)
-        if self.runtime == "onnxruntime" and graph is not None:
-            self.ort = OrtGraph(graph)
+        """The model as an ONNX graph (a core built for torch: export needs the module)."""
+        if self.model is None:
+            raise RuntimeError("this core scores with ONNX Runtime and holds no torch model to export; build it with runtime='torch'")
+        return image_graph_spec(self.model, self.channels, self.size)
 
     def prepare_one(self, data: bytes) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -182,7 +209,7 @@ class TopKImageCore:
             return self._launch_ort(x)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
             x = x.float().div_(255.0).sub_(0.5).div_(0.5).contiguous(memory_format=torch.channels_last)
-            probs = torch.softmax(self.model(x).float(), dim=1)
+            probs = torch.softmax(self.model(x).float(), dim=1)  # type: ignore[misc]  # no ORT session: the model was built
             return torch.topk(probs, self.top_k, dim=1)
 
     def calibration_batches(self, rows: pd.DataFrame, batch: int = 16) -> list[np.ndarray]:
@@ -241,27 +268,38 @@ class ImageNetClassifier(TopKImageCore):
                  gpu_decode: bool = True, runtime: str = "torch"):
         from deepbatch.models.builders import efficientnet_lite0
 
-        super().__init__(model or efficientnet_lite0(pretrained=True), imagenet_classes(), top_k, batch_size, device)
+        self._given = model
+        self._preference = runtime
+        super().__init__(lambda: model or efficientnet_lite0(pretrained=True), imagenet_classes(), top_k, batch_size, device,
+                         runtime, self._imagenet_graph)
         self.nvjpeg = _nvjpeg_decoder() if (self.cuda and gpu_decode) else None
         self.version = "efficientnet-lite0-imagenet1k"
-        self.use_runtime(runtime, self._imagenet_graph(runtime))
 
-    def _imagenet_graph(self, runtime: str) -> Path | None:
+    def _imagenet_graph(self, device: torch.device) -> Path | None:
         """The cached ONNX graph of the pretrained model, exported on first use; None where torch will run.
 
-        Under ``auto`` a cache that cannot be written (a read-only home on an executor) means torch, with a
-        warning; under ``onnxruntime`` it is an error that names the setting to change."""
-        if runtime == "torch" or self.cuda or not onnxruntime_available():
+        The cache is keyed by the shipped weights file's digest, so a worker whose cache holds the graph never builds
+        the torch model. Under ``auto`` a cache that cannot be written (a read-only home on an executor) means torch,
+        with a warning; under ``onnxruntime`` it is an error that names the setting to change."""
+        if device.type != "cpu" or not onnxruntime_available():
             return None
         try:
-            return cached_graph(self.graph_spec(), "efficientnet_lite0-imagenet1k")
+            if self._given is not None:
+                return cached_graph(image_graph_spec(self._given, 3, IMAGENET_SIZE), "efficientnet_lite0-imagenet1k")
+            return cached_graph_for("efficientnet_lite0-imagenet1k-file", pretrained_weights_digest(), self._export_pretrained)
         except OSError as e:
-            if runtime == "onnxruntime":
+            if self._preference == "onnxruntime":
                 raise ConfigError(f"infer.runtime=onnxruntime: could not export the ImageNet graph into the cache ({e}); "
                                   "point DEEPBATCH_CACHE at a writable folder on the executors") from e
             log.warning("could not export the ImageNet graph into the cache (%s); scoring with torch. Set DEEPBATCH_CACHE "
                         "to a writable folder to use ONNX Runtime.", e)
             return None
+
+    @staticmethod
+    def _export_pretrained() -> GraphSpec:
+        from deepbatch.models.builders import efficientnet_lite0
+
+        return image_graph_spec(efficientnet_lite0(pretrained=True), 3, IMAGENET_SIZE)
 
     def prepare_one(self, data: bytes) -> np.ndarray:
         return imagenet_preprocess(data)
@@ -297,14 +335,13 @@ class TrainedImageClassifier(TopKImageCore):
         from deepbatch.models.builders import build_image_model
 
         folder = ModelFolder.open(model_dir)
-        settings = {**folder.model_settings, "in_channels": folder.preprocessing["channels"], "pretrained": False}  # weights come next
-        model = folder.load_weights(build_image_model(len(folder.classes), settings))
-        super().__init__(model, folder.classes, top_k, batch_size, device)
         self.preprocessing = dict(folder.preprocessing)
         self.size = int(folder.preprocessing["image_size"])
         self.channels = int(folder.preprocessing["channels"])
         self.version = folder.version
-        self.use_runtime(runtime, folder.graph(quantized))
+        settings = {**folder.model_settings, "in_channels": folder.preprocessing["channels"], "pretrained": False}  # weights come next
+        super().__init__(lambda: folder.load_weights(build_image_model(len(folder.classes), settings)), folder.classes, top_k,
+                         batch_size, device, runtime, lambda _device: folder.graph(quantized))
 
     def prepare_one(self, data: bytes) -> np.ndarray:
         return preprocess_image(data, self.preprocessing)

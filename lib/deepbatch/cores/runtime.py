@@ -154,6 +154,17 @@ def cached_graph(spec: GraphSpec, label: str) -> Path:
     return path
 
 
+def cached_graph_for(label: str, key: str, make_spec: Any) -> Path:
+    """The cached graph ``<label>-<key>/model.onnx``, exported from ``make_spec()`` only when it is missing: a caller that
+    knows its weights' digest without building the module (a shipped weights file) never builds it on a cache hit."""
+    path = cache_root() / f"{label}-{key}" / MODEL_ONNX
+    if not path.is_file():
+        spec = make_spec()
+        log.info("exporting %s to ONNX once, into %s", label, path.parent)
+        export_graph(spec, path.parent)
+    return path
+
+
 def model_input(pixels: np.ndarray) -> np.ndarray:
     """N×H×W×C uint8 pixels -> N×C×H×W float32 in [-1, 1] (x/255, mean = std = 0.5: every image graph here)."""
     x = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)

@@ -29,7 +29,7 @@ import torch
 from deepbatch.cores.common import ModelFolder, error_text, is_empty, local_copy, pick_device
 from deepbatch.cores.image import IMAGENET_SIZE, RESIZE_SHORTER, imagenet_classes, resize_crop_array
 from deepbatch.cores.runtime import MODEL_ONNX, GraphSpec, OrtGraph, choose_runtime, model_input, softmax_np
-from deepbatch.media.video import clip_file
+from deepbatch.media.video import clip_file, count_frames, frames_at, uniform_indices
 
 FRAME_COLUMNS = ["record_id", "frame_index", "timestamp_s", "features", "imagenet_label", "imagenet_prob",
                  "predicted", "predicted_prob", "class_probs", "frames_used", "error"]
@@ -51,44 +51,16 @@ class Sampling:
             if len(idx) > self.max_frames:  # keep the spread over the whole clip, not its start
                 idx = [idx[i] for i in np.linspace(0, len(idx) - 1, self.max_frames).round().astype(int)]
             return idx
-        return [int(i) for i in np.linspace(0, total - 1, self.frames_per_clip).round().astype(int)]
-
-
-def count_frames(path: str) -> int:
-    """Decodable frames in a clip (grab() demuxes and decodes without colour conversion)."""
-    cap = cv2.VideoCapture(path)
-    n = 0
-    try:
-        while cap.grab():
-            n += 1
-    finally:
-        cap.release()
-    return n
+        return uniform_indices(total, self.frames_per_clip)
 
 
 def read_frames(path: str, sampling: Sampling, frame_count: int | None = None) -> tuple[list[int], list[np.ndarray], float]:
     """(frame indices, RGB frames, fps) for the sampled frames, in one decoding pass."""
     total = int(frame_count) if frame_count and frame_count > 0 else count_frames(path)
     wanted = sampling.indices(total)
-    want = set(wanted)
-    cap = cv2.VideoCapture(path)
-    got: dict[int, np.ndarray] = {}
-    try:
-        if not cap.isOpened():
-            raise ValueError("OpenCV could not open the container")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        last = max(wanted) if wanted else -1
-        i = 0
-        while i <= last and cap.grab():
-            if i in want:
-                ok, frame = cap.retrieve()
-                if ok and frame is not None:
-                    got[i] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            i += 1
-    finally:
-        cap.release()
+    got, fps = frames_at(path, wanted)
     kept = [j for j in wanted if j in got]
-    return kept, [got[j] for j in kept], fps
+    return kept, [cv2.cvtColor(got[j], cv2.COLOR_BGR2RGB) for j in kept], fps
 
 
 class VideoClipClassifier:

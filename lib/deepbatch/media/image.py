@@ -34,6 +34,20 @@ class ImageTooLarge(ValueError):
     pass
 
 
+# libjpeg decodes at 1/2, 1/4 or 1/8 scale by dropping DCT coefficients: far less work than a full decode and a resize.
+_JPEG_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def jpeg_reduction(height: int, width: int, min_side: int) -> int:
+    """The largest DCT scale divisor (8, 4, 2, else 1) whose decoded shorter side stays at or above ``min_side``.
+
+    libjpeg's scaled size is ceil(side / k), so a 512-pixel side at k=2 is 256, still enough for a 256 target."""
+    if min_side <= 0:
+        return 1
+    short = min(height, width)
+    return next((k for k in (8, 4, 2) if -(-short // k) >= min_side), 1)
+
+
 @dataclass(frozen=True)
 class ImageProbe:
     width: int | None
@@ -222,9 +236,22 @@ def _decode_gif(data: bytes) -> np.ndarray | None:
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def _decode_flags(fmt: str | None, size: tuple[int, int] | None, min_side: int) -> int:
+    """IMREAD_UNCHANGED, or a DCT-scaled colour decode for a JPEG larger than the caller needs.
+
+    The scaled modes would apply EXIF orientation themselves; IGNORE_ORIENTATION leaves that to ``orient``, as for
+    every other format. They always give 3 channels (BGR), which ``to_channels`` turns into grey where asked."""
+    if fmt != "jpeg" or size is None or min_side <= 0:
+        return cv2.IMREAD_UNCHANGED
+    k = jpeg_reduction(size[1], size[0], min_side)
+    return cv2.IMREAD_UNCHANGED if k == 1 else _JPEG_REDUCED[k] | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 0) -> np.ndarray:
     """Decode to an HxWxC uint8 array (C is 1 for greyscale), turned upright by its EXIF orientation.
 
+    With ``min_side`` > 0 a JPEG is decoded DCT-scaled (1/2, 1/4, 1/8) as far as its shorter side stays at or
+    above ``min_side``: the caller then resizes a smaller image, from about the same information.
     Raises ImageTooLarge when the header declares more than max_pixels, and ValueError when the
     bytes are unreadable; any decoder error (cv2.error, MemoryError, ...) becomes a ValueError."""
     fmt = sniff_format(data)
@@ -232,7 +259,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     if size is not None and size[0] * size[1] > max_pixels:
         raise ImageTooLarge(f"header declares {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, above {max_pixels:,}")
     try:
-        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _decode_flags(fmt, size, min_side))
         if img is None and fmt == "gif":
             img = _decode_gif(data)
     except cv2.error as e:
@@ -337,9 +364,10 @@ def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2RGB)
 
 
-def image_to_array(data: bytes, size: int, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode and resize to size×size×channels uint8 (area interpolation when shrinking)."""
-    img = to_channels(decode_image(data, max_pixels), channels)
+def image_to_array(data: bytes, size: int, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS, dct_scaled: bool = False) -> np.ndarray:
+    """Decode and resize to size×size×channels uint8 (area interpolation when shrinking); ``dct_scaled``: a large JPEG
+    is decoded at the smallest DCT scale that keeps its shorter side at or above ``size``."""
+    img = to_channels(decode_image(data, max_pixels, size if dct_scaled else 0), channels)
     if img.shape[:2] != (size, size):
         interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
         img = cv2.resize(img, (size, size), interpolation=interp)

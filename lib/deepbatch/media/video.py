@@ -82,30 +82,69 @@ def probe_video(data: bytes | None, max_frames: int = 10000, suffix: str = ".mp4
         return VideoProbe(None, None, None, None, None, "UNDECODABLE_VIDEO", f"{type(e).__name__}: {e}"[:500])
 
 
-def sample_frames_file(path: str, frames: int, size: int) -> np.ndarray:
-    """``frames`` RGB frames spread uniformly over the clip, resized to size×size.
-
-    Clips shorter than ``frames`` repeat their frames so the tensor shape is fixed.
-    """
+def count_frames(path: str) -> int:
+    """Decodable frames in a clip (grab() demuxes and decodes without colour conversion)."""
     cap = cv2.VideoCapture(path)
+    n = 0
     try:
-        decoded = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            decoded.append(frame)
+        while cap.grab():
+            n += 1
     finally:
         cap.release()
-    if not decoded:
+    return n
+
+
+def uniform_indices(total: int, frames: int) -> list[int]:
+    """``frames`` frame indices spread uniformly over ``total`` frames (repeating when the clip is shorter)."""
+    return [] if total <= 0 else [int(i) for i in np.linspace(0, total - 1, frames).round().astype(int)]
+
+
+def frames_at(path: str, wanted: list[int]) -> tuple[dict[int, np.ndarray], float]:
+    """({index: BGR frame}, fps) for the wanted indices, in one pass that stops after the last one.
+
+    Frames in between are grabbed (decoded, never colour-converted or kept), so memory holds only the wanted ones."""
+    cap = cv2.VideoCapture(path)
+    got: dict[int, np.ndarray] = {}
+    try:
+        if not cap.isOpened():
+            raise ValueError("OpenCV could not open the container")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        want, last, i = set(wanted), max(wanted, default=-1), 0
+        while i <= last and cap.grab():
+            if i in want:
+                ok, frame = cap.retrieve()
+                if ok and frame is not None:
+                    got[i] = frame
+            i += 1
+    finally:
+        cap.release()
+    return got, fps
+
+
+def _nearest(got: dict[int, np.ndarray], j: int) -> int:
+    return min(got, key=lambda k: (abs(k - j), k))
+
+
+def sample_frames_file(path: str, frames: int, size: int, frame_count: int | None = None) -> np.ndarray:
+    """``frames`` RGB frames spread uniformly over the clip, resized to size×size.
+
+    Clips shorter than ``frames`` repeat their frames so the tensor shape is fixed. ``frame_count`` (the probe's,
+    when it was not capped) spares the counting pass; only the sampled frames are ever held.
+    """
+    if frame_count and frame_count > 0:
+        total = int(frame_count)
+    else:
+        total = 1 if frames == 1 else count_frames(path)  # one frame is the first, whatever the length
+    got, _ = frames_at(path, uniform_indices(total, frames))
+    if not got:
         raise ValueError(f"no decodable frames in {path}")
-    idx = np.linspace(0, len(decoded) - 1, frames).round().astype(int)
     out = np.empty((frames, size, size, 3), dtype=np.uint8)
-    for i, j in enumerate(idx):
-        out[i] = cv2.cvtColor(cv2.resize(decoded[j], (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    for i, j in enumerate(uniform_indices(total, frames)):
+        frame = got[j] if j in got else got[_nearest(got, j)]  # a frame that did not decode: its nearest neighbour
+        out[i] = cv2.cvtColor(cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     return out
 
 
-def sample_frames(data: bytes, frames: int, size: int, suffix: str = ".mp4") -> np.ndarray:
+def sample_frames(data: bytes, frames: int, size: int, suffix: str = ".mp4", frame_count: int | None = None) -> np.ndarray:
     with clip_file(data, suffix) as path:
-        return sample_frames_file(path, frames, size)
+        return sample_frames_file(path, frames, size, frame_count)

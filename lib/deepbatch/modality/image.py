@@ -128,10 +128,11 @@ class ImageModality:
         if model == "efficientnet_lite0":
             return ({"model": model, "freeze_encoder": hp.freeze_encoder, "dropout": hp.dropout, "pretrained": True},
                     {"image_size": IMAGENET_SIZE, "channels": 3, "resize": "shorter_crop", "shorter": RESIZE_SHORTER, "scale": "x/255",
-                     "mean": 0.5, "std": 0.5})
+                     "mean": 0.5, "std": 0.5, "jpeg_dct_scaling": True})
         d = conf.datasets
         return ({"in_channels": d.image_channels, "width": hp.width, "dropout": hp.dropout},
-                {"image_size": d.image_size, "channels": d.image_channels, "scale": "x/255", "mean": 0.5, "std": 0.5})
+                {"image_size": d.image_size, "channels": d.image_channels, "scale": "x/255", "mean": 0.5, "std": 0.5,
+                 "jpeg_dct_scaling": True})
 
     def build(self, num_classes: int, settings: dict[str, Any]) -> Any:
         from deepbatch.models.builders import build_image_model

@@ -40,6 +40,15 @@ def _clip_core(model_dir: str, device: str, **options: Any) -> Any:
     return VideoClipClassifier(model_dir, sampling, device=device, **options)
 
 
+def _uncapped_count(row: Any) -> int | None:
+    """The probe's frame count when it is the whole clip's (not stopped at quality.max_video_probe_frames)."""
+    fields = row.asDict() if hasattr(row, "asDict") else {}
+    count, capped = fields.get("frame_count"), fields.get("frame_count_capped")
+    if count is None or capped or (capped is None and "frame_count_capped" in fields):
+        return None  # unknown or a lower bound: sample_frames counts the frames itself
+    return int(count)
+
+
 class VideoModality:
     name = "video"
     petastorm_fields = ("frames", "label_index")
@@ -106,7 +115,7 @@ class VideoModality:
         from deepbatch.media.video import sample_frames
 
         for r in rows:
-            frames = sample_frames(r.content, d.video_frames, d.video_size)
+            frames = sample_frames(r.content, d.video_frames, d.video_size, frame_count=_uncapped_count(r))
             yield dict_to_spark_row(schema, {"record_id": r.record_id, "label_index": r.label_index, "frames": frames})
 
     def dataset_extra(self, spark: Any, urls: list[str]) -> dict[str, Any]:

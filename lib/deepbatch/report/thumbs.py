@@ -46,7 +46,7 @@ def decode_preview(data: bytes | None) -> np.ndarray | None:
     if not data:
         return None
     try:
-        return _rgb(decode_image(data, _MAX_PREVIEW_PIXELS))
+        return _rgb(decode_image(data, _MAX_PREVIEW_PIXELS, min_side=THUMB_PX))  # a thumbnail needs no full-size decode
     except ValueError:
         return None
 
