@@ -143,6 +143,10 @@ def test_a_core_that_scores_with_onnxruntime_never_builds_its_torch_model(folder
     assert ImageNetClassifier(runtime="torch").model is not None and calls == ["built"]
     trained = build_core("image", folders["image"], "onnxruntime", top_k=3)
     assert trained.model is None and trained.ort is not None
+    text = build_core("text", folders["text"], "onnxruntime")
+    assert text.model is None and text.ort is not None
+    assert text.predict(pd.Series(TEXTS))["error"].notna().sum() == 1  # the empty one; every other row scored
+    assert build_core("text", folders["text"], "torch").model is not None
 
 
 @pytest.mark.parametrize(("batch", "size", "cuda", "expected"), [(64, 224, False, 16), (8, 224, False, 8), (64, 28, False, 64),

@@ -121,21 +121,25 @@ class TrainedTextClassifier(TextCore):
             assets = Path(folder.model_settings.get("encoder_dir", ""))
             if not (assets / "config.json").is_file():
                 raise ConfigError(f"{folder.path} has no {ENCODER_DIR}/ folder and its encoder_dir {assets} is gone; retrain the model")
-        encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(assets)))
-        s = folder.model_settings
-        model = TextClassifier(encoder, int(encoder.config.hidden_size), len(folder.classes), float(s.get("dropout", 0.1)),
-                               True, int(s.get("head_hidden", 0)))
         dev = pick_device(device)
-        self.model = folder.load_weights(model).to(dev)
         super().__init__(AutoTokenizer.from_pretrained(str(assets)), folder.classes,
                          int(max_length or folder.preprocessing.get("max_length", 128)), batch_size, dev, folder.version)
         self.use_runtime(runtime, folder.graph(quantized))
+        self.model: torch.nn.Module | None = None
+        if self.ort is None:  # lean workers: an ONNX Runtime core never builds the torch encoder beside its session
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(assets)))
+            s = folder.model_settings
+            model = TextClassifier(encoder, int(encoder.config.hidden_size), len(folder.classes), float(s.get("dropout", 0.1)),
+                                   True, int(s.get("head_hidden", 0)))
+            self.model = folder.load_weights(model).to(dev)
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask)  # type: ignore[misc]  # torch runtime: built
 
     def graph_spec(self) -> GraphSpec:
         """Token ids and attention mask in (dynamic batch and sequence length), logits out."""
+        if self.model is None:
+            raise RuntimeError("this core scores with ONNX Runtime and holds no torch model to export; build it with runtime='torch'")
         ids = torch.ones(2, 16, dtype=torch.long)
         return GraphSpec(MODEL_ONNX, _TokensToLogits(self.model.cpu()), (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"],
                          ["logits"], {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
