@@ -5,7 +5,7 @@ CONF     ?= conf/local.yaml
 RUN_DATE ?= $(shell date +%F)
 PYTEST_ARGS ?=
 
-.PHONY: setup fuzz run demo-data test test-fast test-unit test-integration test-e2e test-faults test-cluster bench lock lock-airflow package clean
+.PHONY: setup fuzz run demo-data test test-fast test-unit test-integration test-e2e test-faults test-cluster bench bench-peers lock lock-airflow package clean
 
 setup:
 	@bash tools/bootstrap.sh
@@ -58,6 +58,12 @@ bench: setup
 	$(PY) bench/loader_feed.py
 	$(PY) bench/infer_spark.py
 	$(PY) bench/infer_runtime.py
+
+## deepbatch against Spark's predict_batch_udf recipe, Ray Data and Daft on the same jobs (peer venvs in .venv-peers/).
+bench-peers: setup
+	bash bench/peers/setup.sh
+	$(PY) bench/peers/cost.py
+	$(PY) bench/peers/run.py
 
 ## Regenerate the lock from the current venv (after changing requirements/*.in).
 lock: setup
