@@ -220,3 +220,30 @@ def test_sampled_frames_are_the_same_with_and_without_the_probe_count_and_repeat
     assert [int(round(f.mean() / 10)) for f in sample_frames_file(str(path), 1, 16)] == [0]
     long = sample_frames_file(str(path), 30, 16, frame_count=20)
     assert long.shape == (30, 16, 16, 3) and int(round(long[-1].mean() / 10)) == 19
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "CMYK"])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (480, 640), (1500, 2000)])
+def test_the_scaled_jpeg_check_reports_what_a_full_decode_would(mode: str, shape: tuple[int, int]) -> None:
+    import io
+
+    from PIL import Image
+
+    from deepbatch.media.image import decode_image
+
+    im = Image.fromarray(_photo_like(max(shape[0], 2), max(shape[1], 2))[: shape[0], : shape[1]]).convert(mode)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG")
+    data = buf.getvalue()
+    full = decode_image(data)
+    p = probe_image(data)
+    assert p.reason is None and (p.height, p.width, p.channels) == full.shape
+
+
+def test_a_jpeg_whose_scan_is_cut_or_garbled_is_still_refused_by_the_scaled_check() -> None:
+    data = cv2.imencode(".jpg", _photo_like(600, 800))[1].tobytes()
+    assert probe_image(data[: len(data) // 2]).reason == "UNDECODABLE_IMAGE"  # no EOI after the scan
+    sos = data.find(b"\xff\xda")
+    garbled = data[: sos + 20] + b"\xff\xd0" * 10 + data[-2:]  # restart markers where the scan data should be, then EOI
+    assert probe_image(garbled).reason in (None, "UNDECODABLE_IMAGE")  # libjpeg's call either way, as at full scale
+    assert (probe_image(garbled).reason is None) == (cv2.imdecode(np.frombuffer(garbled, np.uint8), cv2.IMREAD_UNCHANGED) is not None)

@@ -81,6 +81,12 @@ def sniff_format(data: bytes) -> str | None:
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the first SOFn segment."""
+    frame = _jpeg_frame(data)
+    return None if frame is None else frame[:2]
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, components) from the first SOFn segment, walking the segments by their lengths."""
     i = 2
     while i + 9 < len(data):
         if data[i] != 0xFF:
@@ -92,7 +98,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         length = struct.unpack(">H", data[i + 2 : i + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h
+            return w, h, data[i + 9] if i + 9 < len(data) else 0
         i += 2 + length
     return None
 
@@ -344,13 +350,20 @@ def probe_image(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     if truncated:
         return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", truncated)
     try:
-        img = decode_image(data, max_pixels)
+        # A JPEG is checked at 1/8 scale: libjpeg still entropy-decodes every coefficient (where corruption shows),
+        # and skips most of the inverse DCT; its geometry then comes from the frame header the decoder followed.
+        img = decode_image(data, max_pixels, min_side=1 if fmt == "jpeg" else 0)
     except ImageTooLarge as e:
         return ImageProbe(None, None, None, fmt, "IMAGE_TOO_LARGE", str(e))
     except Exception as e:  # noqa: BLE001 - one record's failure must never stop the stage
         return ImageProbe(None, None, None, fmt, "UNDECODABLE_IMAGE", f"{type(e).__name__}: {e}"[:500])
+    orientation = exif_orientation(data)
     h, w, c = img.shape
-    return ImageProbe(int(w), int(h), int(c), fmt, None, None, exif_orientation(data))
+    frame = _jpeg_frame(data) if fmt == "jpeg" else None
+    if frame is not None and jpeg_reduction(frame[1], frame[0], 1) > 1:
+        w, h = (frame[1], frame[0]) if orientation >= 5 else frame[:2]  # 5-8 turn the image a quarter
+        c = 1 if frame[2] == 1 else 3  # what a full decode gives: grey stays grey, YCbCr and CMYK become BGR
+    return ImageProbe(int(w), int(h), int(c), fmt, None, None, orientation)
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
