@@ -98,7 +98,7 @@ def _jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
         length = struct.unpack(">H", data[i + 2 : i + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h, data[i + 9] if i + 9 < len(data) else 0
+            return w, h, data[i + 9]
         i += 2 + length
     return None
 
@@ -257,7 +257,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
     """Decode to an HxWxC uint8 array (C is 1 for greyscale), turned upright by its EXIF orientation.
 
     With ``min_side`` > 0 a JPEG is decoded DCT-scaled (1/2, 1/4, 1/8) as far as its shorter side stays at or
-    above ``min_side``: the caller then resizes a smaller image, from about the same information.
+    above ``min_side``: the caller then resizes a smaller image, from about the same information. A scaled decode
+    is always 3 channels (BGR), a grey JPEG included.
     Raises ImageTooLarge when the header declares more than max_pixels, and ValueError when the
     bytes are unreadable; any decoder error (cv2.error, MemoryError, ...) becomes a ValueError."""
     fmt = sniff_format(data)
