@@ -36,12 +36,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lib"))
-from deepbatch.cores.image import IMAGENET_SIZE, RESIZE_SHORTER, imagenet_preprocess, resize_crop_array  # noqa: E402
-from deepbatch.cores.runtime import OrtGraph, cached_graph_for, model_input, softmax_np  # noqa: E402
+from deepbatch.cores.image import IMAGENET_SIZE, RESIZE_SHORTER, imagenet_preprocess, pretrained_imagenet_graph, resize_crop_array  # noqa: E402
+from deepbatch.cores.runtime import OrtGraph, model_input, softmax_np  # noqa: E402
 from deepbatch.demo.sources import photo_files, real_video_clips  # noqa: E402
 from deepbatch.media.image import decode_image, probe_image, to_channels  # noqa: E402
 from deepbatch.media.video import count_frames, sample_frames_file  # noqa: E402
-from deepbatch.models.builders import pretrained_weights_digest  # noqa: E402
 
 cv2.setNumThreads(1)
 
@@ -69,9 +68,8 @@ def photo_sets() -> dict[str, list[bytes]]:
 
 
 def imagenet_graph() -> OrtGraph:
-    from deepbatch.cores.image import ImageNetClassifier
 
-    path = cached_graph_for("efficientnet_lite0-imagenet1k-file", pretrained_weights_digest(), ImageNetClassifier._export_pretrained)
+    path = pretrained_imagenet_graph()
     return OrtGraph(path, threads=1)
 
 

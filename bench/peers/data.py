@@ -22,12 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepbatch.catalog import load_conf
-from deepbatch.cores.image import ImageNetClassifier
-from deepbatch.cores.runtime import cached_graph_for
+from deepbatch.cores.image import pretrained_imagenet_graph
 from deepbatch.demo.sources import load_rotten_tomatoes, photo_files
 from deepbatch.infer.export import export_folder
 from deepbatch.modality import MODALITIES
-from deepbatch.models.builders import pretrained_weights_digest
 from deepbatch.train.scaffold import write_untrained_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +83,7 @@ def write(df: pd.DataFrame, path: Path, rows_per_file: int) -> None:
 def models(root: Path) -> dict[str, str]:
     folder = root / "models"
     folder.mkdir(parents=True, exist_ok=True)
-    graph = cached_graph_for("efficientnet_lite0-imagenet1k-file", pretrained_weights_digest(), ImageNetClassifier._export_pretrained)
+    graph = pretrained_imagenet_graph()
     shutil.copyfile(graph, folder / "imagenet.onnx")
     text = folder / "text_cls"
     if not (text / "model.onnx").is_file():

@@ -184,11 +184,11 @@ ENGINES = {
 }
 
 
+KIND = {"images_small": "images", "images_phone": "images", "texts": "texts", "images_clean": "clean"}
+
+
 def settings_by_job(engine: str) -> dict[str, dict[str, Any]]:
-    s = SETTINGS[engine]
-    return {job: s["images" if job.startswith("images_") and job != "images_clean" else "clean" if job == "images_clean" else "texts"]
-            for job in ENGINES[engine] if ("images" if job.startswith("images_") and job != "images_clean" else "clean" if job == "images_clean"
-                                           else "texts") in s}
+    return {job: SETTINGS[engine][KIND[job]] for job in ENGINES[engine] if KIND[job] in SETTINGS[engine]}
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from deepbatch.cores.common import latest_model_dir
-from deepbatch.cores.video import FRAME_COLUMNS, Sampling, VideoClipClassifier, count_frames, read_frames
+from deepbatch.cores.video import FRAME_COLUMNS, Sampling, VideoClipClassifier, read_frames
 from deepbatch.demo.sources import real_video_clips
+from deepbatch.media.video import count_frames
 
 pytestmark = pytest.mark.unit
 

@@ -149,6 +149,18 @@ def image_graph_spec(model: nn.Module, channels: int, size: int) -> GraphSpec:
                      ["pixels"], ["logits"], {"pixels": {0: "batch"}, "logits": {0: "batch"}})
 
 
+def _pretrained_spec() -> GraphSpec:
+    from deepbatch.models.builders import efficientnet_lite0
+
+    return image_graph_spec(efficientnet_lite0(pretrained=True), 3, IMAGENET_SIZE)
+
+
+def pretrained_imagenet_graph() -> Path:
+    """The shipped EfficientNet-Lite0 as an ONNX graph in the cache, keyed by its weights file's digest: exported (the
+    torch model built) only on a cache miss. Raises OSError where the cache cannot be written."""
+    return cached_graph_for("efficientnet_lite0-imagenet1k-file", pretrained_weights_digest(), _pretrained_spec)
+
+
 class TopKImageCore:
     """Shared batch loop: prepare (CPU or GPU) -> forward (bf16 on CUDA, torch or ONNX Runtime on CPU) -> top-k.
 
@@ -286,7 +298,7 @@ class ImageNetClassifier(TopKImageCore):
         try:
             if self._given is not None:
                 return cached_graph(image_graph_spec(self._given, 3, IMAGENET_SIZE), "efficientnet_lite0-imagenet1k")
-            return cached_graph_for("efficientnet_lite0-imagenet1k-file", pretrained_weights_digest(), self._export_pretrained)
+            return pretrained_imagenet_graph()
         except OSError as e:
             if self._preference == "onnxruntime":
                 raise ConfigError(f"infer.runtime=onnxruntime: could not export the ImageNet graph into the cache ({e}); "
@@ -294,12 +306,6 @@ class ImageNetClassifier(TopKImageCore):
             log.warning("could not export the ImageNet graph into the cache (%s); scoring with torch. Set DEEPBATCH_CACHE "
                         "to a writable folder to use ONNX Runtime.", e)
             return None
-
-    @staticmethod
-    def _export_pretrained() -> GraphSpec:
-        from deepbatch.models.builders import efficientnet_lite0
-
-        return image_graph_spec(efficientnet_lite0(pretrained=True), 3, IMAGENET_SIZE)
 
     def prepare_one(self, data: bytes) -> np.ndarray:
         return imagenet_preprocess(data)

@@ -29,7 +29,7 @@ import torch
 from deepbatch.cores.common import ModelFolder, error_text, is_empty, local_copy, pick_device
 from deepbatch.cores.image import IMAGENET_SIZE, RESIZE_SHORTER, imagenet_classes, resize_crop_array
 from deepbatch.cores.runtime import MODEL_ONNX, GraphSpec, OrtGraph, choose_runtime, model_input, softmax_np
-from deepbatch.media.video import clip_file, count_frames, frames_at, uniform_indices
+from deepbatch.media.video import clip_file, clip_length, frames_at, uniform_indices
 
 FRAME_COLUMNS = ["record_id", "frame_index", "timestamp_s", "features", "imagenet_label", "imagenet_prob",
                  "predicted", "predicted_prob", "class_probs", "frames_used", "error"]
@@ -56,7 +56,7 @@ class Sampling:
 
 def read_frames(path: str, sampling: Sampling, frame_count: int | None = None) -> tuple[list[int], list[np.ndarray], float]:
     """(frame indices, RGB frames, fps) for the sampled frames, in one decoding pass."""
-    total = int(frame_count) if frame_count and frame_count > 0 else count_frames(path)
+    total = clip_length(path, frame_count)
     wanted = sampling.indices(total)
     got, fps = frames_at(path, wanted)
     kept = [j for j in wanted if j in got]

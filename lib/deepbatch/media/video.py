@@ -94,6 +94,11 @@ def count_frames(path: str) -> int:
     return n
 
 
+def clip_length(path: str, frame_count: int | None) -> int:
+    """The probe's frame count when known (> 0), else the frames counted in the clip."""
+    return int(frame_count) if frame_count and frame_count > 0 else count_frames(path)
+
+
 def uniform_indices(total: int, frames: int) -> list[int]:
     """``frames`` frame indices spread uniformly over ``total`` frames (repeating when the clip is shorter)."""
     return [] if total <= 0 else [int(i) for i in np.linspace(0, total - 1, frames).round().astype(int)]
@@ -131,10 +136,8 @@ def sample_frames_file(path: str, frames: int, size: int, frame_count: int | Non
     Clips shorter than ``frames`` repeat their frames so the tensor shape is fixed. ``frame_count`` (the probe's,
     when it was not capped) spares the counting pass; only the sampled frames are ever held.
     """
-    if frame_count and frame_count > 0:
-        total = int(frame_count)
-    else:
-        total = 1 if frames == 1 else count_frames(path)  # one frame is the first, whatever the length
+    known = bool(frame_count and frame_count > 0)
+    total = 1 if frames == 1 and not known else clip_length(path, frame_count)  # one frame is the first, whatever the length
     got, _ = frames_at(path, uniform_indices(total, frames))
     if not got:
         raise ValueError(f"no decodable frames in {path}")
